@@ -1,0 +1,86 @@
+//! The knobs of one bot's limits, with Telegram's published figures (and our
+//! safety margins) as defaults.
+
+use std::time::Duration;
+
+/// Limits for one bot. Defaults follow SPEC: per-chat bucket of 3 refilled at
+/// 0.9/s (under Telegram's ~1/s), 20 per 60 s per group, 30 per 1 s per bot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Messages a chat may get in a burst.
+    pub chat_burst: u32,
+    /// Sustained messages per second into one chat.
+    pub chat_rate: f64,
+    /// At most this many messages into one group (chat_id < 0) ...
+    pub group_max: u32,
+    /// ... in any window of this length.
+    pub group_window: Duration,
+    /// At most this many messages from the bot ...
+    pub bot_max: u32,
+    /// ... in any window of this length.
+    pub bot_window: Duration,
+    /// Added to both windows: Telegram counts requests when they arrive, and
+    /// network jitter can bring two sends closer than we spaced them.
+    pub jitter_margin: Duration,
+    /// Requests of this bot waiting for Telegram's answer at once.
+    pub max_in_flight: u32,
+    /// Messages queued for this bot in all; past it, pushes are refused.
+    pub queue_max: usize,
+    /// Messages queued for one chat; past it, pushes for that chat are refused.
+    pub chat_queue_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            chat_burst: 3,
+            chat_rate: 0.9,
+            group_max: 20,
+            group_window: Duration::from_secs(60),
+            bot_max: 30,
+            bot_window: Duration::from_secs(1),
+            jitter_margin: Duration::from_millis(5),
+            max_in_flight: 64,
+            queue_max: 100_000,
+            chat_queue_max: 1_000,
+        }
+    }
+}
+
+/// Why a set of limits cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid limits: {0}")]
+pub struct InvalidLimits(pub &'static str);
+
+impl Limits {
+    /// Checks that the limits describe something a scheduler can meet.
+    pub fn validate(&self) -> Result<(), InvalidLimits> {
+        if self.chat_burst == 0 {
+            return Err(InvalidLimits("chat_burst must be at least 1"));
+        }
+        if !(self.chat_rate.is_finite() && self.chat_rate > 0.0) {
+            return Err(InvalidLimits("chat_rate must be a positive number"));
+        }
+        if self.group_max == 0 || self.group_window.is_zero() {
+            return Err(InvalidLimits("group_max and group_window must be positive"));
+        }
+        if self.bot_max == 0 || self.bot_window.is_zero() {
+            return Err(InvalidLimits("bot_max and bot_window must be positive"));
+        }
+        if self.max_in_flight == 0 || self.queue_max == 0 || self.chat_queue_max == 0 {
+            return Err(InvalidLimits(
+                "max_in_flight, queue_max and chat_queue_max must be positive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Messages per second this bot can deliver with enough demand over
+    /// `private_chats` private chats and `groups` groups: the ceiling that
+    /// benchmarks compare delivered throughput with.
+    pub fn ceiling_per_s(&self, private_chats: u64, groups: u64) -> f64 {
+        let group_rate = (self.group_max as f64 / self.group_window.as_secs_f64()).min(self.chat_rate);
+        let demand = private_chats as f64 * self.chat_rate + groups as f64 * group_rate;
+        demand.min(self.bot_max as f64 / self.bot_window.as_secs_f64())
+    }
+}

@@ -1,0 +1,348 @@
+//! The per-bot scheduler: per-chat FIFO queues and a ready-heap ordered by
+//! the time each chat's head message may go.
+//!
+//! Invariants (checked by the property tests below):
+//! - a chat never gets more than its bucket allows, a group never more than
+//!   `group_max` per `group_window + jitter_margin`, the bot never more than
+//!   `bot_max` per `bot_window + jitter_margin`;
+//! - one request per chat is in flight at a time, and a chat's messages leave
+//!   in `seq` order (FIFO per chat, hence per (chat, user));
+//! - nothing leaves during a chat's or the bot's cooldown;
+//! - a chat that must wait never holds up another chat: the heap is ordered by
+//!   each chat's own earliest time, then by the age of its head message.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use crate::{Gcra, Limits, Tick, Window, ticks};
+
+/// A queued message and what the scheduler needs to know about it.
+#[derive(Debug)]
+pub struct Queued<T> {
+    /// Acceptance order across the gateway; FIFO per chat follows it.
+    pub seq: u64,
+    /// Not before this time (retry backoff); 0 = no constraint.
+    pub not_before: Tick,
+    pub item: T,
+}
+
+/// A message the caller must send now.
+#[derive(Debug)]
+pub struct Dispatch<T> {
+    pub chat_id: i64,
+    pub seq: u64,
+    pub item: T,
+}
+
+/// What the dispatcher should do next.
+#[derive(Debug)]
+pub enum Next<T> {
+    /// Send this one now, then ask again.
+    Send(Dispatch<T>),
+    /// Nothing may go before this time (or before something changes).
+    WaitUntil(Tick),
+    /// Nothing may go until an in-flight request completes or a message
+    /// arrives.
+    Idle,
+}
+
+/// Why a push was refused; the message is handed back.
+#[derive(Debug)]
+pub enum PushError<T> {
+    /// The bot's queue bound is reached.
+    BotQueueFull(T),
+    /// The chat's queue bound is reached.
+    ChatQueueFull(T),
+}
+
+#[derive(Debug)]
+struct Chat<T> {
+    /// GCRA state of the chat's bucket (includes chat cooldowns).
+    tat: Tick,
+    /// Present for groups (chat_id < 0).
+    group: Option<Box<Window>>,
+    queue: VecDeque<Queued<T>>,
+    in_flight: bool,
+    /// The (time, head seq) of this chat's live heap entry, if it has one.
+    scheduled: Option<(Tick, u64)>,
+}
+
+impl<T> Chat<T> {
+    fn new(chat_id: i64, limits: &Limits) -> Self {
+        Chat {
+            tat: 0,
+            group: (chat_id < 0).then(|| {
+                Box::new(Window::new(
+                    limits.group_max,
+                    ticks(limits.group_window + limits.jitter_margin),
+                ))
+            }),
+            queue: VecDeque::new(),
+            in_flight: false,
+            scheduled: None,
+        }
+    }
+}
+
+/// Scheduling state of one bot. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler<T> {
+    limits: Limits,
+    bucket: Gcra,
+    chats: HashMap<i64, Chat<T>>,
+    bot: Window,
+    /// (eligible at, head seq, chat). Entries go stale when a chat changes;
+    /// `Chat::scheduled` tells the live one.
+    ready: BinaryHeap<Reverse<(Tick, u64, i64)>>,
+    queued: usize,
+    in_flight: u32,
+    bot_cooldown_until: Tick,
+}
+
+impl<T> Scheduler<T> {
+    pub fn new(limits: Limits) -> Self {
+        Scheduler {
+            bucket: Gcra::new(limits.chat_burst, limits.chat_rate),
+            bot: Window::new(limits.bot_max, ticks(limits.bot_window + limits.jitter_margin)),
+            limits,
+            chats: HashMap::new(),
+            ready: BinaryHeap::new(),
+            queued: 0,
+            in_flight: 0,
+            bot_cooldown_until: 0,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Messages waiting (not in flight).
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Requests sent and not completed.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Chats with limiter state (queued, in flight, or still limited).
+    pub fn tracked_chats(&self) -> usize {
+        self.chats.len()
+    }
+
+    /// Chats with at least one queued message.
+    pub fn active_chats(&self) -> usize {
+        self.chats.values().filter(|c| !c.queue.is_empty()).count()
+    }
+
+    /// End of the bot-wide cooldown (0 when none was set).
+    pub fn bot_cooldown_until(&self) -> Tick {
+        self.bot_cooldown_until
+    }
+
+    /// Queues a new message at the back of its chat, within the bounds.
+    pub fn push(&mut self, chat_id: i64, seq: u64, item: T) -> Result<(), PushError<T>> {
+        if self.queued >= self.limits.queue_max {
+            return Err(PushError::BotQueueFull(item));
+        }
+        let limits = &self.limits;
+        let chat = self
+            .chats
+            .entry(chat_id)
+            .or_insert_with(|| Chat::new(chat_id, limits));
+        if chat.queue.len() >= limits.chat_queue_max {
+            return Err(PushError::ChatQueueFull(item));
+        }
+        self.insert(chat_id, Queued { seq, not_before: 0, item });
+        Ok(())
+    }
+
+    /// Puts a message back (a retry, a re-route from another bot, a resend
+    /// after a migration) in `seq` order, ignoring the bounds: it was
+    /// accepted already and must not be lost.
+    pub fn requeue(&mut self, chat_id: i64, queued: Queued<T>) {
+        self.insert(chat_id, queued);
+    }
+
+    fn insert(&mut self, chat_id: i64, queued: Queued<T>) {
+        let limits = &self.limits;
+        let chat = self
+            .chats
+            .entry(chat_id)
+            .or_insert_with(|| Chat::new(chat_id, limits));
+        let pos = chat.queue.iter().rposition(|q| q.seq < queued.seq).map_or(0, |p| p + 1);
+        chat.queue.insert(pos, queued);
+        self.queued += 1;
+        self.reschedule(chat_id);
+    }
+
+    /// Marks the request of `chat_id` done: its next message may go.
+    pub fn complete(&mut self, chat_id: i64) {
+        if let Some(chat) = self.chats.get_mut(&chat_id) {
+            if chat.in_flight {
+                chat.in_flight = false;
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+        }
+        self.reschedule(chat_id);
+    }
+
+    /// No message to `chat_id` before `until` (a 429 for that chat).
+    pub fn cool_chat(&mut self, chat_id: i64, until: Tick) {
+        let limits = &self.limits;
+        let chat = self
+            .chats
+            .entry(chat_id)
+            .or_insert_with(|| Chat::new(chat_id, limits));
+        chat.tat = self.bucket.cool_until(chat.tat, until);
+        self.reschedule(chat_id);
+    }
+
+    /// No message from this bot before `until` (a bot-wide 429).
+    pub fn cool_bot(&mut self, until: Tick) {
+        self.bot_cooldown_until = self.bot_cooldown_until.max(until);
+    }
+
+    /// Moves a chat's queue to another id (a group that became a
+    /// supergroup); order is kept by `seq`.
+    pub fn rename_chat(&mut self, from: i64, to: i64, now: Tick) {
+        let Some(chat) = self.chats.get_mut(&from) else {
+            return;
+        };
+        let moved: Vec<Queued<T>> = chat.queue.drain(..).collect();
+        chat.scheduled = None;
+        self.queued -= moved.len();
+        for q in moved {
+            self.insert(to, q);
+        }
+        self.gc_chat(from, now);
+    }
+
+    /// Takes every queued message out (in flight ones stay), oldest first:
+    /// the bot is leaving and its messages go to other bots.
+    pub fn drain(&mut self) -> Vec<Dispatch<T>> {
+        let mut out = Vec::with_capacity(self.queued);
+        for (chat_id, chat) in self.chats.iter_mut() {
+            chat.scheduled = None;
+            out.extend(chat.queue.drain(..).map(|q| Dispatch {
+                chat_id: *chat_id,
+                seq: q.seq,
+                item: q.item,
+            }));
+        }
+        self.ready.clear();
+        self.queued = 0;
+        out.sort_by_key(|d| d.seq);
+        out
+    }
+
+    /// Decides what goes next at `now`. `keep` sees each candidate before it
+    /// is sent; returning false drops it (a caller that gave up, a deadline
+    /// that passed) without spending any limit on it.
+    pub fn next(&mut self, now: Tick, mut keep: impl FnMut(&mut T) -> bool) -> Next<T> {
+        loop {
+            if self.bot_cooldown_until > now {
+                return if self.queued == 0 {
+                    Next::Idle
+                } else {
+                    Next::WaitUntil(self.bot_cooldown_until)
+                };
+            }
+            if self.in_flight >= self.limits.max_in_flight {
+                return Next::Idle;
+            }
+            let Some(&Reverse((at, seq, chat_id))) = self.ready.peek() else {
+                return Next::Idle;
+            };
+            let live = self.chats.get(&chat_id).is_some_and(|c| {
+                c.scheduled == Some((at, seq)) && !c.in_flight
+            });
+            if !live {
+                self.ready.pop();
+                continue;
+            }
+            if at > now {
+                return Next::WaitUntil(at);
+            }
+            let bot_free = self.bot.next_free();
+            if bot_free > now {
+                return Next::WaitUntil(bot_free);
+            }
+            self.ready.pop();
+            let Some(chat) = self.chats.get_mut(&chat_id) else {
+                continue;
+            };
+            chat.scheduled = None;
+            let Some(mut head) = chat.queue.pop_front() else {
+                continue;
+            };
+            if !keep(&mut head.item) {
+                self.queued -= 1;
+                self.reschedule(chat_id);
+                continue;
+            }
+            chat.tat = self.bucket.consume(chat.tat, now);
+            if let Some(group) = chat.group.as_mut() {
+                group.record(now);
+            }
+            chat.in_flight = true;
+            self.bot.record(now);
+            self.queued -= 1;
+            self.in_flight += 1;
+            return Next::Send(Dispatch {
+                chat_id,
+                seq: head.seq,
+                item: head.item,
+            });
+        }
+    }
+
+    /// Forgets chats whose state no longer limits anything. Call it now and
+    /// then (for example every few seconds): it walks every tracked chat.
+    pub fn gc(&mut self, now: Tick) {
+        let bucket = self.bucket;
+        self.chats.retain(|_, c| !Self::is_idle(&bucket, c, now));
+    }
+
+    fn gc_chat(&mut self, chat_id: i64, now: Tick) {
+        let bucket = self.bucket;
+        if self.chats.get(&chat_id).is_some_and(|c| Self::is_idle(&bucket, c, now)) {
+            self.chats.remove(&chat_id);
+        }
+    }
+
+    fn is_idle(bucket: &Gcra, c: &Chat<T>, now: Tick) -> bool {
+        c.queue.is_empty()
+            && !c.in_flight
+            && bucket.is_idle(c.tat, now)
+            && c.group.as_ref().is_none_or(|g| g.is_idle(now))
+    }
+
+    /// Gives a chat a heap entry at the time its head message may go, if it
+    /// has one and nothing of it is in flight.
+    fn reschedule(&mut self, chat_id: i64) {
+        let Some(chat) = self.chats.get_mut(&chat_id) else {
+            return;
+        };
+        if chat.in_flight {
+            chat.scheduled = None;
+            return;
+        }
+        let Some(head) = chat.queue.front() else {
+            chat.scheduled = None;
+            return;
+        };
+        let group_free = chat.group.as_ref().map_or(0, |g| g.next_free());
+        let at = self.bucket.next_free(chat.tat).max(group_free).max(head.not_before);
+        let entry = (at, head.seq);
+        if chat.scheduled != Some(entry) {
+            chat.scheduled = Some(entry);
+            self.ready.push(Reverse((at, head.seq, chat_id)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
