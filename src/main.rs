@@ -1,1 +1,34 @@
-fn main() {}
+//! `shardgate`: the gateway daemon, the Bot API emulator and the demo in one
+//! binary. This file only parses the command line and hands over; each
+//! subcommand lives in its own module.
+
+mod cli;
+mod demo;
+mod logging;
+mod serve;
+mod settings;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let log_format = cli.log_format;
+    // The demo draws a progress bar; keep its logs to warnings unless asked.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    logging::init(log_format, default_level);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Mock(args) => serve::run_mock(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = shardgate_telegram::redact_tokens(&format!("{e:#}")).into_owned();
+            eprintln!("shardgate: error: {msg}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

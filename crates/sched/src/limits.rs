@@ -19,6 +19,11 @@ pub struct Limits {
     pub bot_max: u32,
     /// ... in any window of this length.
     pub bot_window: Duration,
+    /// The bot's sends are also spaced evenly at `bot_max / bot_window`,
+    /// with at most this many back to back, so that Telegram never sees the
+    /// whole window's allowance arrive at once. 2 absorbs timer lateness
+    /// without losing rate.
+    pub bot_burst: u32,
     /// Added to both windows: Telegram counts requests when they arrive, and
     /// network jitter can bring two sends closer than we spaced them.
     pub jitter_margin: Duration,
@@ -39,6 +44,7 @@ impl Default for Limits {
             group_window: Duration::from_secs(60),
             bot_max: 30,
             bot_window: Duration::from_secs(1),
+            bot_burst: 2,
             jitter_margin: Duration::from_millis(5),
             max_in_flight: 64,
             queue_max: 100_000,
@@ -64,8 +70,8 @@ impl Limits {
         if self.group_max == 0 || self.group_window.is_zero() {
             return Err(InvalidLimits("group_max and group_window must be positive"));
         }
-        if self.bot_max == 0 || self.bot_window.is_zero() {
-            return Err(InvalidLimits("bot_max and bot_window must be positive"));
+        if self.bot_max == 0 || self.bot_window.is_zero() || self.bot_burst == 0 {
+            return Err(InvalidLimits("bot_max, bot_window and bot_burst must be positive"));
         }
         if self.max_in_flight == 0 || self.queue_max == 0 || self.chat_queue_max == 0 {
             return Err(InvalidLimits(
@@ -79,8 +85,24 @@ impl Limits {
     /// `private_chats` private chats and `groups` groups: the ceiling that
     /// benchmarks compare delivered throughput with.
     pub fn ceiling_per_s(&self, private_chats: u64, groups: u64) -> f64 {
-        let group_rate = (self.group_max as f64 / self.group_window.as_secs_f64()).min(self.chat_rate);
+        let group_rate =
+            (self.group_max as f64 / self.group_window.as_secs_f64()).min(self.chat_rate);
         let demand = private_chats as f64 * self.chat_rate + groups as f64 * group_rate;
         demand.min(self.bot_max as f64 / self.bot_window.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_is_the_binding_limit() {
+        let l = Limits::default();
+        assert_eq!(l.ceiling_per_s(2_000, 0), 30.0);
+        assert!((l.ceiling_per_s(20, 0) - 18.0).abs() < 1e-9);
+        assert!((l.ceiling_per_s(0, 40) - 40.0 / 3.0).abs() < 1e-9);
+        assert!(Limits::default().validate().is_ok());
+        assert!(Limits { bot_burst: 0, ..Limits::default() }.validate().is_err());
     }
 }

@@ -91,6 +91,9 @@ pub struct Scheduler<T> {
     bucket: Gcra,
     chats: HashMap<i64, Chat<T>>,
     bot: Window,
+    /// Even spacing of the bot's sends (GCRA over the bot rate).
+    bot_pace: Gcra,
+    bot_tat: Tick,
     /// (eligible at, head seq, chat). Entries go stale when a chat changes;
     /// `Chat::scheduled` tells the live one.
     ready: BinaryHeap<Reverse<(Tick, u64, i64)>>,
@@ -104,6 +107,11 @@ impl<T> Scheduler<T> {
         Scheduler {
             bucket: Gcra::new(limits.chat_burst, limits.chat_rate),
             bot: Window::new(limits.bot_max, ticks(limits.bot_window + limits.jitter_margin)),
+            bot_pace: Gcra::new(
+                limits.bot_burst,
+                limits.bot_max as f64 / (limits.bot_window + limits.jitter_margin).as_secs_f64(),
+            ),
+            bot_tat: 0,
             limits,
             chats: HashMap::new(),
             ready: BinaryHeap::new(),
@@ -266,7 +274,7 @@ impl<T> Scheduler<T> {
             if at > now {
                 return Next::WaitUntil(at);
             }
-            let bot_free = self.bot.next_free();
+            let bot_free = self.bot.next_free().max(self.bot_pace.next_free(self.bot_tat));
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
@@ -289,6 +297,7 @@ impl<T> Scheduler<T> {
             }
             chat.in_flight = true;
             self.bot.record(now);
+            self.bot_tat = self.bot_pace.consume(self.bot_tat, now);
             self.queued -= 1;
             self.in_flight += 1;
             return Next::Send(Dispatch {

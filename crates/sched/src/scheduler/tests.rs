@@ -10,9 +10,12 @@ use super::*;
 const MS: Tick = 1_000;
 const S: Tick = 1_000_000;
 
+/// Default limits without the jitter margin and without even spacing of the
+/// bot's sends (tests of that use `Limits::default()`).
 fn limits() -> Limits {
     Limits {
         jitter_margin: Duration::ZERO,
+        bot_burst: 1_000,
         ..Limits::default()
     }
 }
@@ -106,14 +109,34 @@ fn group_never_exceeds_its_window() {
 }
 
 #[test]
-fn bot_window_spreads_thirty_per_second() {
-    let mut s = Scheduler::new(limits());
+fn bot_sends_are_spaced_evenly_at_thirty_per_second() {
+    let mut s = Scheduler::new(Limits {
+        jitter_margin: Duration::ZERO,
+        ..Limits::default()
+    });
     for chat in 0..100 {
         s.push(chat + 1, chat as u64, 0).expect("room");
     }
-    let sent = drain_now(&mut s, 0);
-    assert_eq!(sent.len(), 30);
-    assert!(matches!(s.next(0, |_| true), Next::WaitUntil(t) if t == S));
+    let mut now = 0;
+    let mut times = Vec::new();
+    while times.len() < 90 {
+        match s.next(now, |_| true) {
+            Next::Send(d) => {
+                times.push(now);
+                s.complete(d.chat_id);
+            }
+            Next::WaitUntil(t) => now = t,
+            Next::Idle => panic!("idle with work queued"),
+        }
+    }
+    // Never more than two back to back, about one every 1/30 s: 90 sends
+    // take about 3 s.
+    assert_eq!(&times[..3], &[0, 0, S / 30 + 1]);
+    assert!(times.windows(3).all(|w| w[2] - w[0] >= S / 30));
+    assert!((2_900_000..3_000_000).contains(&times[89]), "{}", times[89]);
+    for w in times.windows(31) {
+        assert!(w[30] - w[0] >= S);
+    }
 }
 
 #[test]
@@ -263,14 +286,15 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn random_limits() -> impl Strategy<Value = Limits> {
-    (1u32..4, 1u32..40, 1u32..5, 1u64..3, 2u32..8, 0u64..20, 1u32..6).prop_map(
-        |(burst, rate_tenths, group_max, group_s, bot_max, margin_ms, in_flight)| Limits {
+    (1u32..4, 1u32..40, 1u32..5, 1u64..3, 2u32..8, 0u64..20, 1u32..6, 1u32..4).prop_map(
+        |(burst, rate_tenths, group_max, group_s, bot_max, margin_ms, in_flight, bot_burst)| Limits {
             chat_burst: burst,
             chat_rate: rate_tenths as f64 / 10.0,
             group_max,
             group_window: Duration::from_secs(group_s),
             bot_max,
             bot_window: Duration::from_secs(1),
+            bot_burst,
             jitter_margin: Duration::from_millis(margin_ms),
             max_in_flight: in_flight,
             queue_max: 10_000,

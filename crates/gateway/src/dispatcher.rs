@@ -1,0 +1,644 @@
+//! One bot's dispatcher: an actor that owns the bot's [`Scheduler`], sends
+//! what the scheduler releases, and acts on Telegram's answers.
+//!
+//! The actor is the only place that touches a bot's limiter state, so no lock
+//! is taken per message. Requests run as separate tasks (several in flight,
+//! one per chat) and report back over a channel. Messages the bot cannot
+//! deliver any more (token revoked, bot throttled for long, bot removed) are
+//! handed to the gateway's re-router with the bot on their `avoid` list.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shardgate_registry::{Health, HealthState, Registry, unix_now};
+use shardgate_sched::{Next, PushError, Queued, Scheduler, Tick, ticks};
+use shardgate_telegram::{BotToken, Client, Outcome, SendMessage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, Span, debug, info, warn};
+
+use crate::config::GatewayConfig;
+use crate::reply::Reply;
+use crate::routing::Migrations;
+use crate::{Delivered, Message, SendError};
+
+/// An accepted message on its way to Telegram.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Acceptance order; per-chat FIFO follows it, also across re-routes.
+    pub seq: u64,
+    pub msg: Message,
+    /// The chat to send to (after any known migration).
+    pub chat_id: i64,
+    pub reply: Reply,
+    pub deadline: Option<Instant>,
+    /// Bot API requests made so far, on any bot.
+    pub attempts: u32,
+    /// Bots that gave this message back; the re-router skips them.
+    pub avoid: Vec<Arc<str>>,
+    pub span: Span,
+}
+
+impl Envelope {
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+}
+
+/// The dispatcher's own view of its bot, readable without asking the actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LocalState {
+    Active = 0,
+    Throttled = 1,
+    Revoked = 2,
+    /// Leaving: removed, disabled, or shut down.
+    Gone = 3,
+}
+
+/// Counters and state shared between the actor and the rest of the gateway.
+#[derive(Debug, Default)]
+pub struct BotShared {
+    state: AtomicU8,
+    /// Unix seconds when a bot-wide throttle ends.
+    pub throttled_until: AtomicU64,
+    pub queued: AtomicU64,
+    pub in_flight: AtomicU32,
+    pub active_chats: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retries: AtomicU64,
+    pub too_many_requests: AtomicU64,
+    pub reason: Mutex<String>,
+}
+
+impl BotShared {
+    pub fn state(&self) -> LocalState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => LocalState::Active,
+            1 => LocalState::Throttled,
+            2 => LocalState::Revoked,
+            _ => LocalState::Gone,
+        }
+    }
+
+    fn set_state(&self, s: LocalState, reason: &str) {
+        self.state.store(s as u8, Ordering::Relaxed);
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_owned();
+    }
+
+    /// May new messages go to this bot (as far as the dispatcher knows)?
+    pub fn accepting(&self, now_unix: u64) -> bool {
+        match self.state() {
+            LocalState::Active => true,
+            LocalState::Throttled => self.throttled_until.load(Ordering::Relaxed) <= now_unix,
+            LocalState::Revoked | LocalState::Gone => false,
+        }
+    }
+}
+
+enum Command {
+    Enqueue(Envelope),
+    /// A rotated token: later requests use it.
+    SetToken(BotToken),
+    /// Stop taking messages; give queued ones to other bots; finish in-flight
+    /// requests; exit.
+    Leave(String),
+    /// Shutdown: stop when the queue is empty or `deadline` passes, failing
+    /// what is left.
+    Drain(Instant),
+}
+
+/// The gateway's handle on a running dispatcher.
+#[derive(Clone)]
+pub struct BotHandle {
+    pub name: Arc<str>,
+    pub shared: Arc<BotShared>,
+    tx: mpsc::UnboundedSender<Command>,
+    token_redacted: Arc<Mutex<String>>,
+}
+
+impl std::fmt::Debug for BotHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotHandle").field("name", &self.name).finish()
+    }
+}
+
+impl BotHandle {
+    /// Hands a message to the dispatcher; gives it back if the actor is gone.
+    pub fn enqueue(&self, env: Envelope) -> Result<(), Envelope> {
+        self.tx.send(Command::Enqueue(env)).map_err(|e| match e.0 {
+            Command::Enqueue(env) => env,
+            _ => unreachable!("sent an Enqueue"),
+        })
+    }
+
+    pub fn set_token(&self, token: BotToken) {
+        *self.token_redacted.lock().unwrap_or_else(|p| p.into_inner()) = token.redacted();
+        let _ = self.tx.send(Command::SetToken(token));
+    }
+
+    pub fn leave(&self, reason: &str) {
+        self.shared.set_state(LocalState::Gone, reason);
+        let _ = self.tx.send(Command::Leave(reason.to_owned()));
+    }
+
+    pub fn drain(&self, deadline: Instant) {
+        let _ = self.tx.send(Command::Drain(deadline));
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    pub fn token_redacted(&self) -> String {
+        self.token_redacted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A request's result, reported by its task.
+struct Done {
+    chat_id: i64,
+    seq: u64,
+    env: Envelope,
+    /// Which token the request used (a rotation may have happened since).
+    token_gen: u64,
+    outcome: Outcome,
+}
+
+/// What the dispatcher needs from the gateway.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<GatewayConfig>,
+    pub client: Client,
+    pub registry: Arc<dyn Registry>,
+    pub reroute: mpsc::UnboundedSender<Envelope>,
+    pub migrations: Migrations,
+}
+
+pub struct Dispatcher {
+    name: Arc<str>,
+    token: Arc<BotToken>,
+    token_gen: u64,
+    ctx: Context,
+    shared: Arc<BotShared>,
+    sched: Scheduler<Envelope>,
+    epoch: Instant,
+    commands: mpsc::UnboundedReceiver<Command>,
+    results_tx: mpsc::UnboundedSender<Done>,
+    results: mpsc::UnboundedReceiver<Done>,
+    leaving: bool,
+    drain_deadline: Option<Instant>,
+}
+
+/// How often idle chats' limiter state is forgotten.
+const GC_EVERY: Duration = Duration::from_secs(5);
+/// Commands handled per wake-up before sending again (amortises wake-ups
+/// without starving the send loop).
+const BATCH: usize = 512;
+
+impl Dispatcher {
+    /// Starts a dispatcher for `name` and returns its handle.
+    pub fn spawn(name: &str, token: BotToken, ctx: Context) -> BotHandle {
+        let (tx, commands) = mpsc::unbounded_channel();
+        let (results_tx, results) = mpsc::unbounded_channel();
+        let shared = Arc::new(BotShared::default());
+        let name: Arc<str> = Arc::from(name);
+        let handle = BotHandle {
+            name: name.clone(),
+            shared: shared.clone(),
+            tx,
+            token_redacted: Arc::new(Mutex::new(token.redacted())),
+        };
+        let d = Dispatcher {
+            name: name.clone(),
+            token: Arc::new(token),
+            token_gen: 0,
+            sched: Scheduler::new(ctx.config.limits.clone()),
+            ctx,
+            shared,
+            epoch: Instant::now(),
+            commands,
+            results_tx,
+            results,
+            leaving: false,
+            drain_deadline: None,
+        };
+        tokio::spawn(d.run().instrument(tracing::info_span!("dispatcher", bot = %name)));
+        handle
+    }
+
+    fn tick(&self, at: Instant) -> Tick {
+        ticks(at.saturating_duration_since(self.epoch))
+    }
+
+    fn instant(&self, t: Tick) -> Instant {
+        self.epoch + shardgate_sched::duration(t)
+    }
+
+    async fn run(mut self) {
+        debug!("dispatcher started");
+        let mut gc = tokio::time::interval(GC_EVERY);
+        gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let wake = self.pump();
+            self.publish();
+            if self.finished() {
+                break;
+            }
+            let drain_wake = self.drain_deadline;
+            tokio::select! {
+                biased;
+                Some(done) = self.results.recv() => {
+                    self.on_done(done);
+                    while let Ok(done) = self.results.try_recv() {
+                        self.on_done(done);
+                    }
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => {
+                        self.on_command(cmd);
+                        for _ in 0..BATCH {
+                            match self.commands.try_recv() {
+                                Ok(cmd) => self.on_command(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every handle is gone: the gateway is gone.
+                    None => self.start_leaving("gateway stopped"),
+                },
+                _ = sleep_until_opt(wake) => {}
+                _ = sleep_until_opt(drain_wake.filter(|_| self.sched.queued() > 0)) => {
+                    self.fail_queued("the gateway shut down before the message was sent");
+                }
+                _ = gc.tick() => {
+                    let now = self.tick(Instant::now());
+                    self.sched.gc(now);
+                }
+            }
+        }
+        self.publish();
+        debug!("dispatcher stopped");
+    }
+
+    fn finished(&self) -> bool {
+        let idle = self.sched.in_flight() == 0;
+        (self.leaving && idle) || (self.drain_deadline.is_some() && idle && self.sched.queued() == 0)
+    }
+
+    fn publish(&self) {
+        self.shared.queued.store(self.sched.queued() as u64, Ordering::Relaxed);
+        self.shared.in_flight.store(self.sched.in_flight(), Ordering::Relaxed);
+        self.shared
+            .active_chats
+            .store(self.sched.tracked_chats() as u64, Ordering::Relaxed);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Enqueue(env) => self.accept(env),
+            Command::SetToken(token) => {
+                if *self.token != token {
+                    info!(token = %token.redacted(), "token rotated; later requests use it");
+                    self.token = Arc::new(token);
+                    self.token_gen += 1;
+                    if self.shared.state() == LocalState::Revoked {
+                        self.shared.set_state(LocalState::Active, "");
+                    }
+                }
+            }
+            Command::Leave(reason) => self.start_leaving(&reason),
+            Command::Drain(deadline) => self.drain_deadline = Some(deadline),
+        }
+    }
+
+    /// Ends a bot-wide throttle once its cooldown is over.
+    fn refresh_state(&mut self, now: Tick) {
+        if self.shared.state() == LocalState::Throttled && self.sched.bot_cooldown_until() <= now {
+            info!("bot-wide cooldown over");
+            self.shared.set_state(LocalState::Active, "");
+        }
+    }
+
+    fn accept(&mut self, env: Envelope) {
+        self.refresh_state(self.tick(Instant::now()));
+        if self.leaving || matches!(self.shared.state(), LocalState::Revoked | LocalState::Gone) {
+            self.give_back(env);
+            return;
+        }
+        let pinned_here = env.msg.bot.is_some() && !env.msg.allow_failover;
+        if self.shared.state() == LocalState::Throttled && !pinned_here {
+            self.give_back(env);
+            return;
+        }
+        let chat_id = env.chat_id;
+        let seq = env.seq;
+        let rerouted = !env.avoid.is_empty() || env.attempts > 0;
+        let result = if rerouted {
+            // Accepted before: bounds do not apply, order by seq.
+            self.sched.requeue(
+                chat_id,
+                Queued {
+                    seq,
+                    not_before: 0,
+                    item: env,
+                },
+            );
+            Ok(())
+        } else {
+            self.sched.push(chat_id, seq, env)
+        };
+        match result {
+            Ok(()) => {}
+            Err(PushError::BotQueueFull(env)) => env.reply.finish(Err(SendError::QueueFull(format!(
+                "bot {} has {} messages queued (the bound); retry later",
+                self.name,
+                self.sched.limits().queue_max
+            )))),
+            Err(PushError::ChatQueueFull(env)) => env.reply.finish(Err(SendError::QueueFull(format!(
+                "chat {} has {} messages queued on bot {} (the bound); retry later",
+                chat_id,
+                self.sched.limits().chat_queue_max,
+                self.name
+            )))),
+        }
+    }
+
+    /// Sends everything the scheduler releases now; returns when to wake.
+    fn pump(&mut self) -> Option<Instant> {
+        if self.drain_deadline.is_none() && self.leaving {
+            return None;
+        }
+        let now_instant = Instant::now();
+        let now = self.tick(now_instant);
+        self.refresh_state(now);
+        loop {
+            let next = self.sched.next(now, |env| {
+                if env.expired(now_instant) {
+                    env.reply.answer(Err(SendError::DeadlineExceeded));
+                    false
+                } else {
+                    !env.reply.is_abandoned()
+                }
+            });
+            match next {
+                Next::Send(d) => self.send(d.chat_id, d.seq, d.item),
+                Next::WaitUntil(t) => return Some(self.instant(t)),
+                Next::Idle => return None,
+            }
+        }
+    }
+
+    fn send(&mut self, chat_id: i64, seq: u64, mut env: Envelope) {
+        env.attempts += 1;
+        let msg = SendMessage {
+            chat_id,
+            text: env.msg.text.clone(),
+            parse_mode: env.msg.parse_mode,
+            disable_notification: env.msg.disable_notification,
+        };
+        let span = env.span.clone();
+        span.record("bot", &*self.name);
+        span.record("attempt", env.attempts);
+        let client = self.ctx.client.clone();
+        let token = self.token.clone();
+        let token_gen = self.token_gen;
+        let results = self.results_tx.clone();
+        tokio::spawn(
+            async move {
+                let outcome = client.send_message(&token, &msg).await;
+                let _ = results.send(Done {
+                    chat_id,
+                    seq,
+                    env,
+                    token_gen,
+                    outcome,
+                });
+            }
+            .instrument(span),
+        );
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let Done {
+            chat_id,
+            seq,
+            mut env,
+            token_gen,
+            outcome,
+        } = done;
+        let now_instant = Instant::now();
+        let now = self.tick(now_instant);
+        let _enter = env.span.clone().entered();
+        match outcome {
+            Outcome::Delivered {
+                message_id,
+                chat_id: delivered_to,
+            } => {
+                self.sched.complete(chat_id);
+                self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                debug!(message_id, "delivered");
+                let delivered = Delivered {
+                    bot: self.name.to_string(),
+                    message_id,
+                    chat_id: if delivered_to != 0 { delivered_to } else { chat_id },
+                    attempts: env.attempts,
+                    deduplicated: false,
+                };
+                env.reply.finish(Ok(delivered));
+            }
+            Outcome::RetryAfter { retry_after, description } => {
+                self.shared.too_many_requests.fetch_add(1, Ordering::Relaxed);
+                let cooldown = retry_after.mul_f64(self.ctx.config.cooldown_factor);
+                let until = now + ticks(cooldown);
+                self.requeue(chat_id, seq, env, 0);
+                self.sched.complete(chat_id);
+                if retry_after >= self.ctx.config.bot_throttle_threshold {
+                    warn!(retry_after_s = retry_after.as_secs(), %description, "429 for the whole bot; throttling it and moving its shard");
+                    self.throttle_bot(until, cooldown, &description);
+                } else {
+                    warn!(chat_id, retry_after_s = retry_after.as_secs(), %description, "429 for a chat; cooling it down");
+                    self.sched.cool_chat(chat_id, until);
+                }
+            }
+            Outcome::Revoked { code, description } => {
+                self.sched.complete(chat_id);
+                if token_gen != self.token_gen {
+                    // Sent with a token rotated away since: retry with the new one.
+                    debug!("answer {code} for a rotated-out token; resending");
+                    self.requeue(chat_id, seq, env, 0);
+                } else {
+                    warn!(code, %description, "token refused; taking the bot out of rotation");
+                    self.revoke(&description);
+                    self.give_back(env);
+                }
+            }
+            Outcome::Forbidden { description } => {
+                self.sched.complete(chat_id);
+                self.fail(env, SendError::Unreachable { code: 403, description });
+            }
+            Outcome::Migrated { to_chat_id, description } => {
+                info!(from = chat_id, to = to_chat_id, %description, "group migrated; resending to the supergroup");
+                self.ctx.migrations.record(chat_id, to_chat_id);
+                env.chat_id = to_chat_id;
+                self.sched.complete(chat_id);
+                self.sched.rename_chat(chat_id, to_chat_id, now);
+                self.requeue(to_chat_id, seq, env, 0);
+            }
+            Outcome::Rejected { code, description } => {
+                self.sched.complete(chat_id);
+                let err = if description.contains("chat not found") {
+                    SendError::Unreachable { code, description }
+                } else {
+                    SendError::Rejected { code, description }
+                };
+                self.fail(env, err);
+            }
+            Outcome::Transient { kind, description } => {
+                self.sched.complete(chat_id);
+                let delay = self.ctx.config.backoff.delay(env.attempts, &mut rand::rng());
+                match delay {
+                    Some(delay) => {
+                        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                        debug!(?kind, %description, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
+                        self.requeue(chat_id, seq, env, now + ticks(delay));
+                    }
+                    None => {
+                        warn!(?kind, %description, attempts = env.attempts, "giving up after transient failures");
+                        let err = SendError::Unavailable(format!(
+                            "Telegram did not answer after {} attempts: {description}",
+                            env.attempts
+                        ));
+                        self.fail(env, err);
+                    }
+                }
+            }
+        }
+    }
+
+    fn requeue(&mut self, chat_id: i64, seq: u64, env: Envelope, not_before: Tick) {
+        if self.leaving {
+            self.give_back(env);
+            return;
+        }
+        self.sched.requeue(
+            chat_id,
+            Queued {
+                seq,
+                not_before,
+                item: env,
+            },
+        );
+    }
+
+    fn fail(&self, env: Envelope, err: SendError) {
+        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+        debug!(error = %err, "send failed for good");
+        env.reply.finish(Err(err));
+    }
+
+    /// Hands a message to the re-router, marking this bot as one to avoid;
+    /// a message pinned here without failover fails instead.
+    fn give_back(&self, mut env: Envelope) {
+        if env.msg.bot.is_some() && !env.msg.allow_failover {
+            let reason = self.shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let err = SendError::Unavailable(format!(
+                "pinned bot {} cannot send now ({}) and the request does not allow failover",
+                self.name,
+                if reason.is_empty() { "leaving" } else { &reason }
+            ));
+            self.fail(env, err);
+            return;
+        }
+        if !env.avoid.iter().any(|b| **b == *self.name) {
+            env.avoid.push(self.name.clone());
+        }
+        if let Err(e) = self.ctx.reroute.send(env) {
+            e.0.reply.finish(Err(SendError::Unavailable("the gateway is stopping".into())));
+        }
+    }
+
+    fn give_back_queued(&mut self, keep_pinned: bool) {
+        for d in self.sched.drain() {
+            let env = d.item;
+            if keep_pinned && env.msg.bot.is_some() && !env.msg.allow_failover {
+                self.sched.requeue(
+                    d.chat_id,
+                    Queued {
+                        seq: d.seq,
+                        not_before: 0,
+                        item: env,
+                    },
+                );
+            } else {
+                self.give_back(env);
+            }
+        }
+    }
+
+    fn revoke(&mut self, description: &str) {
+        if self.shared.state() == LocalState::Revoked {
+            return;
+        }
+        self.shared.set_state(LocalState::Revoked, description);
+        self.report(Health {
+            state: HealthState::Revoked,
+            until: 0,
+            reason: description.to_owned(),
+            instance: self.ctx.registry.instance_id().to_owned(),
+            at: unix_now(),
+        });
+        self.give_back_queued(false);
+    }
+
+    fn throttle_bot(&mut self, until: Tick, cooldown: Duration, description: &str) {
+        self.sched.cool_bot(until);
+        let until_unix = unix_now() + cooldown.as_secs_f64().ceil() as u64;
+        self.shared.throttled_until.store(until_unix, Ordering::Relaxed);
+        self.shared.set_state(LocalState::Throttled, description);
+        self.report(Health {
+            state: HealthState::Throttled,
+            until: until_unix,
+            reason: description.to_owned(),
+            instance: self.ctx.registry.instance_id().to_owned(),
+            at: unix_now(),
+        });
+        self.give_back_queued(true);
+    }
+
+    fn report(&self, health: Health) {
+        let registry = self.ctx.registry.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = registry.report_health(&name, health).await {
+                warn!(bot = %name, error = %e, "could not record the bot's health");
+            }
+        });
+    }
+
+    fn start_leaving(&mut self, reason: &str) {
+        if !self.leaving {
+            info!(%reason, "bot leaving; handing its queue to other bots");
+            self.leaving = true;
+            if self.shared.state() == LocalState::Active || self.shared.state() == LocalState::Throttled {
+                self.shared.set_state(LocalState::Gone, reason);
+            }
+            self.give_back_queued(false);
+        }
+    }
+
+    fn fail_queued(&mut self, reason: &str) {
+        for d in self.sched.drain() {
+            d.item.reply.finish(Err(SendError::Unavailable(reason.to_owned())));
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,374 @@
+//! [`Gateway`]: accepts messages, routes them, and keeps the set of
+//! dispatchers in line with the registry.
+//!
+//! Two background tasks live here: the *supervisor*, which follows the
+//! registry's fleet (starting, rotating and retiring dispatchers and
+//! rebuilding the routing table), and the *re-router*, which gives messages
+//! that a bot handed back to the next bot in rendezvous order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shardgate_proto::v1 as pb;
+use shardgate_registry::{BotState, Fleet, Registry, unix_now};
+use shardgate_router::{Node, ShardKey};
+use shardgate_telegram::Client;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::GatewayConfig;
+use crate::dispatcher::{BotHandle, Context, Dispatcher, Envelope, LocalState};
+use crate::idempotency::{self, Begin, IdempotencyCache};
+use crate::reply::{Outcome, Reply};
+use crate::routing::{Migrations, Route, SharedTable, Table};
+use crate::{Message, SendError};
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The bot that delivered it.
+    pub bot: String,
+    pub message_id: i64,
+    /// Effective chat id (after a migration).
+    pub chat_id: i64,
+    pub attempts: u32,
+    /// Answered from the idempotency cache.
+    pub deduplicated: bool,
+}
+
+/// A message accepted (or refused) at once, whose outcome may still come.
+pub enum Pending {
+    Done(Outcome),
+    Waiting(oneshot::Receiver<Outcome>),
+    Joined(watch::Receiver<Option<Outcome>>),
+}
+
+impl Pending {
+    /// The outcome, or `DEADLINE_EXCEEDED` once `deadline` passes.
+    pub async fn wait(self, deadline: Option<Instant>) -> Outcome {
+        let fut = async {
+            match self {
+                Pending::Done(o) => o,
+                Pending::Waiting(rx) => rx.await.unwrap_or_else(|_| {
+                    Err(SendError::Unavailable("the message was dropped by the gateway".into()))
+                }),
+                Pending::Joined(w) => idempotency::wait(w).await,
+            }
+        };
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d, fut)
+                .await
+                .unwrap_or(Err(SendError::DeadlineExceeded)),
+            None => fut.await,
+        }
+    }
+}
+
+struct Inner {
+    config: Arc<GatewayConfig>,
+    registry: Arc<dyn Registry>,
+    table: SharedTable,
+    ctx: Context,
+    seq: AtomicU64,
+    idempotency: IdempotencyCache,
+    migrations: Migrations,
+    dispatchers: Mutex<HashMap<String, BotHandle>>,
+    ready: watch::Sender<bool>,
+}
+
+/// The gateway of one instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Starts the gateway's supervisor and re-router on the current runtime.
+    pub fn start(config: GatewayConfig, registry: Arc<dyn Registry>, client: Client) -> Gateway {
+        let config = Arc::new(config);
+        let (reroute_tx, reroute_rx) = mpsc::unbounded_channel();
+        let migrations = Migrations::default();
+        let ctx = Context {
+            config: config.clone(),
+            client,
+            registry: registry.clone(),
+            reroute: reroute_tx,
+            migrations: migrations.clone(),
+        };
+        let gw = Gateway {
+            inner: Arc::new(Inner {
+                idempotency: IdempotencyCache::new(config.idempotency_ttl, config.idempotency_max),
+                config,
+                registry: registry.clone(),
+                table: SharedTable::default(),
+                ctx,
+                seq: AtomicU64::new(1),
+                migrations,
+                dispatchers: Mutex::new(HashMap::new()),
+                ready: watch::Sender::new(false),
+            }),
+        };
+        let fleet = registry.fleet();
+        gw.reconcile(&fleet.borrow().clone());
+        tokio::spawn(supervise(Arc::downgrade(&gw.inner), fleet).instrument(info_span!("supervisor")));
+        tokio::spawn(reroute(Arc::downgrade(&gw.inner), reroute_rx).instrument(info_span!("reroute")));
+        gw
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.inner.config.instance_id
+    }
+
+    /// True while at least one bot can take traffic.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.inner.ready.subscribe()
+    }
+
+    /// Accepts a message: checks idempotency, routes it and queues it on its
+    /// bot, all without waiting, so that messages submitted one after another
+    /// keep their order. Await the returned [`Pending`] for the outcome.
+    pub fn submit(&self, msg: Message, deadline: Option<Instant>) -> Pending {
+        let claim = match &msg.idempotency_key {
+            None => None,
+            Some(key) => match self.inner.idempotency.begin(key) {
+                Begin::Claimed(c) => Some(c),
+                Begin::Delivered(d) => {
+                    return Pending::Done(Ok(Delivered {
+                        deduplicated: true,
+                        attempts: 0,
+                        ..d
+                    }));
+                }
+                Begin::Wait(w) => return Pending::Joined(w),
+            },
+        };
+        let (reply, rx) = Reply::new(claim);
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        let span = info_span!("message", seq, chat_id = msg.chat_id, bot = tracing::field::Empty, attempt = tracing::field::Empty);
+        let env = Envelope {
+            seq,
+            chat_id: self.inner.migrations.resolve(msg.chat_id),
+            msg,
+            reply,
+            deadline,
+            attempts: 0,
+            avoid: Vec::new(),
+            span,
+        };
+        if let Err((env, err)) = self.inner.route(env) {
+            env.reply.finish(Err(err));
+        }
+        Pending::Waiting(rx)
+    }
+
+    /// Submits and waits.
+    pub async fn send(&self, msg: Message, deadline: Option<Instant>) -> Outcome {
+        self.submit(msg, deadline).wait(deadline).await
+    }
+
+    /// Every bot with its state, and the members.
+    pub fn status(&self) -> pb::StatusResponse {
+        let table = self.inner.table.load();
+        let now = unix_now();
+        let bots = table
+            .routes
+            .iter()
+            .map(|r| {
+                let (state, reason, until) = effective_state(r, now);
+                let (queue_depth, in_flight, active_chats) = r.handle.as_ref().map_or((0, 0, 0), |h| {
+                    (
+                        h.shared.queued.load(Ordering::Relaxed),
+                        h.shared.in_flight.load(Ordering::Relaxed),
+                        h.shared.active_chats.load(Ordering::Relaxed),
+                    )
+                });
+                pb::BotStatus {
+                    name: r.node.name().to_owned(),
+                    state: state.as_str().to_owned(),
+                    owner: r.view.owner.clone().unwrap_or_default(),
+                    queue_depth,
+                    cooldown_until: i64::try_from(until).unwrap_or(i64::MAX),
+                    reason,
+                    token_redacted: r
+                        .handle
+                        .as_ref()
+                        .map_or_else(|| r.view.spec.token.redacted(), |h| h.token_redacted()),
+                    in_flight,
+                    active_chats,
+                }
+            })
+            .collect();
+        let fleet = self.inner.registry.fleet();
+        let members = fleet
+            .borrow()
+            .members
+            .iter()
+            .map(|m| pb::Member {
+                instance_id: m.instance_id.clone(),
+                grpc: m.grpc.clone(),
+            })
+            .collect();
+        pb::StatusResponse {
+            bots,
+            members,
+            instance_id: self.inner.config.instance_id.clone(),
+        }
+    }
+
+    /// Graceful stop: every dispatcher sends what it has until `timeout`,
+    /// then fails what is left; returns when all have stopped or the timeout
+    /// (plus the request timeout) passed.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let handles: Vec<BotHandle> = self.inner.lock_dispatchers().values().cloned().collect();
+        self.inner.ready.send_replace(false);
+        for h in &handles {
+            h.drain(deadline);
+        }
+        let hard_stop = deadline + Duration::from_secs(20);
+        for h in handles {
+            while h.is_alive() && Instant::now() < hard_stop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn reconcile(&self, fleet: &Fleet) {
+        self.inner.reconcile(fleet);
+    }
+}
+
+fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
+    let view_state = r.view.state(now);
+    let local = r.handle.as_ref().map(|h| h.shared.state());
+    let reason = r
+        .handle
+        .as_ref()
+        .map(|h| h.shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| r.view.health.reason.clone());
+    match (view_state, local) {
+        (BotState::Healthy, Some(LocalState::Revoked)) => (BotState::Revoked, reason, 0),
+        (BotState::Healthy, Some(LocalState::Throttled)) => {
+            let until = r.handle.as_ref().map_or(0, |h| h.shared.throttled_until.load(Ordering::Relaxed));
+            if until > now {
+                (BotState::Throttled, reason, until)
+            } else {
+                (BotState::Healthy, String::new(), 0)
+            }
+        }
+        (BotState::Throttled, _) => (BotState::Throttled, reason, r.view.health.until),
+        (state, _) => (state, if state == BotState::Healthy { String::new() } else { reason }, 0),
+    }
+}
+
+impl Inner {
+    fn lock_dispatchers(&self) -> std::sync::MutexGuard<'_, HashMap<String, BotHandle>> {
+        self.dispatchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Routes and queues; gives the envelope back with the reason on failure.
+    fn route(&self, env: Envelope) -> Result<(), (Envelope, SendError)> {
+        let table = self.table.load();
+        let key = ShardKey::new(env.msg.chat_id, env.msg.user_id);
+        let mut env = env;
+        // A dispatcher that died between the table read and the enqueue gives
+        // the message back; try the next bot (bounded by the fleet size).
+        for _ in 0..=table.routes.len() {
+            let handle = match table.pick(key, env.msg.bot.as_deref(), env.msg.allow_failover, &env.avoid, unix_now()) {
+                Ok(h) => h,
+                Err(e) => return Err((env, e)),
+            };
+            match handle.enqueue(env) {
+                Ok(()) => return Ok(()),
+                Err(back) => {
+                    env = back;
+                    env.avoid.push(handle.name.clone());
+                }
+            }
+        }
+        Err((env, SendError::Unavailable("no bot accepted the message".into())))
+    }
+
+    /// Brings dispatchers and the routing table in line with the fleet.
+    fn reconcile(&self, fleet: &Fleet) {
+        let now = unix_now();
+        let mut dispatchers = self.lock_dispatchers();
+        let me = self.registry.instance_id();
+        for (name, view) in &fleet.bots {
+            let state = view.state(now);
+            let owned = view.owner.as_deref().is_none_or(|o| o == me);
+            let wanted = owned && matches!(state, BotState::Healthy | BotState::Throttled);
+            let existing = dispatchers.get(name).filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
+            match (existing, wanted) {
+                // The dispatcher ignores a token equal to the one it has.
+                (Some(h), true) => h.set_token(view.spec.token.clone()),
+                (Some(h), false) => {
+                    info!(bot = %name, state = state.as_str(), "bot out of rotation");
+                    h.leave(state.as_str());
+                    dispatchers.remove(name);
+                }
+                (None, true) => {
+                    info!(bot = %name, token = %view.spec.token.redacted(), "starting dispatcher");
+                    let h = Dispatcher::spawn(name, view.spec.token.clone(), self.ctx.clone());
+                    dispatchers.insert(name.clone(), h);
+                }
+                (None, false) => {
+                    dispatchers.remove(name);
+                }
+            }
+        }
+        let gone: Vec<String> = dispatchers.keys().filter(|n| !fleet.bots.contains_key(*n)).cloned().collect();
+        for name in gone {
+            if let Some(h) = dispatchers.remove(&name) {
+                info!(bot = %name, "bot removed from the fleet");
+                h.leave("removed");
+            }
+        }
+        let routes = fleet
+            .bots
+            .iter()
+            .map(|(name, view)| Route {
+                node: Node::new(name.clone()),
+                view: view.clone(),
+                handle: dispatchers.get(name).cloned(),
+            })
+            .collect();
+        drop(dispatchers);
+        let table = Table::new(routes);
+        let any = table.routes.iter().any(|r| r.view.routable(now) && r.handle.is_some());
+        self.table.store(table);
+        self.ready.send_if_modified(|r| std::mem::replace(r, any) != any);
+    }
+}
+
+async fn supervise(inner: std::sync::Weak<Inner>, mut fleet: watch::Receiver<Arc<Fleet>>) {
+    loop {
+        if fleet.changed().await.is_err() {
+            debug!("registry closed; supervisor stops");
+            return;
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let snapshot = fleet.borrow_and_update().clone();
+        inner.reconcile(&snapshot);
+    }
+}
+
+async fn reroute(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+    while let Some(env) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            env.reply.finish(Err(SendError::Unavailable("the gateway stopped".into())));
+            continue;
+        };
+        let span = env.span.clone();
+        let _e = span.enter();
+        debug!(avoid = ?env.avoid, "re-routing a message");
+        if let Err((env, err)) = inner.route(env) {
+            warn!(error = %err, "could not re-route a message");
+            env.reply.finish(Err(err));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The gateway: accepts sends over gRPC, routes each message to a bot by
+//! rendezvous hashing, and drives one dispatcher per bot that paces requests
+//! under Telegram's limits and reacts to what Telegram answers.
+//!
+//! Map of the crate:
+//! - [`message`]: validation of a `SendRequest` into a [`Message`];
+//! - [`error`]: [`SendError`], one value per way a send can end badly, and its
+//!   gRPC status;
+//! - [`reply`]: the completion sink every accepted message carries, so that
+//!   each one ends delivered or with an error, exactly once;
+//! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
+//! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`;
+//! - [`routing`]: the table of bots a message may go to;
+//! - [`gateway`]: [`Gateway`], which ties these together, plus the supervisor
+//!   that follows the registry and the re-router for messages a bot gives back;
+//! - [`service`] and [`server`]: the tonic service, health and reflection.
+
+pub mod config;
+pub mod dispatcher;
+pub mod error;
+pub mod gateway;
+pub mod idempotency;
+pub mod message;
+pub mod reply;
+pub mod routing;
+pub mod server;
+pub mod service;
+
+pub use config::GatewayConfig;
+pub use error::SendError;
+pub use gateway::{Delivered, Gateway};
+pub use message::Message;

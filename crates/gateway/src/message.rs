@@ -1,0 +1,135 @@
+//! A validated message: what a `SendRequest` becomes once it passed the
+//! checks that Telegram would otherwise answer with a 400.
+
+use shardgate_proto::v1::SendRequest;
+use shardgate_telegram::ParseMode;
+
+use crate::SendError;
+
+/// Telegram's limit on message text, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// Bound on caller-chosen strings we keep in memory.
+const MAX_KEY_BYTES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub text: String,
+    pub parse_mode: Option<ParseMode>,
+    pub disable_notification: bool,
+    pub idempotency_key: Option<String>,
+    pub client_ref: String,
+    /// Pinned bot name.
+    pub bot: Option<String>,
+    pub allow_failover: bool,
+}
+
+impl Message {
+    /// Validates a request; errors name the field and the rule.
+    pub fn from_request(req: SendRequest) -> Result<Message, SendError> {
+        if req.chat_id == 0 {
+            return Err(SendError::Invalid("chat_id must be set (non-zero)".into()));
+        }
+        if req.text.trim().is_empty() {
+            return Err(SendError::Invalid("text must not be empty".into()));
+        }
+        let chars = req.text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(SendError::Invalid(format!(
+                "text is {chars} characters; Telegram allows at most {MAX_TEXT_CHARS}"
+            )));
+        }
+        let parse_mode = if req.parse_mode.is_empty() {
+            None
+        } else {
+            Some(req.parse_mode.parse::<ParseMode>().map_err(|_| {
+                SendError::Invalid(format!(
+                    "parse_mode {:?} is not one of HTML, Markdown, MarkdownV2 (or empty)",
+                    truncate(&req.parse_mode)
+                ))
+            })?)
+        };
+        if req.idempotency_key.len() > MAX_KEY_BYTES {
+            return Err(SendError::Invalid(format!(
+                "idempotency_key is longer than {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        if req.client_ref.len() > MAX_KEY_BYTES {
+            return Err(SendError::Invalid(format!(
+                "client_ref is longer than {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        Ok(Message {
+            chat_id: req.chat_id,
+            user_id: req.user_id,
+            text: req.text,
+            parse_mode,
+            disable_notification: req.disable_notification,
+            idempotency_key: (!req.idempotency_key.is_empty()).then_some(req.idempotency_key),
+            client_ref: req.client_ref,
+            bot: (!req.bot.is_empty()).then_some(req.bot),
+            allow_failover: req.allow_failover,
+        })
+    }
+}
+
+/// Caller strings echoed in errors are cut short.
+fn truncate(s: &str) -> String {
+    s.chars().take(32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn req(chat_id: i64, text: &str) -> SendRequest {
+        SendRequest {
+            chat_id,
+            text: text.into(),
+            ..SendRequest::default()
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input_with_invalid_argument() {
+        let too_long = "x".repeat(MAX_TEXT_CHARS + 1);
+        let cases = [
+            req(0, "hi"),
+            req(1, ""),
+            req(1, "   \n"),
+            req(1, &too_long),
+            SendRequest {
+                parse_mode: "XML".into(),
+                ..req(1, "hi")
+            },
+            SendRequest {
+                idempotency_key: "k".repeat(300),
+                ..req(1, "hi")
+            },
+        ];
+        for r in cases {
+            let err = Message::from_request(r).expect_err("invalid");
+            assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+        }
+    }
+
+    #[test]
+    fn counts_characters_not_bytes() {
+        let ok = "é".repeat(MAX_TEXT_CHARS);
+        assert!(Message::from_request(req(1, &ok)).is_ok());
+    }
+
+    #[test]
+    fn empty_strings_mean_absent() {
+        let m = Message::from_request(SendRequest {
+            parse_mode: "markdownv2".into(),
+            ..req(-100, "hi")
+        })
+        .expect("valid");
+        assert_eq!(m.parse_mode, Some(ParseMode::MarkdownV2));
+        assert_eq!(m.bot, None);
+        assert_eq!(m.idempotency_key, None);
+    }
+}

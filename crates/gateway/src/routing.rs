@@ -1,0 +1,144 @@
+//! The routing table: which bots a message may go to, in rendezvous order.
+//!
+//! Rebuilt by the supervisor whenever the fleet or the set of dispatchers
+//! changes; read (one `Arc` clone under a read lock) for every message. Time-
+//! dependent facts (a throttle that ends) are evaluated at routing time, so a
+//! bot comes back without anyone rebuilding the table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use shardgate_registry::BotView;
+use shardgate_router::{Node, ShardKey};
+
+use crate::SendError;
+use crate::dispatcher::BotHandle;
+
+/// One bot as the router sees it.
+pub struct Route {
+    pub node: Node,
+    pub view: BotView,
+    /// The local dispatcher, when this instance drives the bot.
+    pub handle: Option<BotHandle>,
+}
+
+impl Route {
+    fn routable(&self, now_unix: u64) -> bool {
+        self.view.routable(now_unix)
+            && self
+                .handle
+                .as_ref()
+                .is_some_and(|h| h.is_alive() && h.shared.accepting(now_unix))
+    }
+}
+
+#[derive(Default)]
+pub struct Table {
+    pub routes: Vec<Route>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Table {
+    pub fn new(routes: Vec<Route>) -> Self {
+        let by_name = routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.node.name().to_owned(), i))
+            .collect();
+        Table { routes, by_name }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Route> {
+        self.by_name.get(name).map(|i| &self.routes[*i])
+    }
+
+    /// Picks the bot for a message: the pinned one if it may take it (or the
+    /// caller allows failover), else the rendezvous winner among routable
+    /// bots that are not in `avoid`.
+    pub fn pick(
+        &self,
+        key: ShardKey,
+        pin: Option<&str>,
+        allow_failover: bool,
+        avoid: &[Arc<str>],
+        now_unix: u64,
+    ) -> Result<BotHandle, SendError> {
+        let usable = |r: &Route| r.routable(now_unix) && !avoid.iter().any(|a| **a == *r.node.name());
+        if let Some(pin) = pin {
+            let Some(route) = self.get(pin) else {
+                return Err(SendError::Invalid(format!("unknown bot {pin:?} in the `bot` field")));
+            };
+            if usable(route) {
+                if let Some(h) = &route.handle {
+                    return Ok(h.clone());
+                }
+            }
+            if !allow_failover {
+                return Err(SendError::Unavailable(format!(
+                    "pinned bot {pin} is {} and the request does not allow failover",
+                    route.view.state(now_unix).as_str()
+                )));
+            }
+        }
+        let hash = key.hash();
+        let mut best: Option<(&Route, u64)> = None;
+        for r in self.routes.iter().filter(|r| usable(r)) {
+            let score = r.node.score(hash);
+            let better = match best {
+                None => true,
+                Some((b, s)) => score > s || (score == s && r.node.name() < b.node.name()),
+            };
+            if better {
+                best = Some((r, score));
+            }
+        }
+        best.and_then(|(r, _)| r.handle.clone()).ok_or_else(|| {
+            SendError::Unavailable(format!(
+                "no healthy bot can take chat {} ({} bots configured)",
+                key.chat_id,
+                self.routes.len()
+            ))
+        })
+    }
+}
+
+/// The table as currently published.
+#[derive(Clone, Default)]
+pub struct SharedTable(Arc<RwLock<Arc<Table>>>);
+
+impl SharedTable {
+    pub fn load(&self) -> Arc<Table> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn store(&self, table: Table) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+    }
+}
+
+/// Groups that became supergroups: old chat id to new. Messages to the old
+/// id go to the new one without a wasted request.
+#[derive(Clone, Default)]
+pub struct Migrations(Arc<Mutex<HashMap<i64, i64>>>);
+
+impl Migrations {
+    pub fn record(&self, from: i64, to: i64) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(from, to);
+    }
+
+    /// The chat to send to for `chat_id` (follows chains of migrations).
+    pub fn resolve(&self, chat_id: i64) -> i64 {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.is_empty() {
+            return chat_id;
+        }
+        let mut id = chat_id;
+        for _ in 0..8 {
+            match map.get(&id) {
+                Some(next) => id = *next,
+                None => break,
+            }
+        }
+        id
+    }
+}

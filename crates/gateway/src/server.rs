@@ -1,0 +1,62 @@
+//! Serves the gateway on one port: the `Gateway` service, the standard gRPC
+//! health service (SERVING once a bot can take traffic) and server
+//! reflection.
+
+use std::future::Future;
+
+use shardgate_proto::v1::gateway_server::GatewayServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tracing::info;
+
+use crate::Gateway;
+use crate::service::GatewayService;
+
+/// The name the health service reports the gateway under.
+pub const SERVICE_NAME: &str = "shardgate.v1.Gateway";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("reflection setup failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits for
+/// running calls.
+pub async fn serve(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let mut ready = gateway.ready();
+    tokio::spawn(async move {
+        loop {
+            let status = if *ready.borrow_and_update() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status(SERVICE_NAME, status).await;
+            reporter.set_service_status("", status).await;
+            if ready.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shardgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "gRPC listening");
+    }
+    Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(GatewayServer::new(GatewayService::new(gateway)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The `shardgate.v1.Gateway` gRPC service over a [`Gateway`].
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::Stream;
+use shardgate_proto::v1 as pb;
+use shardgate_proto::v1::gateway_server;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use crate::reply::Outcome;
+use crate::{Gateway, Message};
+
+pub struct GatewayService {
+    gateway: Gateway,
+}
+
+impl GatewayService {
+    pub fn new(gateway: Gateway) -> Self {
+        GatewayService { gateway }
+    }
+}
+
+/// The caller's deadline, from the `grpc-timeout` header.
+pub fn deadline_of<T>(req: &Request<T>) -> Option<Instant> {
+    let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(raw).map(|d| Instant::now() + d)
+}
+
+/// Parses gRPC's timeout format: up to 8 digits and a unit (H M S m u n).
+pub fn parse_grpc_timeout(raw: &str) -> Option<Duration> {
+    if raw.len() < 2 || raw.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = raw.split_at(raw.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn response(client_ref: String, outcome: Outcome) -> pb::SendResponse {
+    match outcome {
+        Ok(d) => pb::SendResponse {
+            client_ref,
+            bot: d.bot,
+            message_id: d.message_id,
+            chat_id: d.chat_id,
+            attempts: d.attempts,
+            error: None,
+            deduplicated: d.deduplicated,
+        },
+        Err(e) => pb::SendResponse {
+            client_ref,
+            error: Some(e.to_proto()),
+            ..pb::SendResponse::default()
+        },
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::SendResponse, Status>> + Send>>;
+
+/// Responses buffered per stream before the reader waits for the caller.
+const STREAM_BUFFER: usize = 1024;
+
+#[tonic::async_trait]
+impl gateway_server::Gateway for GatewayService {
+    async fn send(&self, request: Request<pb::SendRequest>) -> Result<Response<pb::SendResponse>, Status> {
+        let deadline = deadline_of(&request);
+        let req = request.into_inner();
+        let client_ref = req.client_ref.clone();
+        let msg = Message::from_request(req).map_err(|e| e.to_status())?;
+        match self.gateway.send(msg, deadline).await {
+            Ok(d) => Ok(Response::new(response(client_ref, Ok(d)))),
+            Err(e) => Err(e.to_status()),
+        }
+    }
+
+    type SendStreamStream = ResponseStream;
+
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<pb::SendRequest>>,
+    ) -> Result<Response<Self::SendStreamStream>, Status> {
+        let deadline = deadline_of(&request);
+        let mut inbound = request.into_inner();
+        let gateway = self.gateway.clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut pending = FuturesUnordered::new();
+            let mut open = true;
+            while open || !pending.is_empty() {
+                tokio::select! {
+                    next = inbound.message(), if open => match next {
+                        Ok(Some(req)) => {
+                            let client_ref = req.client_ref.clone();
+                            match Message::from_request(req) {
+                                Ok(msg) => {
+                                    let p = gateway.submit(msg, deadline);
+                                    pending.push(async move { response(client_ref, p.wait(deadline).await) });
+                                }
+                                Err(e) => {
+                                    if tx.send(Ok(response(client_ref, Err(e)))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        Ok(None) => open = false,
+                        Err(status) => {
+                            debug!(%status, "send stream broke on the caller's side");
+                            open = false;
+                        }
+                    },
+                    Some(resp) = pending.next(), if !pending.is_empty() => {
+                        if tx.send(Ok(resp)).await.is_err() {
+                            // The caller is gone; queued messages still go out.
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.gateway.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+        assert_eq!(parse_grpc_timeout("10x"), None);
+        assert_eq!(parse_grpc_timeout("-1S"), None);
+    }
+}

@@ -1,0 +1,85 @@
+//! The command line, as SPEC names it. Every flag of `serve` can also come
+//! from `SHARDGATE_<FLAG>` in the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "shardgate", version, about = "Send Telegram Bot API messages through a fleet of bot tokens, under Telegram's limits")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "SHARDGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(Box<ServeArgs>),
+    /// Run the Bot API emulator (limits and fault injection) standalone.
+    Mock(shardgate_mock::MockArgs),
+    /// The whole product on one machine: emulator, gateway with 3 bots, load, a revoke.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// gRPC address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, env = "SHARDGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus /metrics address (not served by this build yet).
+    #[arg(long, env = "SHARDGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bot API base URL [default: https://api.telegram.org].
+    #[arg(long, env = "SHARDGATE_TELEGRAM_API_BASE")]
+    pub telegram_api_base: Option<String>,
+    /// etcd endpoints, comma-separated (absent = embedded registry).
+    #[arg(long, env = "SHARDGATE_ETCD")]
+    pub etcd: Option<String>,
+    /// etcd namespace [default: default].
+    #[arg(long, env = "SHARDGATE_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Embedded mode: the bots and their tokens (TOML, `[[bot]]` tables). Re-read on SIGHUP.
+    #[arg(long, env = "SHARDGATE_BOTS_FILE")]
+    pub bots_file: Option<PathBuf>,
+    /// This instance's id [default: the hostname-free "shardgate-<port>"].
+    #[arg(long, env = "SHARDGATE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// How peers reach this instance's gRPC API [default: the listen address].
+    #[arg(long, env = "SHARDGATE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// TOML file with the same keys as these flags, plus [limits] and [telegram].
+    #[arg(long, env = "SHARDGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Seconds of load (the demo then waits for the queues to drain).
+    #[arg(long, default_value_t = 24)]
+    pub seconds: u64,
+    /// Messages per second offered to the gateway.
+    #[arg(long, default_value_t = 45)]
+    pub rate: u32,
+    /// Private chats the load is spread over.
+    #[arg(long, default_value_t = 400)]
+    pub chats: u32,
+    /// Do not revoke a bot halfway.
+    #[arg(long)]
+    pub no_revoke: bool,
+    /// Print the summary as JSON too.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,129 @@
+//! `shardgate serve` and `shardgate mock`: build the runtime, start the
+//! pieces, and stop cleanly on SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shardgate_gateway::Gateway;
+use shardgate_registry::{EmbeddedRegistry, Registry};
+use shardgate_telegram::Client;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::cli::ServeArgs;
+use crate::settings::Settings;
+
+/// How long queued messages may still go out after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::resolve(args)?;
+    if settings.etcd.is_some() {
+        bail!(
+            "--etcd given, but this build has only the embedded registry; cluster mode on etcd is \
+             not implemented yet (run without --etcd and with --bots-file)"
+        );
+    }
+    let Some(bots_file) = settings.bots_file.clone() else {
+        bail!("embedded mode needs --bots-file FILE (TOML with [[bot]] tables: name, token)");
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding gRPC address {}", settings.listen))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let advertise = settings.advertise.clone().unwrap_or_else(|| local.to_string());
+        let instance = settings.gateway.instance_id.clone();
+        let registry = {
+            let path = bots_file.clone();
+            let instance = instance.clone();
+            let advertise = advertise.clone();
+            tokio::task::spawn_blocking(move || EmbeddedRegistry::from_file(&instance, path, &advertise))
+                .await
+                .context("reading the bots file")??
+        };
+        let registry = Arc::new(registry);
+        if settings.metrics_listen.is_some() {
+            warn!("--metrics-listen is accepted but /metrics is not served by this build yet");
+        }
+        let client = Client::new(settings.client.clone()).context("building the Bot API client")?;
+        let gateway = Gateway::start(settings.gateway.clone(), registry.clone() as Arc<dyn Registry>, client);
+        spawn_reload_on_sighup(registry.clone());
+        info!(instance = %instance, grpc = %local, api = %settings.client.api_base, bots = registry.fleet().borrow().bots.len(), "shardgate serving");
+        // One machine-readable line for scripts and tests.
+        println!("shardgate listening grpc={local}");
+        let server = shardgate_gateway::server::serve(gateway.clone(), listener, stop_signal());
+        let result = server.await;
+        info!("stop requested; draining queued messages (up to {DRAIN_TIMEOUT:?})");
+        gateway.shutdown(DRAIN_TIMEOUT).await;
+        info!("stopped");
+        result.context("serving gRPC")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Re-reads the bots file on SIGHUP (rotation, new bots, enable/disable).
+fn spawn_reload_on_sighup(registry: Arc<EmbeddedRegistry>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP; the bots file will not be re-read");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let reg = registry.clone();
+            match tokio::task::spawn_blocking(move || reg.reload()).await {
+                Ok(Ok(n)) => info!(bots = n, "bots file re-read"),
+                Ok(Err(e)) => error!(error = %e, "bots file not applied; keeping the previous bots"),
+                Err(e) => error!(error = %e, "bots file reload failed"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = registry;
+}
+
+pub fn run_mock(args: shardgate_mock::MockArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(shardgate_mock::serve_until(args, stop_signal()))
+        .context("running the Bot API emulator")?;
+    Ok(ExitCode::SUCCESS)
+}

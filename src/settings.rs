@@ -1,0 +1,213 @@
+//! `serve`'s settings: flags and environment over the `--config` TOML file
+//! over defaults, resolved once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use shardgate_gateway::GatewayConfig;
+use shardgate_sched::Limits;
+use shardgate_telegram::{Backoff, ClientConfig};
+
+use crate::cli::ServeArgs;
+
+/// The `--config` file. Keys mirror the flags; tables hold what has no flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub telegram_api_base: Option<String>,
+    pub etcd: Option<String>,
+    pub cluster: Option<String>,
+    pub bots_file: Option<PathBuf>,
+    pub instance_id: Option<String>,
+    pub advertise: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub telegram: TelegramFile,
+}
+
+/// `[limits]`: every bot's limits and the cooldown policy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub chat_burst: Option<u32>,
+    pub chat_rate: Option<f64>,
+    pub group_max: Option<u32>,
+    pub group_window_secs: Option<f64>,
+    pub bot_max: Option<u32>,
+    pub bot_window_ms: Option<u64>,
+    pub bot_burst: Option<u32>,
+    pub jitter_margin_ms: Option<u64>,
+    pub max_in_flight: Option<u32>,
+    pub queue_max: Option<usize>,
+    pub chat_queue_max: Option<usize>,
+    pub cooldown_factor: Option<f64>,
+    pub bot_throttle_threshold_secs: Option<u64>,
+}
+
+/// `[telegram]`: the Bot API client.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramFile {
+    pub request_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub etcd: Option<String>,
+    pub cluster: String,
+    pub bots_file: Option<PathBuf>,
+    pub advertise: Option<String>,
+    pub gateway: GatewayConfig,
+    pub client: ClientConfig,
+}
+
+pub fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "config file {} is invalid: {}",
+            path.display(),
+            shardgate_telegram::redact_tokens(&e.to_string())
+        )
+    })
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => load_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let instance_id = args
+            .instance_id
+            .or(file.instance_id)
+            .unwrap_or_else(|| format!("shardgate-{}", listen.port()));
+        let l = &file.limits;
+        let d = Limits::default();
+        let limits = Limits {
+            chat_burst: l.chat_burst.unwrap_or(d.chat_burst),
+            chat_rate: l.chat_rate.unwrap_or(d.chat_rate),
+            group_max: l.group_max.unwrap_or(d.group_max),
+            group_window: l
+                .group_window_secs
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .context("limits.group_window_secs")?
+                .unwrap_or(d.group_window),
+            bot_max: l.bot_max.unwrap_or(d.bot_max),
+            bot_window: l.bot_window_ms.map_or(d.bot_window, Duration::from_millis),
+            bot_burst: l.bot_burst.unwrap_or(d.bot_burst),
+            jitter_margin: l.jitter_margin_ms.map_or(d.jitter_margin, Duration::from_millis),
+            max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
+            queue_max: l.queue_max.unwrap_or(d.queue_max),
+            chat_queue_max: l.chat_queue_max.unwrap_or(d.chat_queue_max),
+        };
+        limits.validate().context("in [limits]")?;
+        let g = GatewayConfig::default();
+        let cooldown_factor = l.cooldown_factor.unwrap_or(g.cooldown_factor);
+        if !(cooldown_factor.is_finite() && cooldown_factor >= 1.0) {
+            bail!("limits.cooldown_factor must be at least 1.0");
+        }
+        let t = &file.telegram;
+        let b = Backoff::default();
+        let backoff = Backoff {
+            base: t.backoff_base_ms.map_or(b.base, Duration::from_millis),
+            max: t.backoff_max_ms.map_or(b.max, Duration::from_millis),
+            max_attempts: t.max_attempts.unwrap_or(b.max_attempts),
+        };
+        let c = ClientConfig::default();
+        let client = ClientConfig {
+            api_base: args
+                .telegram_api_base
+                .or(file.telegram_api_base)
+                .unwrap_or(c.api_base.clone()),
+            request_timeout: t.request_timeout_ms.map_or(c.request_timeout, Duration::from_millis),
+            connect_timeout: t.connect_timeout_ms.map_or(c.connect_timeout, Duration::from_millis),
+            ..c
+        };
+        Ok(Settings {
+            listen,
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            etcd: args.etcd.or(file.etcd),
+            cluster: args.cluster.or(file.cluster).unwrap_or_else(|| "default".into()),
+            bots_file: args.bots_file.or(file.bots_file),
+            advertise: args.advertise.or(file.advertise),
+            gateway: GatewayConfig {
+                instance_id,
+                limits,
+                cooldown_factor,
+                bot_throttle_threshold: l
+                    .bot_throttle_threshold_secs
+                    .map_or(g.bot_throttle_threshold, Duration::from_secs),
+                backoff,
+                ..g
+            },
+            client,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_limits_are_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\n[telegram]\nmax_attempts = 9\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path),
+            instance_id: Some("from-flag".into()),
+            ..ServeArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.gateway.instance_id, "from-flag");
+        assert_eq!(s.gateway.limits.group_window, Duration::from_secs(6));
+        assert_eq!(s.gateway.limits.chat_rate, 9.0);
+        assert_eq!(s.gateway.backoff.max_attempts, 9);
+        assert_eq!(s.cluster, "default");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_limits_are_errors() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for (i, text) in ["lisen = \"x\"\n", "[limits]\nchat_rate = 0.0\n", "[limits]\ncooldown_factor = 0.5\n"]
+            .iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("c{i}.toml"));
+            std::fs::write(&path, text).expect("write");
+            assert!(
+                Settings::resolve(ServeArgs {
+                    config: Some(path),
+                    ..ServeArgs::default()
+                })
+                .is_err(),
+                "{text}"
+            );
+        }
+    }
+}
