@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "shardgate", version, about = "Send Telegram Bot API messages through a fleet of bot tokens, under Telegram's limits")]
+#[command(
+    name = "shardgate",
+    version,
+    about = "Send Telegram Bot API messages through a fleet of bot tokens, under Telegram's limits"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "SHARDGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

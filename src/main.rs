@@ -16,7 +16,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format;
     // The demo draws a progress bar; keep its logs to warnings unless asked.
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     logging::init(log_format, default_level);
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),

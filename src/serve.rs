@@ -29,8 +29,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(args)?;
     if settings.etcd.is_some() {
         bail!(
-            "--etcd given, but this build has only the embedded registry; cluster mode on etcd is \
-             not implemented yet (run without --etcd and with --bots-file)"
+            "--etcd given (cluster {:?}), but this build has only the embedded registry; cluster \
+             mode on etcd is not implemented yet (run without --etcd and with --bots-file)",
+            settings.cluster
         );
     }
     let Some(bots_file) = settings.bots_file.clone() else {
@@ -112,7 +113,9 @@ fn spawn_reload_on_sighup(registry: Arc<EmbeddedRegistry>) {
             let reg = registry.clone();
             match tokio::task::spawn_blocking(move || reg.reload()).await {
                 Ok(Ok(n)) => info!(bots = n, "bots file re-read"),
-                Ok(Err(e)) => error!(error = %e, "bots file not applied; keeping the previous bots"),
+                Ok(Err(e)) => {
+                    error!(error = %e, "bots file not applied; keeping the previous bots")
+                }
                 Err(e) => error!(error = %e, "bots file reload failed"),
             }
         }

@@ -75,7 +75,8 @@ pub struct Settings {
 }
 
 pub fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
             "config file {} is invalid: {}",
@@ -114,7 +115,9 @@ impl Settings {
             bot_max: l.bot_max.unwrap_or(d.bot_max),
             bot_window: l.bot_window_ms.map_or(d.bot_window, Duration::from_millis),
             bot_burst: l.bot_burst.unwrap_or(d.bot_burst),
-            jitter_margin: l.jitter_margin_ms.map_or(d.jitter_margin, Duration::from_millis),
+            jitter_margin: l
+                .jitter_margin_ms
+                .map_or(d.jitter_margin, Duration::from_millis),
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
             queue_max: l.queue_max.unwrap_or(d.queue_max),
             chat_queue_max: l.chat_queue_max.unwrap_or(d.chat_queue_max),
@@ -138,15 +141,22 @@ impl Settings {
                 .telegram_api_base
                 .or(file.telegram_api_base)
                 .unwrap_or(c.api_base.clone()),
-            request_timeout: t.request_timeout_ms.map_or(c.request_timeout, Duration::from_millis),
-            connect_timeout: t.connect_timeout_ms.map_or(c.connect_timeout, Duration::from_millis),
+            request_timeout: t
+                .request_timeout_ms
+                .map_or(c.request_timeout, Duration::from_millis),
+            connect_timeout: t
+                .connect_timeout_ms
+                .map_or(c.connect_timeout, Duration::from_millis),
             ..c
         };
         Ok(Settings {
             listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
             etcd: args.etcd.or(file.etcd),
-            cluster: args.cluster.or(file.cluster).unwrap_or_else(|| "default".into()),
+            cluster: args
+                .cluster
+                .or(file.cluster)
+                .unwrap_or_else(|| "default".into()),
             bots_file: args.bots_file.or(file.bots_file),
             advertise: args.advertise.or(file.advertise),
             gateway: GatewayConfig {
@@ -194,9 +204,13 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_limits_are_errors() {
         let dir = tempfile::tempdir().expect("tmp");
-        for (i, text) in ["lisen = \"x\"\n", "[limits]\nchat_rate = 0.0\n", "[limits]\ncooldown_factor = 0.5\n"]
-            .iter()
-            .enumerate()
+        for (i, text) in [
+            "lisen = \"x\"\n",
+            "[limits]\nchat_rate = 0.0\n",
+            "[limits]\ncooldown_factor = 0.5\n",
+        ]
+        .iter()
+        .enumerate()
         {
             let path = dir.path().join(format!("c{i}.toml"));
             std::fs::write(&path, text).expect("write");

@@ -99,7 +99,7 @@ impl BotShared {
 }
 
 enum Command {
-    Enqueue(Envelope),
+    Enqueue(Box<Envelope>),
     /// A rotated token: later requests use it.
     SetToken(BotToken),
     /// Stop taking messages; give queued ones to other bots; finish in-flight
@@ -121,13 +121,15 @@ pub struct BotHandle {
 
 impl std::fmt::Debug for BotHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BotHandle").field("name", &self.name).finish()
+        f.debug_struct("BotHandle")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
 impl BotHandle {
     /// Hands a message to the dispatcher; gives it back if the actor is gone.
-    pub fn enqueue(&self, env: Envelope) -> Result<(), Envelope> {
+    pub fn enqueue(&self, env: Box<Envelope>) -> Result<(), Box<Envelope>> {
         self.tx.send(Command::Enqueue(env)).map_err(|e| match e.0 {
             Command::Enqueue(env) => env,
             _ => unreachable!("sent an Enqueue"),
@@ -135,7 +137,10 @@ impl BotHandle {
     }
 
     pub fn set_token(&self, token: BotToken) {
-        *self.token_redacted.lock().unwrap_or_else(|p| p.into_inner()) = token.redacted();
+        *self
+            .token_redacted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = token.redacted();
         let _ = self.tx.send(Command::SetToken(token));
     }
 
@@ -153,7 +158,10 @@ impl BotHandle {
     }
 
     pub fn token_redacted(&self) -> String {
-        self.token_redacted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.token_redacted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -161,7 +169,7 @@ impl BotHandle {
 struct Done {
     chat_id: i64,
     seq: u64,
-    env: Envelope,
+    env: Box<Envelope>,
     /// Which token the request used (a rotation may have happened since).
     token_gen: u64,
     outcome: Outcome,
@@ -173,7 +181,7 @@ pub struct Context {
     pub config: Arc<GatewayConfig>,
     pub client: Client,
     pub registry: Arc<dyn Registry>,
-    pub reroute: mpsc::UnboundedSender<Envelope>,
+    pub reroute: mpsc::UnboundedSender<Box<Envelope>>,
     pub migrations: Migrations,
 }
 
@@ -183,7 +191,7 @@ pub struct Dispatcher {
     token_gen: u64,
     ctx: Context,
     shared: Arc<BotShared>,
-    sched: Scheduler<Envelope>,
+    sched: Scheduler<Box<Envelope>>,
     epoch: Instant,
     commands: mpsc::UnboundedReceiver<Command>,
     results_tx: mpsc::UnboundedSender<Done>,
@@ -225,7 +233,10 @@ impl Dispatcher {
             leaving: false,
             drain_deadline: None,
         };
-        tokio::spawn(d.run().instrument(tracing::info_span!("dispatcher", bot = %name)));
+        tokio::spawn(
+            d.run()
+                .instrument(tracing::info_span!("dispatcher", bot = %name)),
+        );
         handle
     }
 
@@ -285,12 +296,17 @@ impl Dispatcher {
 
     fn finished(&self) -> bool {
         let idle = self.sched.in_flight() == 0;
-        (self.leaving && idle) || (self.drain_deadline.is_some() && idle && self.sched.queued() == 0)
+        (self.leaving && idle)
+            || (self.drain_deadline.is_some() && idle && self.sched.queued() == 0)
     }
 
     fn publish(&self) {
-        self.shared.queued.store(self.sched.queued() as u64, Ordering::Relaxed);
-        self.shared.in_flight.store(self.sched.in_flight(), Ordering::Relaxed);
+        self.shared
+            .queued
+            .store(self.sched.queued() as u64, Ordering::Relaxed);
+        self.shared
+            .in_flight
+            .store(self.sched.in_flight(), Ordering::Relaxed);
         self.shared
             .active_chats
             .store(self.sched.tracked_chats() as u64, Ordering::Relaxed);
@@ -322,7 +338,7 @@ impl Dispatcher {
         }
     }
 
-    fn accept(&mut self, env: Envelope) {
+    fn accept(&mut self, env: Box<Envelope>) {
         self.refresh_state(self.tick(Instant::now()));
         if self.leaving || matches!(self.shared.state(), LocalState::Revoked | LocalState::Gone) {
             self.give_back(env);
@@ -352,17 +368,21 @@ impl Dispatcher {
         };
         match result {
             Ok(()) => {}
-            Err(PushError::BotQueueFull(env)) => env.reply.finish(Err(SendError::QueueFull(format!(
-                "bot {} has {} messages queued (the bound); retry later",
-                self.name,
-                self.sched.limits().queue_max
-            )))),
-            Err(PushError::ChatQueueFull(env)) => env.reply.finish(Err(SendError::QueueFull(format!(
-                "chat {} has {} messages queued on bot {} (the bound); retry later",
-                chat_id,
-                self.sched.limits().chat_queue_max,
-                self.name
-            )))),
+            Err(PushError::BotQueueFull(env)) => {
+                env.reply.finish(Err(SendError::QueueFull(format!(
+                    "bot {} has {} messages queued (the bound); retry later",
+                    self.name,
+                    self.sched.limits().queue_max
+                ))))
+            }
+            Err(PushError::ChatQueueFull(env)) => {
+                env.reply.finish(Err(SendError::QueueFull(format!(
+                    "chat {} has {} messages queued on bot {} (the bound); retry later",
+                    chat_id,
+                    self.sched.limits().chat_queue_max,
+                    self.name
+                ))))
+            }
         }
     }
 
@@ -391,7 +411,7 @@ impl Dispatcher {
         }
     }
 
-    fn send(&mut self, chat_id: i64, seq: u64, mut env: Envelope) {
+    fn send(&mut self, chat_id: i64, seq: u64, mut env: Box<Envelope>) {
         env.attempts += 1;
         let msg = SendMessage {
             chat_id,
@@ -443,14 +463,23 @@ impl Dispatcher {
                 let delivered = Delivered {
                     bot: self.name.to_string(),
                     message_id,
-                    chat_id: if delivered_to != 0 { delivered_to } else { chat_id },
+                    chat_id: if delivered_to != 0 {
+                        delivered_to
+                    } else {
+                        chat_id
+                    },
                     attempts: env.attempts,
                     deduplicated: false,
                 };
                 env.reply.finish(Ok(delivered));
             }
-            Outcome::RetryAfter { retry_after, description } => {
-                self.shared.too_many_requests.fetch_add(1, Ordering::Relaxed);
+            Outcome::RetryAfter {
+                retry_after,
+                description,
+            } => {
+                self.shared
+                    .too_many_requests
+                    .fetch_add(1, Ordering::Relaxed);
                 let cooldown = retry_after.mul_f64(self.ctx.config.cooldown_factor);
                 let until = now + ticks(cooldown);
                 self.requeue(chat_id, seq, env, 0);
@@ -477,9 +506,18 @@ impl Dispatcher {
             }
             Outcome::Forbidden { description } => {
                 self.sched.complete(chat_id);
-                self.fail(env, SendError::Unreachable { code: 403, description });
+                self.fail(
+                    env,
+                    SendError::Unreachable {
+                        code: 403,
+                        description,
+                    },
+                );
             }
-            Outcome::Migrated { to_chat_id, description } => {
+            Outcome::Migrated {
+                to_chat_id,
+                description,
+            } => {
                 info!(from = chat_id, to = to_chat_id, %description, "group migrated; resending to the supergroup");
                 self.ctx.migrations.record(chat_id, to_chat_id);
                 env.chat_id = to_chat_id;
@@ -498,7 +536,11 @@ impl Dispatcher {
             }
             Outcome::Transient { kind, description } => {
                 self.sched.complete(chat_id);
-                let delay = self.ctx.config.backoff.delay(env.attempts, &mut rand::rng());
+                let delay = self
+                    .ctx
+                    .config
+                    .backoff
+                    .delay(env.attempts, &mut rand::rng());
                 match delay {
                     Some(delay) => {
                         self.shared.retries.fetch_add(1, Ordering::Relaxed);
@@ -518,7 +560,7 @@ impl Dispatcher {
         }
     }
 
-    fn requeue(&mut self, chat_id: i64, seq: u64, env: Envelope, not_before: Tick) {
+    fn requeue(&mut self, chat_id: i64, seq: u64, env: Box<Envelope>, not_before: Tick) {
         if self.leaving {
             self.give_back(env);
             return;
@@ -533,7 +575,7 @@ impl Dispatcher {
         );
     }
 
-    fn fail(&self, env: Envelope, err: SendError) {
+    fn fail(&self, env: Box<Envelope>, err: SendError) {
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
         debug!(error = %err, "send failed for good");
         env.reply.finish(Err(err));
@@ -541,13 +583,22 @@ impl Dispatcher {
 
     /// Hands a message to the re-router, marking this bot as one to avoid;
     /// a message pinned here without failover fails instead.
-    fn give_back(&self, mut env: Envelope) {
+    fn give_back(&self, mut env: Box<Envelope>) {
         if env.msg.bot.is_some() && !env.msg.allow_failover {
-            let reason = self.shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let reason = self
+                .shared
+                .reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let err = SendError::Unavailable(format!(
                 "pinned bot {} cannot send now ({}) and the request does not allow failover",
                 self.name,
-                if reason.is_empty() { "leaving" } else { &reason }
+                if reason.is_empty() {
+                    "leaving"
+                } else {
+                    &reason
+                }
             ));
             self.fail(env, err);
             return;
@@ -556,7 +607,9 @@ impl Dispatcher {
             env.avoid.push(self.name.clone());
         }
         if let Err(e) = self.ctx.reroute.send(env) {
-            e.0.reply.finish(Err(SendError::Unavailable("the gateway is stopping".into())));
+            e.0.reply.finish(Err(SendError::Unavailable(
+                "the gateway is stopping".into(),
+            )));
         }
     }
 
@@ -596,7 +649,9 @@ impl Dispatcher {
     fn throttle_bot(&mut self, until: Tick, cooldown: Duration, description: &str) {
         self.sched.cool_bot(until);
         let until_unix = unix_now() + cooldown.as_secs_f64().ceil() as u64;
-        self.shared.throttled_until.store(until_unix, Ordering::Relaxed);
+        self.shared
+            .throttled_until
+            .store(until_unix, Ordering::Relaxed);
         self.shared.set_state(LocalState::Throttled, description);
         self.report(Health {
             state: HealthState::Throttled,
@@ -622,7 +677,9 @@ impl Dispatcher {
         if !self.leaving {
             info!(%reason, "bot leaving; handing its queue to other bots");
             self.leaving = true;
-            if self.shared.state() == LocalState::Active || self.shared.state() == LocalState::Throttled {
+            if self.shared.state() == LocalState::Active
+                || self.shared.state() == LocalState::Throttled
+            {
                 self.shared.set_state(LocalState::Gone, reason);
             }
             self.give_back_queued(false);
@@ -631,7 +688,9 @@ impl Dispatcher {
 
     fn fail_queued(&mut self, reason: &str) {
         for d in self.sched.drain() {
-            d.item.reply.finish(Err(SendError::Unavailable(reason.to_owned())));
+            d.item
+                .reply
+                .finish(Err(SendError::Unavailable(reason.to_owned())));
         }
     }
 }

@@ -53,7 +53,9 @@ impl Pending {
             match self {
                 Pending::Done(o) => o,
                 Pending::Waiting(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(SendError::Unavailable("the message was dropped by the gateway".into()))
+                    Err(SendError::Unavailable(
+                        "the message was dropped by the gateway".into(),
+                    ))
                 }),
                 Pending::Joined(w) => idempotency::wait(w).await,
             }
@@ -113,8 +115,12 @@ impl Gateway {
         };
         let fleet = registry.fleet();
         gw.reconcile(&fleet.borrow().clone());
-        tokio::spawn(supervise(Arc::downgrade(&gw.inner), fleet).instrument(info_span!("supervisor")));
-        tokio::spawn(reroute(Arc::downgrade(&gw.inner), reroute_rx).instrument(info_span!("reroute")));
+        tokio::spawn(
+            supervise(Arc::downgrade(&gw.inner), fleet).instrument(info_span!("supervisor")),
+        );
+        tokio::spawn(
+            reroute(Arc::downgrade(&gw.inner), reroute_rx).instrument(info_span!("reroute")),
+        );
         gw
     }
 
@@ -147,8 +153,14 @@ impl Gateway {
         };
         let (reply, rx) = Reply::new(claim);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        let span = info_span!("message", seq, chat_id = msg.chat_id, bot = tracing::field::Empty, attempt = tracing::field::Empty);
-        let env = Envelope {
+        let span = info_span!(
+            "message",
+            seq,
+            chat_id = msg.chat_id,
+            bot = tracing::field::Empty,
+            attempt = tracing::field::Empty
+        );
+        let env = Box::new(Envelope {
             seq,
             chat_id: self.inner.migrations.resolve(msg.chat_id),
             msg,
@@ -157,7 +169,7 @@ impl Gateway {
             attempts: 0,
             avoid: Vec::new(),
             span,
-        };
+        });
         if let Err((env, err)) = self.inner.route(env) {
             env.reply.finish(Err(err));
         }
@@ -178,13 +190,14 @@ impl Gateway {
             .iter()
             .map(|r| {
                 let (state, reason, until) = effective_state(r, now);
-                let (queue_depth, in_flight, active_chats) = r.handle.as_ref().map_or((0, 0, 0), |h| {
-                    (
-                        h.shared.queued.load(Ordering::Relaxed),
-                        h.shared.in_flight.load(Ordering::Relaxed),
-                        h.shared.active_chats.load(Ordering::Relaxed),
-                    )
-                });
+                let (queue_depth, in_flight, active_chats) =
+                    r.handle.as_ref().map_or((0, 0, 0), |h| {
+                        (
+                            h.shared.queued.load(Ordering::Relaxed),
+                            h.shared.in_flight.load(Ordering::Relaxed),
+                            h.shared.active_chats.load(Ordering::Relaxed),
+                        )
+                    });
                 pb::BotStatus {
                     name: r.node.name().to_owned(),
                     state: state.as_str().to_owned(),
@@ -247,13 +260,22 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
     let reason = r
         .handle
         .as_ref()
-        .map(|h| h.shared.reason.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .map(|h| {
+            h.shared
+                .reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| r.view.health.reason.clone());
     match (view_state, local) {
         (BotState::Healthy, Some(LocalState::Revoked)) => (BotState::Revoked, reason, 0),
         (BotState::Healthy, Some(LocalState::Throttled)) => {
-            let until = r.handle.as_ref().map_or(0, |h| h.shared.throttled_until.load(Ordering::Relaxed));
+            let until = r
+                .handle
+                .as_ref()
+                .map_or(0, |h| h.shared.throttled_until.load(Ordering::Relaxed));
             if until > now {
                 (BotState::Throttled, reason, until)
             } else {
@@ -261,7 +283,15 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
             }
         }
         (BotState::Throttled, _) => (BotState::Throttled, reason, r.view.health.until),
-        (state, _) => (state, if state == BotState::Healthy { String::new() } else { reason }, 0),
+        (state, _) => (
+            state,
+            if state == BotState::Healthy {
+                String::new()
+            } else {
+                reason
+            },
+            0,
+        ),
     }
 }
 
@@ -271,14 +301,20 @@ impl Inner {
     }
 
     /// Routes and queues; gives the envelope back with the reason on failure.
-    fn route(&self, env: Envelope) -> Result<(), (Envelope, SendError)> {
+    fn route(&self, env: Box<Envelope>) -> Result<(), (Box<Envelope>, SendError)> {
         let table = self.table.load();
         let key = ShardKey::new(env.msg.chat_id, env.msg.user_id);
         let mut env = env;
         // A dispatcher that died between the table read and the enqueue gives
         // the message back; try the next bot (bounded by the fleet size).
         for _ in 0..=table.routes.len() {
-            let handle = match table.pick(key, env.msg.bot.as_deref(), env.msg.allow_failover, &env.avoid, unix_now()) {
+            let handle = match table.pick(
+                key,
+                env.msg.bot.as_deref(),
+                env.msg.allow_failover,
+                &env.avoid,
+                unix_now(),
+            ) {
                 Ok(h) => h,
                 Err(e) => return Err((env, e)),
             };
@@ -290,7 +326,10 @@ impl Inner {
                 }
             }
         }
-        Err((env, SendError::Unavailable("no bot accepted the message".into())))
+        Err((
+            env,
+            SendError::Unavailable("no bot accepted the message".into()),
+        ))
     }
 
     /// Brings dispatchers and the routing table in line with the fleet.
@@ -302,7 +341,9 @@ impl Inner {
             let state = view.state(now);
             let owned = view.owner.as_deref().is_none_or(|o| o == me);
             let wanted = owned && matches!(state, BotState::Healthy | BotState::Throttled);
-            let existing = dispatchers.get(name).filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
+            let existing = dispatchers
+                .get(name)
+                .filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
             match (existing, wanted) {
                 // The dispatcher ignores a token equal to the one it has.
                 (Some(h), true) => h.set_token(view.spec.token.clone()),
@@ -321,7 +362,11 @@ impl Inner {
                 }
             }
         }
-        let gone: Vec<String> = dispatchers.keys().filter(|n| !fleet.bots.contains_key(*n)).cloned().collect();
+        let gone: Vec<String> = dispatchers
+            .keys()
+            .filter(|n| !fleet.bots.contains_key(*n))
+            .cloned()
+            .collect();
         for name in gone {
             if let Some(h) = dispatchers.remove(&name) {
                 info!(bot = %name, "bot removed from the fleet");
@@ -339,9 +384,13 @@ impl Inner {
             .collect();
         drop(dispatchers);
         let table = Table::new(routes);
-        let any = table.routes.iter().any(|r| r.view.routable(now) && r.handle.is_some());
+        let any = table
+            .routes
+            .iter()
+            .any(|r| r.view.routable(now) && r.handle.is_some());
         self.table.store(table);
-        self.ready.send_if_modified(|r| std::mem::replace(r, any) != any);
+        self.ready
+            .send_if_modified(|r| std::mem::replace(r, any) != any);
     }
 }
 
@@ -357,10 +406,11 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut fleet: watch::Receiver<Arc
     }
 }
 
-async fn reroute(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Envelope>) {
+async fn reroute(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Box<Envelope>>) {
     while let Some(env) = rx.recv().await {
         let Some(inner) = inner.upgrade() else {
-            env.reply.finish(Err(SendError::Unavailable("the gateway stopped".into())));
+            env.reply
+                .finish(Err(SendError::Unavailable("the gateway stopped".into())));
             continue;
         };
         let span = env.span.clone();

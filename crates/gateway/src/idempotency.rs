@@ -105,10 +105,10 @@ impl IdempotencyCache {
             tx.send_replace(Some(outcome.clone()));
         }
         while st.expiry.len() > self.max {
-            if let Some((_, old)) = st.expiry.pop_front() {
-                if matches!(st.map.get(&old), Some(Entry::Done(_))) {
-                    st.map.remove(&old);
-                }
+            if let Some((_, old)) = st.expiry.pop_front()
+                && matches!(st.map.get(&old), Some(Entry::Done(_)))
+            {
+                st.map.remove(&old);
             }
         }
     }
@@ -116,10 +116,10 @@ impl IdempotencyCache {
 
 fn expire(st: &mut State, now: Instant) {
     while st.expiry.front().is_some_and(|(at, _)| *at <= now) {
-        if let Some((_, key)) = st.expiry.pop_front() {
-            if matches!(st.map.get(&key), Some(Entry::Done(_))) {
-                st.map.remove(&key);
-            }
+        if let Some((_, key)) = st.expiry.pop_front()
+            && matches!(st.map.get(&key), Some(Entry::Done(_)))
+        {
+            st.map.remove(&key);
         }
     }
 }

@@ -63,15 +63,18 @@ impl Table {
         avoid: &[Arc<str>],
         now_unix: u64,
     ) -> Result<BotHandle, SendError> {
-        let usable = |r: &Route| r.routable(now_unix) && !avoid.iter().any(|a| **a == *r.node.name());
+        let usable =
+            |r: &Route| r.routable(now_unix) && !avoid.iter().any(|a| **a == *r.node.name());
         if let Some(pin) = pin {
             let Some(route) = self.get(pin) else {
-                return Err(SendError::Invalid(format!("unknown bot {pin:?} in the `bot` field")));
+                return Err(SendError::Invalid(format!(
+                    "unknown bot {pin:?} in the `bot` field"
+                )));
             };
-            if usable(route) {
-                if let Some(h) = &route.handle {
-                    return Ok(h.clone());
-                }
+            if usable(route)
+                && let Some(h) = &route.handle
+            {
+                return Ok(h.clone());
             }
             if !allow_failover {
                 return Err(SendError::Unavailable(format!(
@@ -123,7 +126,10 @@ pub struct Migrations(Arc<Mutex<HashMap<i64, i64>>>);
 
 impl Migrations {
     pub fn record(&self, from: i64, to: i64) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(from, to);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(from, to);
     }
 
     /// The chat to send to for `chat_id` (follows chains of migrations).

@@ -27,7 +27,11 @@ pub enum ServeError {
 
 /// Serves until `shutdown` resolves, then stops accepting and waits for
 /// running calls.
-pub async fn serve(gateway: Gateway, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let mut ready = gateway.ready();
     tokio::spawn(async move {

@@ -3,8 +3,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use futures::Stream;
+use futures::stream::{FuturesUnordered, StreamExt};
 use shardgate_proto::v1 as pb;
 use shardgate_proto::v1::gateway_server;
 use tokio::sync::mpsc;
@@ -26,10 +26,17 @@ impl GatewayService {
     }
 }
 
-/// The caller's deadline, from the `grpc-timeout` header.
+/// When to give up on the caller's behalf, from the `grpc-timeout` header.
+///
+/// We answer a little before the caller's deadline (a tenth of it, at most
+/// 100 ms), so that the caller gets our `DEADLINE_EXCEEDED` rather than its
+/// own local timeout (which some clients, tonic's among them, report as
+/// `CANCELLED`), and tonic's server-side timeout never races ours.
 pub fn deadline_of<T>(req: &Request<T>) -> Option<Instant> {
     let raw = req.metadata().get("grpc-timeout")?.to_str().ok()?;
-    parse_grpc_timeout(raw).map(|d| Instant::now() + d)
+    let timeout = parse_grpc_timeout(raw)?;
+    let reserve = (timeout / 10).min(Duration::from_millis(100));
+    Some(Instant::now() + (timeout - reserve))
 }
 
 /// Parses gRPC's timeout format: up to 8 digits and a unit (H M S m u n).
@@ -76,7 +83,10 @@ const STREAM_BUFFER: usize = 1024;
 
 #[tonic::async_trait]
 impl gateway_server::Gateway for GatewayService {
-    async fn send(&self, request: Request<pb::SendRequest>) -> Result<Response<pb::SendResponse>, Status> {
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
         let deadline = deadline_of(&request);
         let req = request.into_inner();
         let client_ref = req.client_ref.clone();
@@ -135,7 +145,10 @@ impl gateway_server::Gateway for GatewayService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.gateway.status()))
     }
 }
@@ -149,7 +162,10 @@ mod tests {
         assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
         assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
         assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(
+            parse_grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
         assert_eq!(parse_grpc_timeout("123456789S"), None);
         assert_eq!(parse_grpc_timeout("S"), None);
         assert_eq!(parse_grpc_timeout("10x"), None);

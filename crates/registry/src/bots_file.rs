@@ -142,7 +142,9 @@ mod tests {
     #[test]
     fn errors_name_the_entry_and_never_the_token() {
         let cases = [
-            format!("[[bot]]\nname = \"a\"\ntoken = \"{T1}\"\n[[bot]]\nname = \"a\"\ntoken = \"{T2}\"\n"),
+            format!(
+                "[[bot]]\nname = \"a\"\ntoken = \"{T1}\"\n[[bot]]\nname = \"a\"\ntoken = \"{T2}\"\n"
+            ),
             format!("[[bot]]\nname = \"bad name\"\ntoken = \"{T1}\"\n"),
             "[[bot]]\nname = \"a\"\ntoken = \"123456:short\"\n".to_string(),
             format!("[[bot]]\nname = \"a\"\ntoken = \"{T1}\"\ncolour = 3\n"),

@@ -143,7 +143,8 @@ mod tests {
             &mut file,
             &format!("[[bot]]\nname=\"a\"\ntoken=\"{T1}\"\n[[bot]]\nname=\"b\"\ntoken=\"{T2}\"\n"),
         );
-        let reg = EmbeddedRegistry::from_file("i1", file.path().to_owned(), "127.0.0.1:1").expect("load");
+        let reg =
+            EmbeddedRegistry::from_file("i1", file.path().to_owned(), "127.0.0.1:1").expect("load");
         let mut rx = reg.fleet();
         reg.report_health("a", revoked()).await.expect("known");
         reg.report_health("b", revoked()).await.expect("known");
@@ -171,10 +172,17 @@ mod tests {
     async fn unknown_bot_is_an_error() {
         let reg = EmbeddedRegistry::new(
             "i1",
-            BotsFile::parse(std::path::Path::new("x"), &format!("[[bot]]\nname=\"a\"\ntoken=\"{T1}\"\n")).expect("valid"),
+            BotsFile::parse(
+                std::path::Path::new("x"),
+                &format!("[[bot]]\nname=\"a\"\ntoken=\"{T1}\"\n"),
+            )
+            .expect("valid"),
             None,
             "127.0.0.1:1",
         );
-        assert!(matches!(reg.report_health("zz", revoked()).await, Err(RegistryError::UnknownBot(_))));
+        assert!(matches!(
+            reg.report_health("zz", revoked()).await,
+            Err(RegistryError::UnknownBot(_))
+        ));
     }
 }

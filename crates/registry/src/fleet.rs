@@ -130,7 +130,8 @@ mod tests {
         BotView {
             spec: BotSpec {
                 name: "a".into(),
-                token: BotToken::parse("123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").expect("token"),
+                token: BotToken::parse("123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+                    .expect("token"),
                 enabled,
             },
             health: Health {
@@ -153,8 +154,14 @@ mod tests {
 
     #[test]
     fn disabled_wins_over_health() {
-        assert_eq!(view(false, HealthState::Healthy, 0).state(0), BotState::Disabled);
-        assert_eq!(view(true, HealthState::Revoked, 0).state(0), BotState::Revoked);
+        assert_eq!(
+            view(false, HealthState::Healthy, 0).state(0),
+            BotState::Disabled
+        );
+        assert_eq!(
+            view(true, HealthState::Revoked, 0).state(0),
+            BotState::Revoked
+        );
     }
 
     #[test]

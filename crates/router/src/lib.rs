@@ -78,7 +78,7 @@ where
 
 /// All nodes ordered from most to least preferred for `key_hash`: the
 /// failover order of a key.
-pub fn rank<'a>(key_hash: u64, nodes: &'a [Node]) -> Vec<&'a Node> {
+pub fn rank(key_hash: u64, nodes: &[Node]) -> Vec<&Node> {
     let mut ranked: Vec<&Node> = nodes.iter().collect();
     ranked.sort_by(|a, b| {
         b.score(key_hash)
@@ -120,14 +120,22 @@ mod tests {
         let ideal = 100_000.0 / 8.0;
         for (i, c) in counts.iter().enumerate() {
             let dev = (*c as f64 - ideal).abs() / ideal;
-            assert!(dev <= 0.10, "bot {i} got {c} keys ({:.1}% off)", dev * 100.0);
+            assert!(
+                dev <= 0.10,
+                "bot {i} got {c} keys ({:.1}% off)",
+                dev * 100.0
+            );
         }
     }
 
     #[test]
     fn removing_a_bot_moves_only_its_keys_and_they_come_back() {
         let all = fleet(5);
-        let without: Vec<Node> = all.iter().filter(|n| n.name() != "bot-2").cloned().collect();
+        let without: Vec<Node> = all
+            .iter()
+            .filter(|n| n.name() != "bot-2")
+            .cloned()
+            .collect();
         let mut moved = 0;
         for i in 0..20_000i64 {
             let h = ShardKey::new(i, i / 3).hash();

@@ -45,7 +45,7 @@ impl Default for Limits {
             bot_max: 30,
             bot_window: Duration::from_secs(1),
             bot_burst: 2,
-            jitter_margin: Duration::from_millis(5),
+            jitter_margin: Duration::from_millis(20),
             max_in_flight: 64,
             queue_max: 100_000,
             chat_queue_max: 1_000,
@@ -71,7 +71,9 @@ impl Limits {
             return Err(InvalidLimits("group_max and group_window must be positive"));
         }
         if self.bot_max == 0 || self.bot_window.is_zero() || self.bot_burst == 0 {
-            return Err(InvalidLimits("bot_max, bot_window and bot_burst must be positive"));
+            return Err(InvalidLimits(
+                "bot_max, bot_window and bot_burst must be positive",
+            ));
         }
         if self.max_in_flight == 0 || self.queue_max == 0 || self.chat_queue_max == 0 {
             return Err(InvalidLimits(
@@ -103,6 +105,13 @@ mod tests {
         assert!((l.ceiling_per_s(20, 0) - 18.0).abs() < 1e-9);
         assert!((l.ceiling_per_s(0, 40) - 40.0 / 3.0).abs() < 1e-9);
         assert!(Limits::default().validate().is_ok());
-        assert!(Limits { bot_burst: 0, ..Limits::default() }.validate().is_err());
+        assert!(
+            Limits {
+                bot_burst: 0,
+                ..Limits::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

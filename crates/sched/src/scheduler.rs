@@ -106,7 +106,10 @@ impl<T> Scheduler<T> {
     pub fn new(limits: Limits) -> Self {
         Scheduler {
             bucket: Gcra::new(limits.chat_burst, limits.chat_rate),
-            bot: Window::new(limits.bot_max, ticks(limits.bot_window + limits.jitter_margin)),
+            bot: Window::new(
+                limits.bot_max,
+                ticks(limits.bot_window + limits.jitter_margin),
+            ),
             bot_pace: Gcra::new(
                 limits.bot_burst,
                 limits.bot_max as f64 / (limits.bot_window + limits.jitter_margin).as_secs_f64(),
@@ -163,7 +166,14 @@ impl<T> Scheduler<T> {
         if chat.queue.len() >= limits.chat_queue_max {
             return Err(PushError::ChatQueueFull(item));
         }
-        self.insert(chat_id, Queued { seq, not_before: 0, item });
+        self.insert(
+            chat_id,
+            Queued {
+                seq,
+                not_before: 0,
+                item,
+            },
+        );
         Ok(())
     }
 
@@ -180,7 +190,11 @@ impl<T> Scheduler<T> {
             .chats
             .entry(chat_id)
             .or_insert_with(|| Chat::new(chat_id, limits));
-        let pos = chat.queue.iter().rposition(|q| q.seq < queued.seq).map_or(0, |p| p + 1);
+        let pos = chat
+            .queue
+            .iter()
+            .rposition(|q| q.seq < queued.seq)
+            .map_or(0, |p| p + 1);
         chat.queue.insert(pos, queued);
         self.queued += 1;
         self.reschedule(chat_id);
@@ -188,11 +202,11 @@ impl<T> Scheduler<T> {
 
     /// Marks the request of `chat_id` done: its next message may go.
     pub fn complete(&mut self, chat_id: i64) {
-        if let Some(chat) = self.chats.get_mut(&chat_id) {
-            if chat.in_flight {
-                chat.in_flight = false;
-                self.in_flight = self.in_flight.saturating_sub(1);
-            }
+        if let Some(chat) = self.chats.get_mut(&chat_id)
+            && chat.in_flight
+        {
+            chat.in_flight = false;
+            self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.reschedule(chat_id);
     }
@@ -264,9 +278,10 @@ impl<T> Scheduler<T> {
             let Some(&Reverse((at, seq, chat_id))) = self.ready.peek() else {
                 return Next::Idle;
             };
-            let live = self.chats.get(&chat_id).is_some_and(|c| {
-                c.scheduled == Some((at, seq)) && !c.in_flight
-            });
+            let live = self
+                .chats
+                .get(&chat_id)
+                .is_some_and(|c| c.scheduled == Some((at, seq)) && !c.in_flight);
             if !live {
                 self.ready.pop();
                 continue;
@@ -274,7 +289,10 @@ impl<T> Scheduler<T> {
             if at > now {
                 return Next::WaitUntil(at);
             }
-            let bot_free = self.bot.next_free().max(self.bot_pace.next_free(self.bot_tat));
+            let bot_free = self
+                .bot
+                .next_free()
+                .max(self.bot_pace.next_free(self.bot_tat));
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
@@ -317,7 +335,11 @@ impl<T> Scheduler<T> {
 
     fn gc_chat(&mut self, chat_id: i64, now: Tick) {
         let bucket = self.bucket;
-        if self.chats.get(&chat_id).is_some_and(|c| Self::is_idle(&bucket, c, now)) {
+        if self
+            .chats
+            .get(&chat_id)
+            .is_some_and(|c| Self::is_idle(&bucket, c, now))
+        {
             self.chats.remove(&chat_id);
         }
     }
@@ -344,7 +366,11 @@ impl<T> Scheduler<T> {
             return;
         };
         let group_free = chat.group.as_ref().map_or(0, |g| g.next_free());
-        let at = self.bucket.next_free(chat.tat).max(group_free).max(head.not_before);
+        let at = self
+            .bucket
+            .next_free(chat.tat)
+            .max(group_free)
+            .max(head.not_before);
         let entry = (at, head.seq);
         if chat.scheduled != Some(entry) {
             chat.scheduled = Some(entry);

@@ -32,7 +32,9 @@ impl Window {
         if self.recent.len() < self.max {
             0
         } else {
-            self.recent.front().map_or(0, |t| t.saturating_add(self.window))
+            self.recent
+                .front()
+                .map_or(0, |t| t.saturating_add(self.window))
         }
     }
 

@@ -50,7 +50,10 @@ fn private_chat_gets_a_burst_of_three_then_the_refill_rate() {
     let times: Vec<Tick> = sent.iter().map(|(t, _)| *t).collect();
     // 1/0.9 s = 1.111112 s per token after the burst.
     assert_eq!(times, vec![0, 0, 0, 1_111_112, 2_222_224]);
-    assert_eq!(sent.iter().map(|(_, q)| *q).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        sent.iter().map(|(_, q)| *q).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
 }
 
 #[test]
@@ -168,7 +171,14 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
     s.push(1, 5, 5).expect("room");
     s.push(1, 6, 6).expect("room");
     assert!(matches!(s.push(1, 7, 7), Err(PushError::ChatQueueFull(7))));
-    s.requeue(1, Queued { seq: 3, not_before: 0, item: 3 });
+    s.requeue(
+        1,
+        Queued {
+            seq: 3,
+            not_before: 0,
+            item: 3,
+        },
+    );
     let order: Vec<u64> = (0..3)
         .map(|_| match s.next(0, |_| true) {
             Next::Send(d) => {
@@ -215,14 +225,14 @@ fn rename_moves_the_queue_in_order() {
     for seq in 0..3 {
         s.push(-5, seq, seq).expect("room");
     }
-    s.push(-100_5, 1_000, 0).expect("room");
-    s.rename_chat(-5, -100_5, 0);
+    s.push(-1_005, 1_000, 0).expect("room");
+    s.rename_chat(-5, -1_005, 0);
     let mut order = Vec::new();
     let mut now = 0;
     while order.len() < 4 {
         match s.next(now, |_| true) {
             Next::Send(d) => {
-                assert_eq!(d.chat_id, -100_5);
+                assert_eq!(d.chat_id, -1_005);
                 order.push(d.seq);
                 s.complete(d.chat_id);
             }
@@ -286,21 +296,33 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn random_limits() -> impl Strategy<Value = Limits> {
-    (1u32..4, 1u32..40, 1u32..5, 1u64..3, 2u32..8, 0u64..20, 1u32..6, 1u32..4).prop_map(
-        |(burst, rate_tenths, group_max, group_s, bot_max, margin_ms, in_flight, bot_burst)| Limits {
-            chat_burst: burst,
-            chat_rate: rate_tenths as f64 / 10.0,
-            group_max,
-            group_window: Duration::from_secs(group_s),
-            bot_max,
-            bot_window: Duration::from_secs(1),
-            bot_burst,
-            jitter_margin: Duration::from_millis(margin_ms),
-            max_in_flight: in_flight,
-            queue_max: 10_000,
-            chat_queue_max: 10_000,
-        },
+    (
+        1u32..4,
+        1u32..40,
+        1u32..5,
+        1u64..3,
+        2u32..8,
+        0u64..20,
+        1u32..6,
+        1u32..4,
     )
+        .prop_map(
+            |(burst, rate_tenths, group_max, group_s, bot_max, margin_ms, in_flight, bot_burst)| {
+                Limits {
+                    chat_burst: burst,
+                    chat_rate: rate_tenths as f64 / 10.0,
+                    group_max,
+                    group_window: Duration::from_secs(group_s),
+                    bot_max,
+                    bot_window: Duration::from_secs(1),
+                    bot_burst,
+                    jitter_margin: Duration::from_millis(margin_ms),
+                    max_in_flight: in_flight,
+                    queue_max: 10_000,
+                    chat_queue_max: 10_000,
+                }
+            },
+        )
 }
 
 #[derive(Debug, Clone, Copy)]

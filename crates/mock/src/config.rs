@@ -1,0 +1,41 @@
+//! The emulator's starting configuration: limits, faults and log size. `Control::reset`
+//! returns to it.
+
+use crate::faults::Faults;
+use crate::limits::Limits;
+
+/// How a [`crate::MockServer`] starts (and what `reset` returns to).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MockConfig {
+    /// Rate limits to enforce; `None` disables them entirely (throughput benchmarks).
+    pub limits: Option<Limits>,
+    /// Global faults to inject from the start.
+    pub faults: Faults,
+    /// Deliveries kept in the log; older ones are forgotten (sequence numbers keep counting,
+    /// and duplicates are still detected).
+    pub max_deliveries: usize,
+    /// Seed for the fault dice; `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for MockConfig {
+    /// Official limits, no faults, a log of one million deliveries.
+    fn default() -> Self {
+        MockConfig {
+            limits: Some(Limits::official()),
+            faults: Faults::default(),
+            max_deliveries: 1_000_000,
+            seed: None,
+        }
+    }
+}
+
+impl MockConfig {
+    /// The default configuration without any rate limit.
+    pub fn unlimited() -> Self {
+        MockConfig {
+            limits: None,
+            ..MockConfig::default()
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The in-process control plane: a cheap, cloneable handle on the emulator's state, used by
+//! tests and by the `/_mock/` HTTP endpoints alike.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::config::MockConfig;
+use crate::faults::Faults;
+use crate::limits::Limits;
+use crate::state::{ChatState, Delivery, Engine};
+use crate::stats::Stats;
+
+/// Handle on a running emulator. Clones share the same state.
+#[derive(Clone)]
+pub struct Control {
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// A fresh emulator state (not yet serving).
+    pub(crate) fn new(config: MockConfig) -> Self {
+        Control {
+            engine: Arc::new(Mutex::new(Engine::new(config))),
+        }
+    }
+
+    /// The state, behind its lock (a panic elsewhere never wedges the emulator).
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every request of `bot_id` answers 401 "Unauthorized" from now on.
+    pub fn revoke(&self, bot_id: u64) {
+        self.engine().revoke(bot_id, true);
+    }
+
+    /// Undoes [`Control::revoke`].
+    pub fn unrevoke(&self, bot_id: u64) {
+        self.engine().revoke(bot_id, false);
+    }
+
+    /// Every `sendMessage` of `bot_id` answers 429 with `retry_after_s`, for `for_duration`
+    /// (or until [`Control::unthrottle`] when `None`).
+    pub fn throttle(&self, bot_id: u64, retry_after_s: u64, for_duration: Option<Duration>) {
+        let until = for_duration.map(|d| Instant::now() + d);
+        self.engine().throttle(bot_id, retry_after_s, until);
+    }
+
+    /// Ends a forced throttle.
+    pub fn unthrottle(&self, bot_id: u64) {
+        self.engine().unthrottle(bot_id);
+    }
+
+    /// Sets the global faults (`None`) or one bot's faults, which then replace the global
+    /// ones for that bot (`Faults::default()` shields it from global faults).
+    pub fn set_faults(&self, bot_id: Option<u64>, faults: Faults) {
+        self.engine().set_faults(bot_id, faults);
+    }
+
+    /// Removes one bot's own faults, so the global ones apply to it again.
+    pub fn clear_faults(&self, bot_id: u64) {
+        self.engine().clear_faults(bot_id);
+    }
+
+    /// The faults in effect for a bot (`None`: the global ones).
+    pub fn faults(&self, bot_id: Option<u64>) -> Faults {
+        self.engine().faults(bot_id)
+    }
+
+    /// Sets the state of a chat, for every bot.
+    pub fn set_chat(&self, chat_id: i64, state: ChatState) {
+        self.engine().set_chat(chat_id, state);
+    }
+
+    /// Replaces the rate limits (`None`: no limits); forgets all limit bookkeeping.
+    pub fn set_limits(&self, limits: Option<Limits>) {
+        self.engine().set_limits(limits);
+    }
+
+    /// The rate limits in force (`None`: no limits).
+    pub fn limits(&self) -> Option<Limits> {
+        self.engine().limits()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.engine().stats()
+    }
+
+    /// Deliveries with `seq > since_seq`, oldest first (`0` = the whole log).
+    pub fn deliveries(&self, since_seq: u64) -> Vec<Delivery> {
+        self.engine().deliveries(since_seq, usize::MAX)
+    }
+
+    /// At most `limit` deliveries with `seq > since_seq`.
+    pub fn deliveries_page(&self, since_seq: u64, limit: usize) -> Vec<Delivery> {
+        self.engine().deliveries(since_seq, limit)
+    }
+
+    /// Back to the starting configuration: no revocations, throttles or chat states, the
+    /// configured limits and faults, empty log (sequence restarts at 1), zero counters.
+    pub fn reset(&self) {
+        self.engine().reset();
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP surface: the Bot API routes (`/bot<token>/<method>`, GET or POST) and the
+//! assembly of the router with the `/_mock/` control endpoints.
+//!
+//! Parameters are parsed and validated before the state lock is taken; the arrival time is
+//! read just before. An injected drop is signalled to the connection layer by a
+//! [`DropConnection`] marker in the response extensions (see `server.rs`), so the client
+//! gets no answer at all.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::control::Control;
+use crate::control_http;
+use crate::params::Params;
+use crate::reply::{ApiError, Reply};
+use crate::state::{Call, Decision};
+
+/// Response extension telling the connection layer to close the connection unanswered.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DropConnection;
+
+/// The whole emulator as an axum router.
+pub(crate) fn router(control: Control) -> Router {
+    control_http::routes().fallback(bot_api).with_state(control)
+}
+
+/// Splits `/bot<token>/<method>` into its token and method.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/bot")?;
+    match rest.split_once('/') {
+        Some((token, method)) => Some((token, method)),
+        None => Some((rest, "")),
+    }
+}
+
+/// Parses and validates the call (outside the lock).
+fn call_of(method: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Call {
+    if method.eq_ignore_ascii_case("sendMessage") {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let send = Params::collect(uri.query(), content_type, body)
+            .map_err(|_| ApiError::bad_request("Bad Request: can't parse request body"))
+            .and_then(|p| p.send_message());
+        Call::SendMessage(send)
+    } else if method.eq_ignore_ascii_case("getMe") {
+        Call::GetMe
+    } else {
+        Call::Unknown
+    }
+}
+
+async fn bot_api(
+    State(control): State<Control>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((token, method)) = split_path(uri.path()) else {
+        return Reply::Error(ApiError::not_found()).into_response();
+    };
+    let call = call_of(method, &uri, &headers, &body);
+    let arrival = Instant::now();
+    let wall_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let decision = control.engine().handle(token, call, arrival, wall_ms);
+    match decision {
+        Decision::Drop => {
+            let mut response = Response::new(Body::empty());
+            response.extensions_mut().insert(DropConnection);
+            response
+        }
+        Decision::Answer { reply, latency } => {
+            if latency > Duration::ZERO {
+                tokio::time::sleep(latency).await;
+            }
+            reply.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_bot_paths() {
+        assert_eq!(
+            split_path("/bot1:abc/sendMessage"),
+            Some(("1:abc", "sendMessage"))
+        );
+        assert_eq!(split_path("/bot1:abc"), Some(("1:abc", "")));
+        assert_eq!(split_path("/bot/getMe"), Some(("", "getMe")));
+        assert_eq!(split_path("/favicon.ico"), None);
+    }
+
+    #[test]
+    fn methods_are_case_insensitive() {
+        let uri: Uri = "/x?chat_id=1&text=a".parse().unwrap_or_default();
+        let h = HeaderMap::new();
+        assert!(matches!(
+            call_of("sendmessage", &uri, &h, b""),
+            Call::SendMessage(Ok(_))
+        ));
+        assert_eq!(call_of("GETME", &uri, &h, b""), Call::GetMe);
+        assert_eq!(call_of("sendPhoto", &uri, &h, b""), Call::Unknown);
+        let bad = call_of("sendMessage", &uri, &h, b"{oops");
+        assert!(matches!(bad, Call::SendMessage(Err(e)) if e.error_code == 400));
+    }
+}

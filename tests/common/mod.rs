@@ -1,0 +1,260 @@
+//! Test harness: the Bot API emulator in-process on a free loopback port, and
+//! the real `shardgate` binary as a child process pointed at it, with its
+//! logs (at RUST_LOG=debug) captured so tests can check that no token leaks.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shardgate_mock::{Control, MockConfig, MockServer, test_token};
+use shardgate_proto::v1::gateway_client::GatewayClient;
+use shardgate_proto::v1::{SendRequest, StatusResponse};
+use tonic::transport::Channel;
+
+/// A bot of the test fleet: its name and the emulator's bot id.
+#[derive(Clone, Copy, Debug)]
+pub struct Bot {
+    pub name: &'static str,
+    pub id: u64,
+}
+
+pub const BOTS: [Bot; 3] = [
+    Bot {
+        name: "alpha",
+        id: 5_000_001,
+    },
+    Bot {
+        name: "bravo",
+        id: 5_000_002,
+    },
+    Bot {
+        name: "charlie",
+        id: 5_000_003,
+    },
+];
+
+/// The secret part of a test token: what must never appear in logs.
+pub fn secret(bot_id: u64) -> String {
+    let t = test_token(bot_id);
+    t.split_once(':').map(|(_, s)| s.to_owned()).unwrap_or(t)
+}
+
+pub fn bots_toml(bots: &[Bot]) -> String {
+    bots.iter()
+        .map(|b| {
+            format!(
+                "[[bot]]\nname = \"{}\"\ntoken = \"{}\"\n",
+                b.name,
+                test_token(b.id)
+            )
+        })
+        .collect()
+}
+
+pub struct Gateway {
+    pub mock: MockServer,
+    pub control: Control,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// Starts the emulator with `mock` and a gateway over `bots`, with extra
+    /// TOML (for example `[limits]`) in its config file.
+    pub async fn start(mock: MockConfig, bots: &[Bot], config_toml: &str) -> Gateway {
+        let server = MockServer::start(mock, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("emulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bots_file = dir.path().join("bots.toml");
+        std::fs::write(&bots_file, bots_toml(bots)).expect("write bots");
+        let config = dir.path().join("shardgate.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let (child, addr, logs) = spawn_serve(&server.base_url(), &bots_file, &config);
+        Gateway {
+            control: server.control(),
+            mock: server,
+            addr,
+            dir,
+            child,
+            logs,
+        }
+    }
+
+    pub fn bots_file(&self) -> PathBuf {
+        self.dir.path().join("bots.toml")
+    }
+
+    pub async fn client(&self) -> GatewayClient<Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect to gateway");
+        GatewayClient::new(channel)
+    }
+
+    pub fn channel_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// No token secret of `bots` in the logs; the logs are not empty (so the
+    /// check is not vacuous) and show the per-message span fields.
+    pub fn assert_no_token_in_logs(&self, bots: &[Bot]) {
+        let logs = self.logs();
+        assert!(logs.len() > 100, "suspiciously few logs: {logs:?}");
+        for b in bots {
+            assert!(
+                !logs.contains(&secret(b.id)),
+                "token of {} leaked into the logs",
+                b.name
+            );
+        }
+    }
+
+    pub async fn status(&self) -> StatusResponse {
+        self.client()
+            .await
+            .status(shardgate_proto::v1::StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+    }
+
+    /// Sends SIGHUP (re-read the bots file).
+    pub fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP")
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("gateway did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_serve(
+    api_base: &str,
+    bots_file: &std::path::Path,
+    config: &std::path::Path,
+) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--telegram-api-base",
+            api_base,
+        ])
+        .arg("--bots-file")
+        .arg(bots_file)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shardgate serve");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = logs.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("shardgate listening grpc=") {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => a.parse().expect("address"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = std::io::stderr()
+                .write_all(logs.lock().unwrap_or_else(|p| p.into_inner()).as_bytes());
+            panic!("gateway did not report its address within 30 s");
+        }
+    };
+    (child, addr, logs)
+}
+
+pub fn text_request(
+    chat_id: i64,
+    user_id: i64,
+    text: impl Into<String>,
+    client_ref: impl Into<String>,
+) -> SendRequest {
+    SendRequest {
+        chat_id,
+        user_id,
+        text: text.into(),
+        client_ref: client_ref.into(),
+        ..SendRequest::default()
+    }
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes; returns how
+/// long it took (the figure tests print), or None.
+pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
