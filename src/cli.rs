@@ -36,6 +36,58 @@ pub enum Command {
     Mock(shardgate_mock::MockArgs),
     /// The whole product on one machine: emulator, gateway with 3 bots, load, a revoke.
     Demo(DemoArgs),
+    /// Operators' commands on the bots in etcd (cluster mode).
+    Bot(BotArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BotArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "SHARDGATE_ETCD", default_value = "http://127.0.0.1:2379")]
+    pub etcd: String,
+    /// etcd namespace.
+    #[arg(long, env = "SHARDGATE_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    #[command(subcommand)]
+    pub command: BotCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BotCommand {
+    /// Add a bot (fails if the name exists).
+    Add {
+        name: String,
+        /// The token; `-` reads it from standard input (keeps it out of `ps`).
+        #[arg(long, env = "SHARDGATE_BOT_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Put a new token for a bot: the owner uses it from its next request; health resets.
+    Rotate {
+        name: String,
+        /// The new token; `-` reads it from standard input.
+        #[arg(long, env = "SHARDGATE_BOT_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Take a bot out of rotation (its health becomes revoked) until rotated or enabled.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+    },
+    /// Enable a bot (health resets to healthy), or disable it with --disable.
+    Enable {
+        name: String,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Every bot with its state, owner and cooldown (tokens redacted).
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seed or update bots from a bots file (TOML `[[bot]]` tables).
+    Import { file: PathBuf },
 }
 
 #[derive(Args, Debug, Clone, Default)]

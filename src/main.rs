@@ -2,6 +2,7 @@
 //! binary. This file only parses the command line and hands over; each
 //! subcommand lives in its own module.
 
+mod bot;
 mod cli;
 mod demo;
 mod logging;
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Mock(args) => serve::run_mock(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bot(args) => bot::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shardgate_gateway::Gateway;
+use shardgate_etcd::{EtcdConfig, EtcdRegistry};
 use shardgate_registry::{EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
 use tokio::net::TcpListener;
@@ -27,16 +28,12 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(args)?;
-    if settings.etcd.is_some() {
+    if settings.etcd.is_none() && settings.bots_file.is_none() {
         bail!(
-            "--etcd given (cluster {:?}), but this build has only the embedded registry; cluster \
-             mode on etcd is not implemented yet (run without --etcd and with --bots-file)",
-            settings.cluster
+            "give --etcd URLS (cluster mode) or --bots-file FILE (one instance; TOML with [[bot]] \
+             tables: name, token)"
         );
     }
-    let Some(bots_file) = settings.bots_file.clone() else {
-        bail!("embedded mode needs --bots-file FILE (TOML with [[bot]] tables: name, token)");
-    };
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(settings.listen)
@@ -45,28 +42,58 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr().context("reading the bound address")?;
         let advertise = settings.advertise.clone().unwrap_or_else(|| local.to_string());
         let instance = settings.gateway.instance_id.clone();
-        let registry = {
-            let path = bots_file.clone();
-            let instance = instance.clone();
-            let advertise = advertise.clone();
-            tokio::task::spawn_blocking(move || EmbeddedRegistry::from_file(&instance, path, &advertise))
-                .await
-                .context("reading the bots file")??
-        };
-        let registry = Arc::new(registry);
+        let (registry, embedded): (Arc<dyn Registry>, Option<Arc<EmbeddedRegistry>>) =
+            match (&settings.etcd, &settings.bots_file) {
+                (Some(etcd), _) => {
+                    if settings.bots_file.is_some() {
+                        warn!("--bots-file is ignored in cluster mode; seed etcd with `shardgate bot import FILE`");
+                    }
+                    let endpoints: Vec<String> = etcd.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    let mut config = EtcdConfig::new(endpoints, &settings.cluster, &instance, &advertise);
+                    if let Some(ttl) = settings.lease_ttl {
+                        config.lease_ttl = ttl;
+                    }
+                    let reg = EtcdRegistry::start(config)
+                        .await
+                        .with_context(|| format!("joining cluster {:?} on etcd {etcd}", settings.cluster))?;
+                    (Arc::new(reg), None)
+                }
+                (None, Some(path)) => {
+                    let path = path.clone();
+                    let instance = instance.clone();
+                    let advertise = advertise.clone();
+                    let reg = tokio::task::spawn_blocking(move || EmbeddedRegistry::from_file(&instance, path, &advertise))
+                        .await
+                        .context("reading the bots file")??;
+                    let reg = Arc::new(reg);
+                    (reg.clone(), Some(reg))
+                }
+                (None, None) => unreachable!("checked before starting the runtime"),
+            };
         if settings.metrics_listen.is_some() {
             warn!("--metrics-listen is accepted but /metrics is not served by this build yet");
         }
         let client = Client::new(settings.client.clone()).context("building the Bot API client")?;
-        let gateway = Gateway::start(settings.gateway.clone(), registry.clone() as Arc<dyn Registry>, client);
-        spawn_reload_on_sighup(registry.clone());
-        info!(instance = %instance, grpc = %local, api = %settings.client.api_base, bots = registry.fleet().borrow().bots.len(), "shardgate serving");
+        let gateway = Gateway::start(settings.gateway.clone(), registry.clone(), client);
+        if let Some(reg) = embedded {
+            spawn_reload_on_sighup(reg);
+        }
+        info!(
+            instance = %instance,
+            grpc = %local,
+            api = %settings.client.api_base,
+            mode = if settings.etcd.is_some() { "cluster" } else { "embedded" },
+            bots = registry.fleet().borrow().bots.len(),
+            "shardgate serving"
+        );
         // One machine-readable line for scripts and tests.
         println!("shardgate listening grpc={local}");
         let server = shardgate_gateway::server::serve(gateway.clone(), listener, stop_signal());
         let result = server.await;
         info!("stop requested; draining queued messages (up to {DRAIN_TIMEOUT:?})");
         gateway.shutdown(DRAIN_TIMEOUT).await;
+        // Release bots and the lease so that peers take over at once.
+        registry.shutdown().await;
         info!("stopped");
         result.context("serving gRPC")?;
         Ok(ExitCode::SUCCESS)

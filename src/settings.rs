@@ -29,6 +29,9 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub telegram: TelegramFile,
+    /// Cluster mode: the etcd lease TTL in whole seconds (default 10), i.e.
+    /// how long a dead instance's bots wait before survivors take them over.
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// `[limits]`: every bot's limits and the cooldown policy.
@@ -70,6 +73,7 @@ pub struct Settings {
     pub cluster: String,
     pub bots_file: Option<PathBuf>,
     pub advertise: Option<String>,
+    pub lease_ttl: Option<Duration>,
     pub gateway: GatewayConfig,
     pub client: ClientConfig,
 }
@@ -159,6 +163,7 @@ impl Settings {
                 .unwrap_or_else(|| "default".into()),
             bots_file: args.bots_file.or(file.bots_file),
             advertise: args.advertise.or(file.advertise),
+            lease_ttl: file.lease_ttl_secs.map(Duration::from_secs),
             gateway: GatewayConfig {
                 instance_id,
                 limits,

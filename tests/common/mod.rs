@@ -175,18 +175,24 @@ fn spawn_serve(
     bots_file: &std::path::Path,
     config: &std::path::Path,
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    let args: Vec<std::ffi::OsString> = vec![
+        "--bots-file".into(),
+        bots_file.into(),
+        "--config".into(),
+        config.into(),
+    ];
+    spawn_gateway(api_base, &args)
+}
+
+/// Starts `shardgate serve --listen 127.0.0.1:0 --telegram-api-base API ARGS...`
+/// at RUST_LOG=debug; returns the child, its gRPC address and its logs.
+pub fn spawn_gateway(
+    api_base: &str,
+    args: &[std::ffi::OsString],
+) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--telegram-api-base",
-            api_base,
-        ])
-        .arg("--bots-file")
-        .arg(bots_file)
-        .arg("--config")
-        .arg(config)
+        .args(["serve", "--listen", "127.0.0.1:0", "--telegram-api-base", api_base])
+        .args(args)
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -37,6 +37,9 @@ pub struct Envelope {
     pub attempts: u32,
     /// Bots that gave this message back; the re-router skips them.
     pub avoid: Vec<Arc<str>>,
+    /// Came from another instance: send through the pinned bot here, or
+    /// answer `NotOwner`; never forward again.
+    pub forwarded: bool,
     pub span: Span,
 }
 
@@ -108,6 +111,11 @@ enum Command {
     /// Shutdown: stop when the queue is empty or `deadline` passes, failing
     /// what is left.
     Drain(Instant),
+    /// Handoff to another instance: stop sending (queue what arrives), so
+    /// the bot can be released once nothing is in flight.
+    Pause,
+    /// The handoff was called off (the bot stays here): send again.
+    Resume,
 }
 
 /// The gateway's handle on a running dispatcher.
@@ -115,6 +123,8 @@ enum Command {
 pub struct BotHandle {
     pub name: Arc<str>,
     pub shared: Arc<BotShared>,
+    /// Set once a handoff started (so it starts once).
+    pub handing_over: Arc<std::sync::atomic::AtomicBool>,
     tx: mpsc::UnboundedSender<Command>,
     token_redacted: Arc<Mutex<String>>,
 }
@@ -151,6 +161,15 @@ impl BotHandle {
 
     pub fn drain(&self, deadline: Instant) {
         let _ = self.tx.send(Command::Drain(deadline));
+    }
+
+    pub fn pause(&self) {
+        let _ = self.tx.send(Command::Pause);
+    }
+
+    pub fn resume(&self) {
+        self.handing_over.store(false, Ordering::Relaxed);
+        let _ = self.tx.send(Command::Resume);
     }
 
     pub fn is_alive(&self) -> bool {
@@ -197,6 +216,7 @@ pub struct Dispatcher {
     results_tx: mpsc::UnboundedSender<Done>,
     results: mpsc::UnboundedReceiver<Done>,
     leaving: bool,
+    paused: bool,
     drain_deadline: Option<Instant>,
 }
 
@@ -216,6 +236,7 @@ impl Dispatcher {
         let handle = BotHandle {
             name: name.clone(),
             shared: shared.clone(),
+            handing_over: Arc::default(),
             tx,
             token_redacted: Arc::new(Mutex::new(token.redacted())),
         };
@@ -231,6 +252,7 @@ impl Dispatcher {
             results_tx,
             results,
             leaving: false,
+            paused: false,
             drain_deadline: None,
         };
         tokio::spawn(
@@ -327,6 +349,14 @@ impl Dispatcher {
             }
             Command::Leave(reason) => self.start_leaving(&reason),
             Command::Drain(deadline) => self.drain_deadline = Some(deadline),
+            Command::Pause => {
+                info!("handing the bot over: sending paused");
+                self.paused = true;
+            }
+            Command::Resume => {
+                info!("handoff called off: sending again");
+                self.paused = false;
+            }
         }
     }
 
@@ -388,7 +418,7 @@ impl Dispatcher {
 
     /// Sends everything the scheduler releases now; returns when to wake.
     fn pump(&mut self) -> Option<Instant> {
-        if self.drain_deadline.is_none() && self.leaving {
+        if self.paused || (self.drain_deadline.is_none() && self.leaving) {
             return None;
         }
         let now_instant = Instant::now();
@@ -584,6 +614,14 @@ impl Dispatcher {
     /// Hands a message to the re-router, marking this bot as one to avoid;
     /// a message pinned here without failover fails instead.
     fn give_back(&self, mut env: Box<Envelope>) {
+        if env.forwarded {
+            // The forwarding instance routes it again; nothing was sent here.
+            env.reply.finish(Err(SendError::NotOwner(format!(
+                "bot {} cannot take messages here now",
+                self.name
+            ))));
+            return;
+        }
         if env.msg.bot.is_some() && !env.msg.allow_failover {
             let reason = self
                 .shared
@@ -616,7 +654,7 @@ impl Dispatcher {
     fn give_back_queued(&mut self, keep_pinned: bool) {
         for d in self.sched.drain() {
             let env = d.item;
-            if keep_pinned && env.msg.bot.is_some() && !env.msg.allow_failover {
+            if keep_pinned && !env.forwarded && env.msg.bot.is_some() && !env.msg.allow_failover {
                 self.sched.requeue(
                     d.chat_id,
                     Queued {

@@ -25,6 +25,11 @@ pub enum SendError {
     /// The caller's deadline passed before the message was sent.
     #[error("deadline exceeded before the message was sent")]
     DeadlineExceeded,
+    /// A forwarded message reached an instance that does not drive the bot
+    /// (ownership moved); nothing was sent. Only instances see this: the
+    /// forwarding one routes the message again.
+    #[error("{0}")]
+    NotOwner(String),
 }
 
 impl SendError {
@@ -35,7 +40,24 @@ impl SendError {
             SendError::QueueFull(_) => Code::ResourceExhausted,
             SendError::Unavailable(_) => Code::Unavailable,
             SendError::DeadlineExceeded => Code::DeadlineExceeded,
+            SendError::NotOwner(_) => Code::Aborted,
         }
+    }
+
+    /// The error an owner answered for a forwarded message; `None` when it
+    /// was not the owner (nothing sent: route again).
+    pub fn from_proto(e: &pb::Error) -> Option<SendError> {
+        let description = e.description.clone();
+        let code = u16::try_from(e.telegram_code).unwrap_or(0);
+        Some(match e.code.as_str() {
+            "ABORTED" => return None,
+            "INVALID_ARGUMENT" if code > 0 => SendError::Rejected { code, description },
+            "INVALID_ARGUMENT" => SendError::Invalid(description),
+            "FAILED_PRECONDITION" => SendError::Unreachable { code, description },
+            "RESOURCE_EXHAUSTED" => SendError::QueueFull(description),
+            "DEADLINE_EXCEEDED" => SendError::DeadlineExceeded,
+            _ => SendError::Unavailable(description),
+        })
     }
 
     /// Telegram's error code when Telegram answered.
@@ -55,7 +77,13 @@ impl SendError {
         pb::Error {
             code: code_name(self.code()).to_owned(),
             telegram_code: i32::from(self.telegram_code()),
-            description: self.to_string(),
+            description: match self {
+                // Telegram's own words, as the proto documents.
+                SendError::Rejected { description, .. } | SendError::Unreachable { description, .. } => {
+                    description.clone()
+                }
+                other => other.to_string(),
+            },
         }
     }
 }
@@ -80,5 +108,28 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proto_round_trip_keeps_the_meaning() {
+        let cases = [
+            SendError::Invalid("x".into()),
+            SendError::Rejected { code: 400, description: "Bad Request: message is too long".into() },
+            SendError::Unreachable { code: 403, description: "Forbidden: bot was blocked by the user".into() },
+            SendError::QueueFull("full".into()),
+            SendError::Unavailable("none".into()),
+            SendError::DeadlineExceeded,
+        ];
+        for e in cases {
+            let back = SendError::from_proto(&e.to_proto()).expect("not NotOwner");
+            assert_eq!(back.code(), e.code());
+            assert_eq!(back.telegram_code(), e.telegram_code());
+        }
+        assert!(SendError::from_proto(&SendError::NotOwner("moved".into()).to_proto()).is_none());
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use shardgate_proto::v1 as pb;
@@ -23,7 +24,8 @@ use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Dispatcher, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
 use crate::reply::{Outcome, Reply};
-use crate::routing::{Migrations, Route, SharedTable, Table};
+use crate::peers::{Forward, Peers};
+use crate::routing::{Migrations, Route, SharedTable, Table, Target};
 use crate::{Message, SendError};
 
 /// A delivered message.
@@ -78,6 +80,7 @@ struct Inner {
     idempotency: IdempotencyCache,
     migrations: Migrations,
     dispatchers: Mutex<HashMap<String, BotHandle>>,
+    peers: Peers,
     ready: watch::Sender<bool>,
 }
 
@@ -93,6 +96,7 @@ impl Gateway {
         let config = Arc::new(config);
         let (reroute_tx, reroute_rx) = mpsc::unbounded_channel();
         let migrations = Migrations::default();
+        let peers = Peers::new(registry.instance_id(), reroute_tx.clone());
         let ctx = Context {
             config: config.clone(),
             client,
@@ -110,6 +114,7 @@ impl Gateway {
                 seq: AtomicU64::new(1),
                 migrations,
                 dispatchers: Mutex::new(HashMap::new()),
+                peers,
                 ready: watch::Sender::new(false),
             }),
         };
@@ -137,6 +142,16 @@ impl Gateway {
     /// bot, all without waiting, so that messages submitted one after another
     /// keep their order. Await the returned [`Pending`] for the outcome.
     pub fn submit(&self, msg: Message, deadline: Option<Instant>) -> Pending {
+        self.submit_with(msg, deadline, false)
+    }
+
+    /// [`submit`](Self::submit) for a message another instance forwarded:
+    /// it goes through its pinned bot here or ends `NotOwner`.
+    pub fn submit_forwarded(&self, msg: Message, deadline: Option<Instant>) -> Pending {
+        self.submit_with(msg, deadline, true)
+    }
+
+    fn submit_with(&self, msg: Message, deadline: Option<Instant>, forwarded: bool) -> Pending {
         let claim = match &msg.idempotency_key {
             None => None,
             Some(key) => match self.inner.idempotency.begin(key) {
@@ -168,6 +183,7 @@ impl Gateway {
             deadline,
             attempts: 0,
             avoid: Vec::new(),
+            forwarded,
             span,
         });
         if let Err((env, err)) = self.inner.route(env) {
@@ -191,7 +207,7 @@ impl Gateway {
             .map(|r| {
                 let (state, reason, until) = effective_state(r, now);
                 let (queue_depth, in_flight, active_chats) =
-                    r.handle.as_ref().map_or((0, 0, 0), |h| {
+                    r.local().map_or((0, 0, 0), |h| {
                         (
                             h.shared.queued.load(Ordering::Relaxed),
                             h.shared.in_flight.load(Ordering::Relaxed),
@@ -206,8 +222,7 @@ impl Gateway {
                     cooldown_until: i64::try_from(until).unwrap_or(i64::MAX),
                     reason,
                     token_redacted: r
-                        .handle
-                        .as_ref()
+                        .local()
                         .map_or_else(|| r.view.spec.token.redacted(), |h| h.token_redacted()),
                     in_flight,
                     active_chats,
@@ -256,10 +271,9 @@ impl Gateway {
 
 fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
     let view_state = r.view.state(now);
-    let local = r.handle.as_ref().map(|h| h.shared.state());
+    let local = r.local().map(|h| h.shared.state());
     let reason = r
-        .handle
-        .as_ref()
+        .local()
         .map(|h| {
             h.shared
                 .reason
@@ -273,8 +287,7 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
         (BotState::Healthy, Some(LocalState::Revoked)) => (BotState::Revoked, reason, 0),
         (BotState::Healthy, Some(LocalState::Throttled)) => {
             let until = r
-                .handle
-                .as_ref()
+                .local()
                 .map_or(0, |h| h.shared.throttled_until.load(Ordering::Relaxed));
             if until > now {
                 (BotState::Throttled, reason, until)
@@ -300,29 +313,42 @@ impl Inner {
         self.dispatchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Routes and queues; gives the envelope back with the reason on failure.
+    /// Routes and queues (or forwards); gives the envelope back with the
+    /// reason on failure.
     fn route(&self, env: Box<Envelope>) -> Result<(), (Box<Envelope>, SendError)> {
         let table = self.table.load();
         let key = ShardKey::new(env.msg.chat_id, env.msg.user_id);
         let mut env = env;
-        // A dispatcher that died between the table read and the enqueue gives
-        // the message back; try the next bot (bounded by the fleet size).
+        if env.forwarded {
+            return self.route_forwarded(&table, env);
+        }
+        // A dispatcher or peer link that died between the table read and the
+        // hand-over gives the message back; try the next bot (bounded).
         for _ in 0..=table.routes.len() {
-            let handle = match table.pick(
+            let route = match table.pick(
                 key,
                 env.msg.bot.as_deref(),
                 env.msg.allow_failover,
                 &env.avoid,
                 unix_now(),
             ) {
-                Ok(h) => h,
+                Ok(r) => r,
                 Err(e) => return Err((env, e)),
             };
-            match handle.enqueue(env) {
+            let name: Arc<str> = Arc::from(route.node.name());
+            let handed = match &route.target {
+                Target::Local(h) => h.enqueue(env),
+                Target::Remote(link) => link.forward(Forward {
+                    bot: name.clone(),
+                    env,
+                }),
+                Target::Nobody => Err(env),
+            };
+            match handed {
                 Ok(()) => return Ok(()),
                 Err(back) => {
                     env = back;
-                    env.avoid.push(handle.name.clone());
+                    env.avoid.push(name);
                 }
             }
         }
@@ -332,24 +358,70 @@ impl Inner {
         ))
     }
 
-    /// Brings dispatchers and the routing table in line with the fleet.
+    /// A forwarded message goes through its pinned bot if this instance
+    /// drives it, and is never forwarded again.
+    fn route_forwarded(
+        &self,
+        table: &Table,
+        env: Box<Envelope>,
+    ) -> Result<(), (Box<Envelope>, SendError)> {
+        let local = env
+            .msg
+            .bot
+            .as_deref()
+            .and_then(|b| table.get(b))
+            .filter(|r| r.view.routable(unix_now()))
+            .and_then(|r| r.local().cloned());
+        let not_owner = |bot: &Option<String>| {
+            SendError::NotOwner(format!(
+                "instance {} does not drive bot {:?} now",
+                self.config.instance_id,
+                bot.as_deref().unwrap_or("")
+            ))
+        };
+        match local {
+            Some(h) => h.enqueue(env).map_err(|env| {
+                let e = not_owner(&env.msg.bot);
+                (env, e)
+            }),
+            None => {
+                let e = not_owner(&env.msg.bot);
+                Err((env, e))
+            }
+        }
+    }
+
+    /// Brings dispatchers, peer links and the routing table in line with the
+    /// fleet.
     fn reconcile(&self, fleet: &Fleet) {
         let now = unix_now();
+        let me = self.registry.instance_id().to_owned();
         let mut dispatchers = self.lock_dispatchers();
-        let me = self.registry.instance_id();
         for (name, view) in &fleet.bots {
             let state = view.state(now);
-            let owned = view.owner.as_deref().is_none_or(|o| o == me);
-            let wanted = owned && matches!(state, BotState::Healthy | BotState::Throttled);
+            let wanted = fleet.may_drive(name)
+                && matches!(state, BotState::Healthy | BotState::Throttled);
             let existing = dispatchers
                 .get(name)
                 .filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
             match (existing, wanted) {
-                // The dispatcher ignores a token equal to the one it has.
-                (Some(h), true) => h.set_token(view.spec.token.clone()),
+                (Some(h), true) => {
+                    // The dispatcher ignores a token equal to the one it has.
+                    h.set_token(view.spec.token.clone());
+                    if h.handing_over.load(Ordering::Relaxed)
+                        && !fleet.handing_off().any(|b| b == name)
+                    {
+                        h.resume();
+                    }
+                }
                 (Some(h), false) => {
-                    info!(bot = %name, state = state.as_str(), "bot out of rotation");
-                    h.leave(state.as_str());
+                    let why = if fleet.may_drive(name) {
+                        state.as_str()
+                    } else {
+                        "driven by another instance now"
+                    };
+                    info!(bot = %name, reason = why, "dispatcher leaving");
+                    h.leave(why);
                     dispatchers.remove(name);
                 }
                 (None, true) => {
@@ -373,26 +445,79 @@ impl Inner {
                 h.leave("removed");
             }
         }
+        let addr_of = |instance: &str| {
+            fleet
+                .members
+                .iter()
+                .find(|m| m.instance_id == instance)
+                .map(|m| m.grpc.clone())
+        };
+        self.peers
+            .retain(|i| fleet.members.iter().any(|m| m.instance_id == i));
         let routes = fleet
             .bots
             .iter()
-            .map(|(name, view)| Route {
-                node: Node::new(name.clone()),
-                view: view.clone(),
-                handle: dispatchers.get(name).cloned(),
+            .map(|(name, view)| {
+                let target = match dispatchers.get(name) {
+                    Some(h) => Target::Local(h.clone()),
+                    None => match view.owner.as_deref() {
+                        Some(owner) if owner != me => match addr_of(owner) {
+                            Some(addr) => Target::Remote(self.peers.link(owner, &addr)),
+                            None => Target::Nobody,
+                        },
+                        _ => Target::Nobody,
+                    },
+                };
+                Route {
+                    node: Node::new(name.clone()),
+                    view: view.clone(),
+                    target,
+                }
             })
             .collect();
+        for bot in fleet.handing_off() {
+            if let Some(h) = dispatchers.get(bot) {
+                self.hand_over(h.clone());
+            }
+        }
         drop(dispatchers);
         let table = Table::new(routes);
         let any = table
             .routes
             .iter()
-            .any(|r| r.view.routable(now) && r.handle.is_some());
+            .any(|r| r.view.routable(now) && !matches!(r.target, Target::Nobody));
         self.table.store(table);
-        self.ready
-            .send_if_modified(|r| std::mem::replace(r, any) != any);
+        self.ready.send_if_modified(|r| std::mem::replace(r, any) != any);
     }
 }
+
+impl Inner {
+    /// Graceful handoff of a bot whose desired owner is another instance:
+    /// stop sending, wait for in-flight requests, release ownership. The
+    /// queue stays until the fleet shows the bot gone from `owned`; then the
+    /// dispatcher leaves and its queue is routed (forwarded to the new owner
+    /// once it has claimed the bot).
+    fn hand_over(&self, h: BotHandle) {
+        if h.handing_over.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        h.pause();
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + HANDOFF_IN_FLIGHT_WAIT;
+            while h.shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            info!(bot = %h.name, "releasing the bot to its new owner");
+            if let Err(e) = registry.release(&h.name).await {
+                warn!(bot = %h.name, error = %e, "release failed; the registry releases it after its handoff timeout");
+            }
+        });
+    }
+}
+
+/// How long a handoff waits for in-flight requests before releasing anyway.
+const HANDOFF_IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 async fn supervise(inner: std::sync::Weak<Inner>, mut fleet: watch::Receiver<Arc<Fleet>>) {
     loop {

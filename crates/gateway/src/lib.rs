@@ -10,7 +10,8 @@
 //!   each one ends delivered or with an error, exactly once;
 //! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
 //! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`;
-//! - [`routing`]: the table of bots a message may go to;
+//! - [`routing`]: the table of bots a message may go to, and who drives each;
+//! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
 //! - [`gateway`]: [`Gateway`], which ties these together, plus the supervisor
 //!   that follows the registry and the re-router for messages a bot gives back;
 //! - [`service`] and [`server`]: the tonic service, health and reflection.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod gateway;
 pub mod idempotency;
 pub mod message;
+pub mod peers;
 pub mod reply;
 pub mod routing;
 pub mod server;

@@ -23,6 +23,20 @@ pub struct Message {
     /// Pinned bot name.
     pub bot: Option<String>,
     pub allow_failover: bool,
+    /// Per-message time limit (`timeout_ms`), on top of the call's deadline.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Message {
+    /// The earlier of the call's deadline and this message's own limit,
+    /// counted from now.
+    pub fn deadline(&self, call: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {
+        let own = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        match (call, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl Message {
@@ -70,6 +84,8 @@ impl Message {
             client_ref: req.client_ref,
             bot: (!req.bot.is_empty()).then_some(req.bot),
             allow_failover: req.allow_failover,
+            timeout: (req.timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(u64::from(req.timeout_ms))),
         })
     }
 }

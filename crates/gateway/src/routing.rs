@@ -13,22 +13,41 @@ use shardgate_router::{Node, ShardKey};
 
 use crate::SendError;
 use crate::dispatcher::BotHandle;
+use crate::peers::PeerLink;
+
+/// Who drives a bot, from this instance's point of view.
+#[derive(Clone)]
+pub enum Target {
+    /// This instance: its dispatcher.
+    Local(BotHandle),
+    /// Another instance, reached by forwarding.
+    Remote(PeerLink),
+    /// Nobody right now (ownership moving, or the bot is out of rotation).
+    Nobody,
+}
 
 /// One bot as the router sees it.
 pub struct Route {
     pub node: Node,
     pub view: BotView,
-    /// The local dispatcher, when this instance drives the bot.
-    pub handle: Option<BotHandle>,
+    pub target: Target,
 }
 
 impl Route {
     fn routable(&self, now_unix: u64) -> bool {
         self.view.routable(now_unix)
-            && self
-                .handle
-                .as_ref()
-                .is_some_and(|h| h.is_alive() && h.shared.accepting(now_unix))
+            && match &self.target {
+                Target::Local(h) => h.is_alive() && h.shared.accepting(now_unix),
+                Target::Remote(link) => link.is_up(),
+                Target::Nobody => false,
+            }
+    }
+
+    pub fn local(&self) -> Option<&BotHandle> {
+        match &self.target {
+            Target::Local(h) => Some(h),
+            _ => None,
+        }
     }
 }
 
@@ -62,7 +81,7 @@ impl Table {
         allow_failover: bool,
         avoid: &[Arc<str>],
         now_unix: u64,
-    ) -> Result<BotHandle, SendError> {
+    ) -> Result<&Route, SendError> {
         let usable =
             |r: &Route| r.routable(now_unix) && !avoid.iter().any(|a| **a == *r.node.name());
         if let Some(pin) = pin {
@@ -71,10 +90,8 @@ impl Table {
                     "unknown bot {pin:?} in the `bot` field"
                 )));
             };
-            if usable(route)
-                && let Some(h) = &route.handle
-            {
-                return Ok(h.clone());
+            if usable(route) {
+                return Ok(route);
             }
             if !allow_failover {
                 return Err(SendError::Unavailable(format!(
@@ -95,7 +112,7 @@ impl Table {
                 best = Some((r, score));
             }
         }
-        best.and_then(|(r, _)| r.handle.clone()).ok_or_else(|| {
+        best.map(|(r, _)| r).ok_or_else(|| {
             SendError::Unavailable(format!(
                 "no healthy bot can take chat {} ({} bots configured)",
                 key.chat_id,

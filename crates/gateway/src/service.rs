@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
+use crate::peers::FORWARDED_BY;
 use crate::reply::Outcome;
 use crate::{Gateway, Message};
 
@@ -91,6 +92,7 @@ impl gateway_server::Gateway for GatewayService {
         let req = request.into_inner();
         let client_ref = req.client_ref.clone();
         let msg = Message::from_request(req).map_err(|e| e.to_status())?;
+        let deadline = msg.deadline(deadline);
         match self.gateway.send(msg, deadline).await {
             Ok(d) => Ok(Response::new(response(client_ref, Ok(d)))),
             Err(e) => Err(e.to_status()),
@@ -104,6 +106,7 @@ impl gateway_server::Gateway for GatewayService {
         request: Request<Streaming<pb::SendRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let deadline = deadline_of(&request);
+        let forwarded = request.metadata().contains_key(FORWARDED_BY);
         let mut inbound = request.into_inner();
         let gateway = self.gateway.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -117,7 +120,12 @@ impl gateway_server::Gateway for GatewayService {
                             let client_ref = req.client_ref.clone();
                             match Message::from_request(req) {
                                 Ok(msg) => {
-                                    let p = gateway.submit(msg, deadline);
+                                    let deadline = msg.deadline(deadline);
+                                    let p = if forwarded {
+                                        gateway.submit_forwarded(msg, deadline)
+                                    } else {
+                                        gateway.submit(msg, deadline)
+                                    };
                                     pending.push(async move { response(client_ref, p.wait(deadline).await) });
                                 }
                                 Err(e) => {

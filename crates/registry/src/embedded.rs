@@ -1,5 +1,6 @@
 //! The registry without etcd: bots from a file, health in memory, one
-//! instance that owns every bot.
+//! instance that owns every bot (owner = desired owner = itself, `owned` =
+//! every bot, session always ok; `release` and `shutdown` do nothing).
 //!
 //! `reload` re-reads the file (the daemon calls it on SIGHUP): a changed token
 //! rotates the bot and resets its health, a re-enabled bot starts healthy,
@@ -81,9 +82,11 @@ fn apply(fleet: &mut Fleet, bots: BotsFile, instance_id: &str) {
                 spec,
                 health,
                 owner: Some(instance_id.to_owned()),
+                desired_owner: Some(instance_id.to_owned()),
             },
         );
     }
+    fleet.owned = next.keys().cloned().collect();
     fleet.bots = next;
 }
 
@@ -108,6 +111,13 @@ impl Registry for EmbeddedRegistry {
         self.tx.send_replace(Arc::new(fleet));
         Ok(())
     }
+
+    /// Nothing to hand over: this instance owns every bot.
+    async fn release(&self, _bot: &str) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
+    async fn shutdown(&self) {}
 }
 
 #[cfg(test)]
@@ -161,6 +171,9 @@ mod tests {
         assert_eq!(fleet.bots["a"].state(0), BotState::Healthy);
         assert_eq!(fleet.bots["a"].spec.token.expose(), T1B);
         assert_eq!(fleet.bots["b"].state(0), BotState::Revoked);
+        assert_eq!(fleet.owned.len(), 2);
+        assert_eq!(fleet.bots["a"].desired_owner.as_deref(), Some("i1"));
+        assert_eq!(fleet.session, crate::SessionStatus::Ok);
 
         // A broken file changes nothing.
         write(&mut file, "[[bot]]\nname=");

@@ -1,7 +1,7 @@
 //! The fleet snapshot: what every bot is, how healthy it is and who drives it.
 
-use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use shardgate_telegram::BotToken;
@@ -83,8 +83,14 @@ impl BotState {
 pub struct BotView {
     pub spec: BotSpec,
     pub health: Health,
-    /// The instance that drives it (embedded mode: this one).
+    /// The instance that drives it now, from `owners/<name>` (embedded mode:
+    /// this one). `None` while nobody holds it (between a release or a lease
+    /// expiry and the next claim).
     pub owner: Option<String>,
+    /// The instance that should drive it: the rendezvous winner over the live
+    /// members (embedded mode: this one). Differs from `owner` during a
+    /// handoff.
+    pub desired_owner: Option<String>,
 }
 
 impl BotView {
@@ -115,11 +121,66 @@ pub struct Member {
     pub grpc: String,
 }
 
-/// Everything the gateway needs to route: bots by name, and members.
+/// This instance's registry session, as far as driving bots is concerned.
+///
+/// In cluster mode the session is an etcd lease: ownership of bots lives
+/// under it, and nothing may be sent for a bot once the lease may have
+/// expired. The embedded registry is always `Ok`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// The session is live: `Fleet::owned` may be driven.
+    #[default]
+    Ok,
+    /// etcd is not answering keep-alives. `Fleet::owned` may still be driven
+    /// until `until` (the last confirmed lease expiry minus a safety
+    /// margin); at `until` the registry drops every bot (`Lost`).
+    Degraded { until: Instant },
+    /// No session (lease gone, expired, or not yet granted): this instance
+    /// owns nothing; it re-establishes a session and claims again.
+    Lost,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Ok => "ok",
+            SessionStatus::Degraded { .. } => "degraded",
+            SessionStatus::Lost => "lost",
+        }
+    }
+}
+
+/// Everything the gateway needs to route: bots by name, members, and which
+/// bots this instance may drive.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fleet {
     pub bots: BTreeMap<String, BotView>,
     pub members: Vec<Member>,
+    /// The bots this instance may drive right now: claimed under a live
+    /// session (embedded mode: every bot). A bot leaves this set when its
+    /// ownership is released, lost, or the session may have expired; its
+    /// traffic must then stop at once.
+    pub owned: BTreeSet<String>,
+    /// The session behind `owned`.
+    pub session: SessionStatus,
+}
+
+impl Fleet {
+    /// May this instance send for `bot` now?
+    pub fn may_drive(&self, bot: &str) -> bool {
+        self.owned.contains(bot)
+    }
+
+    /// Bots this instance drives but should hand over (their desired owner is
+    /// another instance): drain them, then call `Registry::release`. The
+    /// registry releases them by itself after a handoff timeout.
+    pub fn handing_off(&self) -> impl Iterator<Item = &str> + '_ {
+        self.owned.iter().map(String::as_str).filter(|name| {
+            self.bots.get(*name).is_some_and(|view| {
+                view.desired_owner.is_some() && view.desired_owner != view.owner
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -140,7 +201,23 @@ mod tests {
                 ..Health::healthy()
             },
             owner: None,
+            desired_owner: None,
         }
+    }
+
+    #[test]
+    fn handing_off_lists_owned_bots_wanted_elsewhere() {
+        let mut fleet = Fleet::default();
+        for (name, owner, desired) in [("a", "i1", "i1"), ("b", "i1", "i2"), ("c", "i2", "i1")] {
+            let mut v = view(true, HealthState::Healthy, 0);
+            v.spec.name = name.into();
+            v.owner = Some(owner.into());
+            v.desired_owner = Some(desired.into());
+            fleet.bots.insert(name.into(), v);
+        }
+        fleet.owned = ["a".to_string(), "b".to_string()].into();
+        assert_eq!(fleet.handing_off().collect::<Vec<_>>(), vec!["b"]);
+        assert!(fleet.may_drive("a") && !fleet.may_drive("c"));
     }
 
     #[test]

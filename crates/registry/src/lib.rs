@@ -10,9 +10,11 @@ mod bots_file;
 mod embedded;
 mod fleet;
 
-pub use bots_file::{BotsFile, BotsFileError};
+pub use bots_file::{BotsFile, BotsFileError, valid_bot_name};
 pub use embedded::EmbeddedRegistry;
-pub use fleet::{BotSpec, BotState, BotView, Fleet, Health, HealthState, Member, unix_now};
+pub use fleet::{
+    BotSpec, BotState, BotView, Fleet, Health, HealthState, Member, SessionStatus, unix_now,
+};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -25,6 +27,10 @@ pub enum RegistryError {
     UnknownBot(String),
     #[error("registry unavailable: {0}")]
     Unavailable(String),
+    /// The write was fenced off: this instance does not (or no longer) own
+    /// the bot.
+    #[error("this instance does not own bot {0:?}")]
+    NotOwner(String),
     #[error(transparent)]
     BotsFile(#[from] BotsFileError),
 }
@@ -39,6 +45,16 @@ pub trait Registry: Send + Sync + 'static {
     fn fleet(&self) -> watch::Receiver<Arc<Fleet>>;
 
     /// Records what this instance saw of a bot (a 401, a long 429, ...), so
-    /// that every instance stops routing to it.
+    /// that every instance stops routing to it. In cluster mode only the
+    /// bot's owner may write it (`NotOwner` otherwise).
     async fn report_health(&self, bot: &str, health: Health) -> Result<(), RegistryError>;
+
+    /// Hands a bot over: the gateway has drained it (see
+    /// [`Fleet::handing_off`]) and will not send for it again. The bot
+    /// leaves `Fleet::owned` at once. Embedded: no-op.
+    async fn release(&self, bot: &str) -> Result<(), RegistryError>;
+
+    /// Leaves the cluster gracefully: releases every owned bot and ends the
+    /// session so that other instances take over at once. Embedded: no-op.
+    async fn shutdown(&self);
 }

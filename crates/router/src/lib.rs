@@ -30,6 +30,12 @@ impl ShardKey {
     }
 }
 
+/// The key hash of a name (xxh3, seed 0): how a bot is placed on gateway
+/// instances in cluster mode (`pick(key_of_name(bot), instances)`).
+pub fn key_of_name(name: &str) -> u64 {
+    xxh3_64_with_seed(name.as_bytes(), 0)
+}
+
 /// A candidate with its name hashed once, so scoring is one mix per candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {

@@ -1,0 +1,45 @@
+//! Cluster mode on etcd: the [`EtcdRegistry`] (an implementation of
+//! `shardgate_registry::Registry`) and the operator commands ([`Admin`]).
+//!
+//! Layout under `/shardgate/<cluster>/` (see `keys.rs` and SPEC.md):
+//! `bots/<name>`, `health/<name>`, `members/<instance-id>` (under the
+//! instance's lease), `owners/<name>` (under the owner's lease).
+//!
+//! How one instance takes part:
+//! - **Session** (`session.rs`): a lease with the member key, kept alive
+//!   every TTL/3. Ownership is valid until `valid_until` (last confirmed
+//!   keep-alive + TTL − margin); a "lease gone" answer ends it at once.
+//! - **Watch** (`watch.rs`): one prefix watch after a full read, resumed
+//!   from the last revision, re-read after a compaction, checked with
+//!   progress requests; into the [`mirror`](crate::mirror) of all keys.
+//! - **Ownership** (`ownership.rs`): bots go to the rendezvous winner of
+//!   their name over the live members; claims are create-if-absent
+//!   transactions under the lease, their revision fences every health
+//!   write; moves are graceful handoffs (`release`, or a timeout).
+//! - **Fleet** (`view.rs`): what the gateway routes on, with `owned` (what
+//!   this instance may drive now) and the session status.
+//!
+//! Tokens never appear in errors or logs: values are decoded into
+//! `BotToken` (which prints `123456:***`) and foreign text goes through
+//! `redact_tokens`.
+
+mod admin;
+mod error;
+pub mod keys;
+pub mod mirror;
+mod ownership;
+mod registry;
+mod retry;
+mod session;
+mod view;
+mod watch;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use admin::{Admin, BotRow, ImportReport, OPERATOR};
+pub use error::EtcdError;
+pub use keys::{Keys, MemberValue, valid_instance_id};
+pub use ownership::{Claim, OwnershipChange, OwnershipEvent};
+pub use registry::{EtcdConfig, EtcdRegistry, connect, settled};
+pub use session::SessionInfo;

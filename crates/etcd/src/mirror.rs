@@ -1,0 +1,261 @@
+//! The in-memory copy of the cluster's keys, kept by the watch
+//! (`watch.rs`) and read by the ownership loop and the fleet view.
+//!
+//! Values are decoded as they arrive; a malformed value is logged with its
+//! key (never its content) and the key is treated as absent. Every entry
+//! keeps its etcd revisions: the owner key's revision is the fence, and
+//! comparing a bot's and its health's revisions tells whether the health
+//! predates the bot's current token (see [`Mirror::effective_health`]).
+
+use std::collections::BTreeMap;
+
+use shardgate_registry::{BotSpec, Health, HealthState};
+use shardgate_router::{Node, key_of_name, pick};
+
+use crate::keys::{self, Key, Keys, MemberValue};
+
+/// A decoded value with the revision of its last write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub mod_revision: i64,
+}
+
+/// `owners/<bot>` as seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerEntry {
+    pub instance: String,
+    pub mod_revision: i64,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+/// Revisions and lease of a key-value pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvMeta {
+    pub mod_revision: i64,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+/// The cluster as last read from etcd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mirror {
+    /// Every change up to this revision has been applied.
+    pub revision: i64,
+    pub bots: BTreeMap<String, Versioned<BotSpec>>,
+    pub health: BTreeMap<String, Versioned<Health>>,
+    pub members: BTreeMap<String, Versioned<MemberValue>>,
+    pub owners: BTreeMap<String, OwnerEntry>,
+}
+
+impl Mirror {
+    /// Applies a put of `key` (outside the layout: ignored).
+    pub fn apply_put(&mut self, keys: &Keys, key: &[u8], value: &[u8], meta: KvMeta) {
+        let Some(parsed) = keys.parse(key) else {
+            return;
+        };
+        let shown = String::from_utf8_lossy(key);
+        let rev = meta.mod_revision;
+        let problem = match parsed {
+            Key::Bot(name) => match keys::decode_bot(name, value) {
+                Ok(spec) => {
+                    self.bots.insert(name.to_owned(), versioned(spec, rev));
+                    None
+                }
+                Err(p) => {
+                    // A bot whose value is bad is treated as absent.
+                    self.bots.remove(name);
+                    Some(p)
+                }
+            },
+            Key::Health(name) => match keys::decode_health(name, value) {
+                Ok(h) => {
+                    self.health.insert(name.to_owned(), versioned(h, rev));
+                    None
+                }
+                Err(p) => {
+                    self.health.remove(name);
+                    Some(p)
+                }
+            },
+            Key::Member(id) => match keys::decode_member(id, value) {
+                Ok(m) => {
+                    self.members.insert(id.to_owned(), versioned(m, rev));
+                    None
+                }
+                Err(p) => {
+                    self.members.remove(id);
+                    Some(p)
+                }
+            },
+            Key::Owner(name) => match keys::decode_owner(name, value) {
+                Ok(instance) => {
+                    self.owners.insert(
+                        name.to_owned(),
+                        OwnerEntry {
+                            instance,
+                            mod_revision: rev,
+                            create_revision: meta.create_revision,
+                            lease: meta.lease,
+                        },
+                    );
+                    None
+                }
+                Err(p) => {
+                    // Still someone's key: nobody can claim while it exists.
+                    // Keep it as held by an unknown instance.
+                    self.owners.insert(
+                        name.to_owned(),
+                        OwnerEntry {
+                            instance: String::new(),
+                            mod_revision: rev,
+                            create_revision: meta.create_revision,
+                            lease: meta.lease,
+                        },
+                    );
+                    Some(p)
+                }
+            },
+            Key::Other => None,
+        };
+        if let Some(problem) = problem {
+            tracing::warn!(key = %shown, revision = rev, "skipping malformed etcd value: {problem}");
+        }
+        self.revision = self.revision.max(rev);
+    }
+
+    /// Applies a delete of `key` at `revision`.
+    pub fn apply_delete(&mut self, keys: &Keys, key: &[u8], revision: i64) {
+        match keys.parse(key) {
+            Some(Key::Bot(name)) => {
+                self.bots.remove(name);
+            }
+            Some(Key::Health(name)) => {
+                self.health.remove(name);
+            }
+            Some(Key::Member(id)) => {
+                self.members.remove(id);
+            }
+            Some(Key::Owner(name)) => {
+                self.owners.remove(name);
+            }
+            Some(Key::Other) | None => {}
+        }
+        self.revision = self.revision.max(revision);
+    }
+
+    /// The health that counts for `bot`: the stored one, unless it was
+    /// written before the bot's current `bots/` value (a rotation, a
+    /// re-enable, any put of the bot by an operator), in which case the bot
+    /// is healthy again. Every instance computes the same answer from the
+    /// same revisions, so a raw `etcdctl put` of a new token brings the bot
+    /// back everywhere at once; its owner also rewrites `health/` then.
+    pub fn effective_health(&self, bot: &str) -> Health {
+        match (self.bots.get(bot), self.health.get(bot)) {
+            (Some(b), Some(h)) if h.mod_revision >= b.mod_revision => h.value.clone(),
+            (None, Some(h)) => h.value.clone(),
+            _ => Health::healthy(),
+        }
+    }
+
+    /// Is `health/<bot>` stale and not healthy (so its owner should reset it)?
+    pub fn health_needs_reset(&self, bot: &str) -> bool {
+        match (self.bots.get(bot), self.health.get(bot)) {
+            (Some(b), Some(h)) => {
+                h.mod_revision < b.mod_revision && h.value.state != HealthState::Healthy
+            }
+            _ => false,
+        }
+    }
+
+    /// The live members as rendezvous nodes.
+    pub fn member_nodes(&self) -> Vec<Node> {
+        self.members.keys().map(Node::new).collect()
+    }
+
+    /// The instance that should drive `bot`: the rendezvous winner of the
+    /// bot's name over the live members.
+    pub fn desired_owner<'a>(&self, bot: &str, nodes: &'a [Node]) -> Option<&'a str> {
+        pick(key_of_name(bot), nodes).map(Node::name)
+    }
+}
+
+fn versioned<T>(value: T, mod_revision: i64) -> Versioned<T> {
+    Versioned {
+        value,
+        mod_revision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const T2: &str = "123456:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+    fn meta(rev: i64) -> KvMeta {
+        KvMeta {
+            mod_revision: rev,
+            create_revision: rev,
+            lease: 0,
+        }
+    }
+
+    fn put(m: &mut Mirror, k: &Keys, key: String, value: &str, rev: i64) {
+        m.apply_put(k, key.as_bytes(), value.as_bytes(), meta(rev));
+    }
+
+    #[test]
+    fn malformed_bot_is_absent_and_owner_keys_still_block() {
+        let k = Keys::new("c").expect("keys");
+        let mut m = Mirror::default();
+        put(&mut m, &k, k.bot("a"), &format!(r#"{{"token":"{T1}"}}"#), 2);
+        assert!(m.bots.contains_key("a"));
+        put(&mut m, &k, k.bot("a"), "{broken", 3);
+        assert!(!m.bots.contains_key("a"));
+        put(&mut m, &k, k.owner("a"), "not an id!/", 4);
+        assert_eq!(m.owners["a"].instance, "");
+        put(&mut m, &k, k.member("gw-1"), "[]", 5);
+        assert!(m.members.is_empty());
+        assert_eq!(m.revision, 5);
+        m.apply_delete(&k, k.owner("a").as_bytes(), 6);
+        assert!(m.owners.is_empty());
+        assert_eq!(m.revision, 6);
+    }
+
+    #[test]
+    fn health_older_than_the_token_does_not_count() {
+        let k = Keys::new("c").expect("keys");
+        let mut m = Mirror::default();
+        put(&mut m, &k, k.bot("a"), &format!(r#"{{"token":"{T1}"}}"#), 2);
+        put(&mut m, &k, k.health("a"), r#"{"state":"revoked"}"#, 3);
+        assert_eq!(m.effective_health("a").state, HealthState::Revoked);
+        assert!(!m.health_needs_reset("a"));
+        // Rotation by a raw put: the revoked health predates the new token.
+        put(&mut m, &k, k.bot("a"), &format!(r#"{{"token":"{T2}"}}"#), 4);
+        assert_eq!(m.effective_health("a").state, HealthState::Healthy);
+        assert!(m.health_needs_reset("a"));
+        // Written with the rotation (same txn) or after it: counts.
+        put(&mut m, &k, k.health("a"), r#"{"state":"throttled","until":9}"#, 4);
+        assert_eq!(m.effective_health("a").state, HealthState::Throttled);
+    }
+
+    #[test]
+    fn desired_owner_is_the_rendezvous_winner_of_the_name() {
+        let k = Keys::new("c").expect("keys");
+        let mut m = Mirror::default();
+        put(&mut m, &k, k.member("gw-1"), r#"{"grpc":"h:1"}"#, 2);
+        put(&mut m, &k, k.member("gw-2"), r#"{"grpc":"h:2"}"#, 3);
+        let nodes = m.member_nodes();
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..32 {
+            let bot = format!("bot-{i}");
+            let want = pick(key_of_name(&bot), &nodes).map(Node::name);
+            assert_eq!(m.desired_owner(&bot, &nodes), want);
+            seen.extend(want.map(str::to_owned));
+        }
+        assert_eq!(seen.len(), 2, "32 bots all on one of 2 members");
+    }
+}

@@ -1,0 +1,705 @@
+//! Ownership: which bots this instance drives, and the etcd writes that
+//! keep "one owner per bot" true.
+//!
+//! - The desired owner of a bot is the rendezvous winner of its name over
+//!   the live members. When that is this instance and `owners/<bot>` is
+//!   absent, it is claimed with a transaction (`create_revision == 0` → put
+//!   under the session's lease). The key's revision is the fence: health
+//!   writes compare it (value == me AND mod_revision == claim revision).
+//! - An owned bot whose desired owner is now another instance is handed
+//!   off: the fleet shows it (`Fleet::handing_off`), the gateway drains it
+//!   and calls `release`; after `handoff_timeout` it is released anyway.
+//! - A claim is dropped locally at once when the session is not live, when
+//!   the owner key changes or disappears, or when a fenced write fails.
+//! - Keys with this instance's id that it does not hold (from a claim whose
+//!   answer was lost, or a previous process with the same id) are adopted
+//!   when they are under the current lease and wanted, else deleted
+//!   (fenced by their revision).
+//!
+//! [`plan`] is the pure part (decisions from the mirror, the session and
+//! the local state); [`run`] is the loop that applies it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use shardgate_registry::{Health, SessionStatus, unix_now};
+use shardgate_telegram::redact_tokens;
+
+use crate::error::{EtcdError, call};
+use crate::keys;
+use crate::mirror::Mirror;
+use crate::registry::Inner;
+use crate::session::SessionInfo;
+
+/// How many ownership events are remembered.
+const HISTORY_CAP: usize = 10_000;
+
+/// A bot held by this instance: the revision of its `owners/` key (the
+/// fence) and the lease it lives under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub revision: i64,
+    pub lease: i64,
+}
+
+/// What happened to this instance's hold on a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnershipChange {
+    /// Claimed (or adopted: a key under the current lease whose claim answer
+    /// was lost). `revision` is the owner key's revision.
+    Claimed,
+    /// Released on request (`Registry::release`, shutdown, bot removed).
+    /// `revision` is the delete's revision, if it went through.
+    Released,
+    /// Released because the handoff timeout passed.
+    ForcedRelease,
+    /// Dropped locally, without writing (session lost or expired, owner key
+    /// changed or deleted, fenced write refused). `revision` is `None`.
+    Lost(&'static str),
+}
+
+/// One change of ownership seen by this instance, for tests and
+/// diagnostics (also logged as a tracing event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnershipEvent {
+    pub bot: String,
+    pub instance: String,
+    pub change: OwnershipChange,
+    pub revision: Option<i64>,
+    /// When this instance started (claims) or stopped (everything else)
+    /// driving the bot, as a monotonic instant.
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// This instance's holdings; behind a mutex in `Inner`, never held across
+/// an await.
+#[derive(Debug, Default)]
+pub(crate) struct OwnState {
+    pub owned: BTreeMap<String, Claim>,
+    /// Since when an owned bot's desired owner has been another instance.
+    pub handoff_since: BTreeMap<String, Instant>,
+    /// Bots whose release is being written.
+    pub releasing: BTreeSet<String>,
+    /// Owner keys (bot, revision) let go of: never adopted again.
+    pub retired: BTreeSet<(String, i64)>,
+    pub history: VecDeque<OwnershipEvent>,
+    pub shutting_down: bool,
+}
+
+impl OwnState {
+    pub(crate) fn record(
+        &mut self,
+        me: &str,
+        bot: &str,
+        change: OwnershipChange,
+        revision: Option<i64>,
+    ) {
+        match change {
+            OwnershipChange::Claimed => {
+                tracing::info!(bot, revision, "claimed bot");
+            }
+            OwnershipChange::Released => tracing::info!(bot, revision, "released bot"),
+            OwnershipChange::ForcedRelease => {
+                tracing::warn!(bot, revision, "released bot: the gateway did not release it within the handoff timeout");
+            }
+            OwnershipChange::Lost(why) => tracing::warn!(bot, "dropped bot: {why}"),
+        }
+        if self.history.len() >= HISTORY_CAP {
+            self.history.pop_front();
+        }
+        self.history.push_back(OwnershipEvent {
+            bot: bot.to_owned(),
+            instance: me.to_owned(),
+            change,
+            revision,
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        });
+    }
+
+    /// Drops a claim locally; returns the claim if there was one.
+    pub(crate) fn drop_claim(&mut self, me: &str, bot: &str, why: &'static str) -> Option<Claim> {
+        let claim = self.owned.remove(bot)?;
+        self.handoff_since.remove(bot);
+        self.retired.insert((bot.to_owned(), claim.revision));
+        self.record(me, bot, OwnershipChange::Lost(why), None);
+        Some(claim)
+    }
+
+    /// Drops every claim the session does not back (any, if it is not live).
+    pub(crate) fn drop_unbacked(&mut self, me: &str, session: &SessionInfo, now: Instant) {
+        let live = session.live_lease(now);
+        let doomed: Vec<(String, &'static str)> = self
+            .owned
+            .iter()
+            .filter(|(_, c)| Some(c.lease) != live)
+            .map(|(bot, _)| {
+                let why = match (live, session.status) {
+                    (None, SessionStatus::Lost) => "session lost",
+                    (None, _) => "session may have expired",
+                    (Some(_), _) => "claimed under a previous session",
+                };
+                (bot.clone(), why)
+            })
+            .collect();
+        for (bot, why) in doomed {
+            self.drop_claim(me, &bot, why);
+        }
+    }
+}
+
+/// An etcd write decided by [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    Claim { bot: String, lease: i64 },
+    Release { bot: String, forced: bool },
+    DeleteStale { bot: String, mod_revision: i64 },
+    ResetHealth { bot: String },
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub actions: Vec<Action>,
+    /// When to look again even if nothing changes (handoff timeouts).
+    pub next_deadline: Option<Instant>,
+}
+
+/// Brings the local holdings in line with the mirror and the session
+/// (drops, adoptions, handoff timers) and lists the etcd writes to make.
+pub(crate) fn plan(
+    own: &mut OwnState,
+    mirror: &Mirror,
+    session: &SessionInfo,
+    me: &str,
+    now: Instant,
+    handoff_timeout: Duration,
+) -> Plan {
+    own.drop_unbacked(me, session, now);
+    let Some(lease) = session.live_lease(now) else {
+        own.handoff_since.clear();
+        return Plan::default();
+    };
+
+    // Claims whose key changed or went away behind our back.
+    let held: Vec<(String, Claim)> = own.owned.iter().map(|(b, c)| (b.clone(), *c)).collect();
+    for (bot, claim) in held {
+        if mirror.revision < claim.revision {
+            continue; // the mirror has not seen the claim yet
+        }
+        match mirror.owners.get(&bot) {
+            Some(o) if o.instance == me && o.mod_revision == claim.revision => {}
+            Some(_) => {
+                own.drop_claim(me, &bot, "owner key was overwritten");
+            }
+            None => {
+                own.drop_claim(me, &bot, "owner key was deleted");
+            }
+        }
+    }
+    own.retired.retain(|(bot, rev)| {
+        mirror
+            .owners
+            .get(bot)
+            .is_some_and(|o| o.mod_revision == *rev)
+    });
+
+    let nodes = mirror.member_nodes();
+    let mut plan = Plan::default();
+
+    // Keys with my id that I do not hold.
+    for (bot, o) in &mirror.owners {
+        if o.instance != me || own.owned.contains_key(bot) || own.releasing.contains(bot) {
+            continue;
+        }
+        let wanted = mirror.desired_owner(bot, &nodes) == Some(me)
+            && mirror.bots.contains_key(bot)
+            && !own.shutting_down;
+        let retired = own.retired.contains(&(bot.clone(), o.mod_revision));
+        if o.lease == lease && wanted && !retired {
+            own.owned.insert(
+                bot.clone(),
+                Claim {
+                    revision: o.mod_revision,
+                    lease,
+                },
+            );
+            own.record(me, bot, OwnershipChange::Claimed, Some(o.mod_revision));
+        } else {
+            plan.actions.push(Action::DeleteStale {
+                bot: bot.clone(),
+                mod_revision: o.mod_revision,
+            });
+        }
+    }
+
+    // Held bots: removed, handed off, health to reset.
+    let held: Vec<String> = own.owned.keys().cloned().collect();
+    for bot in &held {
+        if !mirror.bots.contains_key(bot) {
+            plan.actions.push(Action::Release {
+                bot: bot.clone(),
+                forced: false,
+            });
+            continue;
+        }
+        if mirror.desired_owner(bot, &nodes) == Some(me) {
+            own.handoff_since.remove(bot);
+        } else {
+            let since = *own.handoff_since.entry(bot.clone()).or_insert(now);
+            let deadline = since + handoff_timeout;
+            if now >= deadline {
+                plan.actions.push(Action::Release {
+                    bot: bot.clone(),
+                    forced: true,
+                });
+                continue;
+            }
+            plan.next_deadline = Some(plan.next_deadline.map_or(deadline, |d| d.min(deadline)));
+        }
+        if mirror.health_needs_reset(bot) {
+            plan.actions.push(Action::ResetHealth { bot: bot.clone() });
+        }
+    }
+    own.handoff_since.retain(|bot, _| own.owned.contains_key(bot));
+
+    // New claims: only with a confirmed session.
+    if session.status == SessionStatus::Ok && !own.shutting_down {
+        for bot in mirror.bots.keys() {
+            if !mirror.owners.contains_key(bot)
+                && !own.owned.contains_key(bot)
+                && mirror.desired_owner(bot, &nodes) == Some(me)
+            {
+                plan.actions.push(Action::Claim {
+                    bot: bot.clone(),
+                    lease,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// The ownership loop: re-plans on every mirror or session change, on a
+/// wake-up (release), at handoff deadlines, and 1 s after a failed write.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut mirror_rx = inner.mirror_tx.subscribe();
+    let mut session_rx = inner.session_tx.subscribe();
+    loop {
+        let next = reconcile(&inner).await;
+        let timer = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = mirror_rx.changed() => if r.is_err() { return },
+            r = session_rx.changed() => if r.is_err() { return },
+            _ = inner.wake.notified() => {}
+            _ = timer => {}
+        }
+    }
+}
+
+/// One pass: plan, publish, write. Returns when to look again at the latest.
+async fn reconcile(inner: &Inner) -> Option<Instant> {
+    let now = Instant::now();
+    let mirror = inner.mirror_tx.borrow().clone();
+    let session = inner.session_tx.borrow().clone();
+    let plan = {
+        let mut own = inner.own();
+        plan(
+            &mut own,
+            &mirror,
+            &session,
+            &inner.cfg.instance_id,
+            now,
+            inner.cfg.handoff_timeout,
+        )
+    };
+    inner.publish();
+    let mut failed = false;
+    for action in plan.actions {
+        if let Err(e) = execute(inner, &action).await {
+            tracing::warn!(?action, "etcd ownership write failed: {e}");
+            failed = true;
+        }
+        inner.publish();
+    }
+    let retry = failed.then(|| Instant::now() + Duration::from_secs(1));
+    [plan.next_deadline, retry].into_iter().flatten().min()
+}
+
+async fn execute(inner: &Inner, action: &Action) -> Result<(), EtcdError> {
+    match action {
+        Action::Claim { bot, lease } => claim(inner, bot, *lease).await,
+        Action::Release { bot, forced } => {
+            let change = if *forced {
+                OwnershipChange::ForcedRelease
+            } else {
+                OwnershipChange::Released
+            };
+            release(inner, bot, change).await
+        }
+        Action::DeleteStale { bot, mod_revision } => {
+            delete_if_revision(inner, bot, *mod_revision).await
+        }
+        Action::ResetHealth { bot } => {
+            let health = Health {
+                reason: "token rotated or bot re-enabled".into(),
+                ..Health::healthy()
+            };
+            put_health_fenced(inner, bot, health).await.map(|_| ())
+        }
+    }
+}
+
+/// Tells the session task when etcd says our lease is gone.
+fn note_lease_gone(inner: &Inner, lease: i64, e: &EtcdError) {
+    if e.is_lease_gone() {
+        let _ = inner.lease_lost_tx.send(lease);
+    }
+}
+
+/// Claims `bot` if nobody holds it: put `owners/<bot>` = me under `lease`,
+/// only if the key does not exist.
+async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
+    let key = inner.keys.owner(bot);
+    let me = inner.cfg.instance_id.as_str();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            me,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let resp = call("claim", inner.cfg.op_timeout, inner.client.kv_client().txn(txn))
+        .await
+        .inspect_err(|e| note_lease_gone(inner, lease, e))?;
+    if !resp.succeeded() {
+        return Ok(()); // someone else holds it; the watch will tell
+    }
+    let Some(revision) = resp.header().map(|h| h.revision()) else {
+        return Err(EtcdError::Request {
+            what: "claim",
+            message: "answer without a revision".into(),
+        });
+    };
+    let session = inner.session_tx.borrow().clone();
+    let mut own = inner.own();
+    if session.live_lease(Instant::now()) == Some(lease) && !own.shutting_down {
+        own.owned.insert(bot.to_owned(), Claim { revision, lease });
+        own.record(me, bot, OwnershipChange::Claimed, Some(revision));
+    } else {
+        // The session ended meanwhile: the key goes with its lease, or is
+        // deleted as stale.
+        own.retired.insert((bot.to_owned(), revision));
+    }
+    Ok(())
+}
+
+/// Lets go of `bot`: out of `owned` at once, then `owners/<bot>` deleted if
+/// it is still our claim. Not held: nothing to do.
+pub(crate) async fn release(
+    inner: &Inner,
+    bot: &str,
+    change: OwnershipChange,
+) -> Result<(), EtcdError> {
+    let me = inner.cfg.instance_id.as_str();
+    let claim = {
+        let mut own = inner.own();
+        let Some(claim) = own.owned.remove(bot) else {
+            return Ok(());
+        };
+        own.handoff_since.remove(bot);
+        own.releasing.insert(bot.to_owned());
+        own.retired.insert((bot.to_owned(), claim.revision));
+        claim
+    };
+    inner.publish();
+    let key = inner.keys.owner(bot);
+    let txn = Txn::new()
+        .when([
+            Compare::value(key.clone(), CompareOp::Equal, me),
+            Compare::mod_revision(key.clone(), CompareOp::Equal, claim.revision),
+        ])
+        .and_then([TxnOp::delete(key, None)]);
+    let result = call("release", inner.cfg.op_timeout, inner.client.kv_client().txn(txn)).await;
+    {
+        let mut own = inner.own();
+        own.releasing.remove(bot);
+        let revision = match &result {
+            Ok(resp) if resp.succeeded() => resp.header().map(|h| h.revision()),
+            _ => None,
+        };
+        own.record(me, bot, change, revision);
+    }
+    inner.wake.notify_one();
+    result.map(|_| ())
+}
+
+/// Deletes `owners/<bot>` if it still has revision `mod_revision`.
+async fn delete_if_revision(inner: &Inner, bot: &str, mod_revision: i64) -> Result<(), EtcdError> {
+    let key = inner.keys.owner(bot);
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_revision)])
+        .and_then([TxnOp::delete(key, None)]);
+    let resp = call("stale owner delete", inner.cfg.op_timeout, inner.client.kv_client().txn(txn)).await?;
+    if resp.succeeded() {
+        tracing::info!(bot, mod_revision, "deleted a stale owner key of this instance");
+    }
+    Ok(())
+}
+
+/// Writes `health/<bot>`, fenced by our claim: only if `owners/<bot>` is
+/// still ours at the claim's revision. Returns the write's revision.
+pub(crate) async fn put_health_fenced(
+    inner: &Inner,
+    bot: &str,
+    mut health: Health,
+) -> Result<i64, EtcdError> {
+    let me = inner.cfg.instance_id.as_str();
+    let now = Instant::now();
+    let claim = {
+        let own = inner.own();
+        let live = inner.session_tx.borrow().live_lease(now);
+        match own.owned.get(bot) {
+            Some(c) if Some(c.lease) == live => *c,
+            _ => return Err(EtcdError::NotOwner(bot.to_owned())),
+        }
+    };
+    if health.instance.is_empty() {
+        health.instance = me.to_owned();
+    }
+    if health.at == 0 {
+        health.at = unix_now();
+    }
+    health.reason = redact_tokens(&health.reason).into_owned();
+    let owner_key = inner.keys.owner(bot);
+    let txn = Txn::new()
+        .when([
+            Compare::value(owner_key.clone(), CompareOp::Equal, me),
+            Compare::mod_revision(owner_key, CompareOp::Equal, claim.revision),
+        ])
+        .and_then([TxnOp::put(
+            inner.keys.health(bot),
+            keys::encode_health(&health),
+            None,
+        )]);
+    let resp = call("health write", inner.cfg.op_timeout, inner.client.kv_client().txn(txn))
+        .await
+        .inspect_err(|e| note_lease_gone(inner, claim.lease, e))?;
+    if !resp.succeeded() {
+        {
+            let mut own = inner.own();
+            if own.owned.get(bot) == Some(&claim) {
+                own.drop_claim(me, bot, "fenced write refused: the owner key changed");
+            }
+        }
+        inner.publish();
+        return Err(EtcdError::NotOwner(bot.to_owned()));
+    }
+    Ok(resp.header().map_or(0, |h| h.revision()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keys;
+    use crate::mirror::KvMeta;
+    use shardgate_router::{Node, key_of_name, pick};
+
+    const T1: &str = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const LEASE: i64 = 0x77;
+
+    fn live(now: Instant) -> SessionInfo {
+        SessionInfo {
+            status: SessionStatus::Ok,
+            lease: Some(LEASE),
+            valid_until: Some(now + Duration::from_secs(5)),
+            generation: 1,
+        }
+    }
+
+    struct World {
+        keys: Keys,
+        mirror: Mirror,
+        rev: i64,
+    }
+
+    impl World {
+        fn new(members: &[&str], bots: &[&str]) -> World {
+            let mut w = World {
+                keys: Keys::new("c").expect("keys"),
+                mirror: Mirror::default(),
+                rev: 1,
+            };
+            for m in members {
+                w.put(w.keys.member(m), r#"{"grpc":"h:1"}"#, 0);
+            }
+            for b in bots {
+                w.put(w.keys.bot(b), &format!(r#"{{"token":"{T1}"}}"#), 0);
+            }
+            w
+        }
+
+        fn put(&mut self, key: String, value: &str, lease: i64) -> i64 {
+            self.rev += 1;
+            let meta = KvMeta {
+                mod_revision: self.rev,
+                create_revision: self.rev,
+                lease,
+            };
+            self.mirror
+                .apply_put(&self.keys, key.as_bytes(), value.as_bytes(), meta);
+            self.rev
+        }
+
+        fn delete(&mut self, key: String) {
+            self.rev += 1;
+            self.mirror.apply_delete(&self.keys, key.as_bytes(), self.rev);
+        }
+    }
+
+    /// A bot name whose rendezvous winner over `members` is `want`.
+    fn bot_for(want: &str, members: &[&str]) -> String {
+        let nodes: Vec<Node> = members.iter().map(|m| Node::new(*m)).collect();
+        (0..)
+            .map(|i| format!("bot-{i}"))
+            .find(|b| pick(key_of_name(b), &nodes).map(Node::name) == Some(want))
+            .expect("some bot lands on every member")
+    }
+
+    #[test]
+    fn claims_only_wanted_unowned_bots_with_a_confirmed_session() {
+        let now = Instant::now();
+        let mine = bot_for("i1", &["i1", "i2"]);
+        let theirs = bot_for("i2", &["i1", "i2"]);
+        let w = World::new(&["i1", "i2"], &[&mine, &theirs]);
+        let mut own = OwnState::default();
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert_eq!(
+            p.actions,
+            vec![Action::Claim {
+                bot: mine.clone(),
+                lease: LEASE
+            }]
+        );
+        // Degraded: no new claims.
+        let mut s = live(now);
+        s.status = SessionStatus::Degraded {
+            until: now + Duration::from_secs(5),
+        };
+        let p = plan(&mut own, &w.mirror, &s, "i1", now, Duration::from_secs(10));
+        assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn session_loss_and_key_changes_drop_claims_at_once() {
+        let now = Instant::now();
+        let mine = bot_for("i1", &["i1"]);
+        let mut w = World::new(&["i1"], &[&mine]);
+        let rev = w.put(w.keys.owner(&mine), "i1", LEASE);
+        let mut own = OwnState::default();
+        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(own.owned.contains_key(&mine));
+
+        // valid_until passed: dropped without any write.
+        let later = now + Duration::from_secs(6);
+        plan(&mut own, &w.mirror, &live(now), "i1", later, Duration::from_secs(10));
+        assert!(own.owned.is_empty());
+        assert_eq!(
+            own.history.back().map(|e| e.change),
+            Some(OwnershipChange::Lost("session may have expired"))
+        );
+
+        // The key deleted behind our back.
+        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
+        w.delete(w.keys.owner(&mine));
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert!(own.owned.is_empty());
+        // ... and it is claimed again, being still wanted.
+        assert_eq!(
+            p.actions,
+            vec![Action::Claim {
+                bot: mine,
+                lease: LEASE
+            }]
+        );
+    }
+
+    #[test]
+    fn handoff_waits_for_release_then_forces_it() {
+        let now = Instant::now();
+        let moving = bot_for("i2", &["i1", "i2"]);
+        let mut w = World::new(&["i1"], &[&moving]);
+        let rev = w.put(w.keys.owner(&moving), "i1", LEASE);
+        let mut own = OwnState::default();
+        own.owned.insert(moving.clone(), Claim { revision: rev, lease: LEASE });
+        // i2 joins: the bot should move.
+        w.put(w.keys.member("i2"), r#"{"grpc":"h:2"}"#, 0);
+        let timeout = Duration::from_secs(10);
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, timeout);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.next_deadline, Some(now + timeout));
+        assert!(own.owned.contains_key(&moving), "kept until released");
+        let t = now + timeout;
+        let p = plan(&mut own, &w.mirror, &live(t), "i1", t, timeout);
+        assert_eq!(
+            p.actions,
+            vec![Action::Release {
+                bot: moving,
+                forced: true
+            }]
+        );
+    }
+
+    #[test]
+    fn own_keys_not_held_are_adopted_or_deleted() {
+        let now = Instant::now();
+        let mine = bot_for("i1", &["i1", "i2"]);
+        let theirs = bot_for("i2", &["i1", "i2"]);
+        let mut w = World::new(&["i1", "i2"], &[&mine, &theirs]);
+        let r1 = w.put(w.keys.owner(&mine), "i1", LEASE);
+        let r2 = w.put(w.keys.owner(&theirs), "i1", LEASE);
+        let mut own = OwnState::default();
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert_eq!(own.owned.get(&mine), Some(&Claim { revision: r1, lease: LEASE }));
+        assert_eq!(
+            p.actions,
+            vec![Action::DeleteStale {
+                bot: theirs,
+                mod_revision: r2
+            }]
+        );
+        // A released key is never adopted back.
+        let mut own = OwnState::default();
+        own.retired.insert((mine.clone(), r1));
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert!(own.owned.is_empty());
+        assert!(p.actions.contains(&Action::DeleteStale {
+            bot: mine,
+            mod_revision: r1
+        }));
+    }
+
+    #[test]
+    fn stale_health_of_an_owned_bot_is_reset() {
+        let now = Instant::now();
+        let mine = bot_for("i1", &["i1"]);
+        let mut w = World::new(&["i1"], &[&mine]);
+        w.put(w.keys.health(&mine), r#"{"state":"revoked"}"#, 0);
+        let rev = w.put(w.keys.owner(&mine), "i1", LEASE);
+        let mut own = OwnState::default();
+        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
+        assert!(plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10)).actions.is_empty());
+        w.put(w.keys.bot(&mine), &format!(r#"{{"token":"{T1}"}}"#), 0);
+        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        assert_eq!(p.actions, vec![Action::ResetHealth { bot: mine }]);
+    }
+}

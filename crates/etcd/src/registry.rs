@@ -1,0 +1,376 @@
+//! [`EtcdRegistry`]: the `Registry` of cluster mode. It owns three tasks
+//! over one shared [`Inner`]:
+//!
+//! - the watch (`watch.rs`) keeps the mirror of the cluster's keys;
+//! - the session (`session.rs`) keeps the lease and the member key alive;
+//! - the ownership loop (`ownership.rs`) claims, hands off and releases bots.
+//!
+//! Every change is published as an `Arc<Fleet>` on a watch channel, built
+//! under the ownership lock so that snapshots never go back in time.
+//! Dropping the registry aborts the tasks without a word to etcd (like a
+//! crash: the lease expires after its TTL); [`Registry::shutdown`] leaves
+//! gracefully.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use etcd_client::{Client, ConnectOptions};
+use shardgate_registry::{Fleet, Health, Registry, RegistryError, SessionStatus};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::AbortHandle;
+
+use crate::error::EtcdError;
+use crate::keys::{Keys, valid_instance_id};
+use crate::mirror::Mirror;
+use crate::ownership::{self, Claim, OwnState, OwnershipChange, OwnershipEvent};
+use crate::session::{self, SessionInfo};
+use crate::{view, watch as watcher};
+
+/// Settings of the etcd registry. [`EtcdConfig::new`] fills in the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// etcd client URLs (`http://host:port` or `host:port`).
+    pub endpoints: Vec<String>,
+    /// The namespace: keys live under `/shardgate/<cluster>/`.
+    pub cluster: String,
+    /// This instance's id (member and owner name).
+    pub instance_id: String,
+    /// How peers reach this instance's gRPC port (`members/` value).
+    pub advertise: String,
+    /// The session lease's TTL (whole seconds, at least 2). Default 10 s.
+    pub lease_ttl: Duration,
+    /// Deadline of one keep-alive round trip. Default 2 s.
+    pub keepalive_timeout: Duration,
+    /// Subtracted from the lease's expiry to get `valid_until`. Default 1 s.
+    pub safety_margin: Duration,
+    /// How long a bot being handed off waits for `release` before it is
+    /// released anyway. Default 10 s.
+    pub handoff_timeout: Duration,
+    /// Deadline of every other etcd request. Default 3 s.
+    pub op_timeout: Duration,
+    /// How often the watch asks for a progress notification (a watch silent
+    /// for longer than this + `op_timeout` is re-established). Default 3 s.
+    pub progress_interval: Duration,
+    /// How long `start` tries to reach etcd. Default 10 s.
+    pub start_timeout: Duration,
+}
+
+impl EtcdConfig {
+    pub fn new<S: Into<String>>(
+        endpoints: impl IntoIterator<Item = S>,
+        cluster: &str,
+        instance_id: &str,
+        advertise: &str,
+    ) -> Self {
+        EtcdConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            cluster: cluster.to_owned(),
+            instance_id: instance_id.to_owned(),
+            advertise: advertise.to_owned(),
+            lease_ttl: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(2),
+            safety_margin: Duration::from_secs(1),
+            handoff_timeout: Duration::from_secs(10),
+            op_timeout: Duration::from_secs(3),
+            progress_interval: Duration::from_secs(3),
+            start_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn validate(&self) -> Result<(), EtcdError> {
+        let bad = |m: String| Err(EtcdError::Config(m));
+        if self.endpoints.is_empty() {
+            return bad("no etcd endpoints".into());
+        }
+        if !valid_instance_id(&self.instance_id) {
+            return bad(format!(
+                "instance id {:?} must be 1-128 printable characters without spaces or '/'",
+                self.instance_id
+            ));
+        }
+        if self.advertise.is_empty() {
+            return bad("empty advertise address".into());
+        }
+        let ttl = self.lease_ttl;
+        if ttl < Duration::from_secs(2) || ttl.subsec_nanos() != 0 {
+            return bad(format!("lease TTL {ttl:?} must be whole seconds, at least 2 s"));
+        }
+        if self.safety_margin * 2 >= ttl {
+            return bad("safety margin must be under half the lease TTL".into());
+        }
+        if self.keepalive_timeout.is_zero() || self.keepalive_timeout >= ttl / 2 {
+            return bad("keep-alive timeout must be positive and under half the lease TTL".into());
+        }
+        if self.op_timeout.is_zero() || self.progress_interval.is_zero() {
+            return bad("timeouts must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Connects an etcd client (lazily: no request is made).
+pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, EtcdError> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_keep_alive(Duration::from_secs(2), timeout)
+        .with_keep_alive_while_idle(true);
+    crate::error::call("connect", timeout, Client::connect(endpoints, Some(options))).await
+}
+
+/// State shared by the registry's tasks and its methods.
+pub(crate) struct Inner {
+    pub cfg: EtcdConfig,
+    pub keys: Keys,
+    pub client: Client,
+    pub mirror_tx: watch::Sender<Arc<Mirror>>,
+    pub session_tx: watch::Sender<SessionInfo>,
+    pub fleet_tx: watch::Sender<Arc<Fleet>>,
+    pub own: Mutex<OwnState>,
+    /// Wakes the ownership loop (after a release).
+    pub wake: Notify,
+    /// "etcd says lease X is gone", to the session task.
+    pub lease_lost_tx: mpsc::UnboundedSender<i64>,
+}
+
+impl Inner {
+    pub(crate) fn own(&self) -> MutexGuard<'_, OwnState> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the fleet as it is now (if it changed).
+    pub(crate) fn publish(&self) {
+        let own = self.own();
+        let session = self.session_tx.borrow().clone();
+        let live = session.live_lease(Instant::now());
+        let owned = own
+            .owned
+            .iter()
+            .filter(|(_, c)| Some(c.lease) == live)
+            .map(|(bot, _)| bot.clone())
+            .collect();
+        let mirror = self.mirror_tx.borrow().clone();
+        let fleet = view::build(&mirror, owned, session.status);
+        self.fleet_tx.send_if_modified(|current| {
+            if **current == fleet {
+                false
+            } else {
+                *current = Arc::new(fleet);
+                true
+            }
+        });
+        drop(own);
+    }
+
+    /// The session changed: drop what it no longer backs, publish at once
+    /// (without waiting for the ownership loop, which may be mid-request).
+    pub(crate) fn session_changed(&self) {
+        let session = self.session_tx.borrow().clone();
+        self.own()
+            .drop_unbacked(&self.cfg.instance_id, &session, Instant::now());
+        self.publish();
+    }
+}
+
+/// The etcd-backed registry. See the crate documentation.
+pub struct EtcdRegistry {
+    inner: Arc<Inner>,
+    session_task: AbortHandle,
+    watch_task: AbortHandle,
+    ownership_task: AbortHandle,
+}
+
+impl EtcdRegistry {
+    /// Joins the cluster: grants the session lease, puts the member key,
+    /// reads the cluster, then runs the watch, session and ownership tasks.
+    /// Returns once the fleet snapshot is loaded (claims follow within
+    /// milliseconds; see [`wait_settled`](Self::wait_settled)). Fails if
+    /// etcd cannot be reached within `start_timeout`.
+    pub async fn start(config: EtcdConfig) -> Result<EtcdRegistry, EtcdError> {
+        config.validate()?;
+        let keys = Keys::new(&config.cluster)?;
+        let client = connect(&config.endpoints, config.op_timeout).await?;
+        let (lease_lost_tx, lease_lost_rx) = mpsc::unbounded_channel();
+        let start_fleet = Fleet {
+            session: SessionStatus::Lost,
+            ..Fleet::default()
+        };
+        let inner = Arc::new(Inner {
+            keys,
+            client,
+            mirror_tx: watch::Sender::new(Arc::new(Mirror::default())),
+            session_tx: watch::Sender::new(SessionInfo::lost(0)),
+            fleet_tx: watch::Sender::new(Arc::new(start_fleet)),
+            own: Mutex::new(OwnState::default()),
+            wake: Notify::new(),
+            lease_lost_tx,
+            cfg: config,
+        });
+        let deadline = Instant::now() + inner.cfg.start_timeout;
+        let unreachable = |e: EtcdError| EtcdError::Unreachable {
+            endpoints: inner.cfg.endpoints.join(","),
+            after: inner.cfg.start_timeout,
+            last: e.to_string(),
+        };
+
+        let lease = loop {
+            match session::establish(&inner).await {
+                Ok(lease) => break lease,
+                Err(e) if Instant::now() + Duration::from_millis(300) < deadline => {
+                    tracing::debug!("etcd not ready yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(unreachable(e)),
+            }
+        };
+        inner.session_tx.send_replace(SessionInfo {
+            status: SessionStatus::Ok,
+            lease: Some(lease.id),
+            valid_until: Some(lease.valid_until),
+            generation: 1,
+        });
+        let mirror = loop {
+            match watcher::full_read(&inner.client, &inner.keys, inner.cfg.op_timeout).await {
+                Ok(mirror) => break mirror,
+                Err(e) if Instant::now() + Duration::from_millis(300) < deadline => {
+                    tracing::debug!("etcd read failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => {
+                    session::revoke(&inner, lease.id).await;
+                    return Err(unreachable(e));
+                }
+            }
+        };
+        inner.mirror_tx.send_replace(Arc::new(mirror));
+        inner.publish();
+
+        let session_task =
+            tokio::spawn(session::run(inner.clone(), lease, lease_lost_rx)).abort_handle();
+        let watch_task = tokio::spawn(watcher::run(inner.clone())).abort_handle();
+        let ownership_task = tokio::spawn(ownership::run(inner.clone())).abort_handle();
+        Ok(EtcdRegistry {
+            inner,
+            session_task,
+            watch_task,
+            ownership_task,
+        })
+    }
+
+    pub fn config(&self) -> &EtcdConfig {
+        &self.inner.cfg
+    }
+
+    /// The session (status, lease, `valid_until`), updated on every
+    /// keep-alive.
+    pub fn session(&self) -> watch::Receiver<SessionInfo> {
+        self.inner.session_tx.subscribe()
+    }
+
+    /// The bots held now with their claims (the fence revisions), whether
+    /// or not the session still backs them.
+    pub fn claims(&self) -> BTreeMap<String, Claim> {
+        self.inner.own().owned.clone()
+    }
+
+    /// Every claim, release and drop of this instance, oldest first (the
+    /// last 10 000).
+    pub fn ownership_history(&self) -> Vec<OwnershipEvent> {
+        self.inner.own().history.iter().cloned().collect()
+    }
+
+    /// Waits until ownership has settled: the session is ok, this instance
+    /// is a member, every bot has an owner equal to its desired owner, and
+    /// `owned` is exactly the bots desired here. False on timeout.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.fleet_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if settled(&rx.borrow_and_update(), &self.inner.cfg.instance_id) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// See [`EtcdRegistry::wait_settled`].
+pub fn settled(fleet: &Fleet, me: &str) -> bool {
+    fleet.session == SessionStatus::Ok
+        && fleet.members.iter().any(|m| m.instance_id == me)
+        && fleet.bots.iter().all(|(name, view)| {
+            view.owner.is_some()
+                && view.owner == view.desired_owner
+                && (view.desired_owner.as_deref() == Some(me)) == fleet.owned.contains(name)
+        })
+}
+
+impl Drop for EtcdRegistry {
+    fn drop(&mut self) {
+        self.session_task.abort();
+        self.watch_task.abort();
+        self.ownership_task.abort();
+    }
+}
+
+#[async_trait]
+impl Registry for EtcdRegistry {
+    fn instance_id(&self) -> &str {
+        &self.inner.cfg.instance_id
+    }
+
+    fn fleet(&self) -> watch::Receiver<Arc<Fleet>> {
+        self.inner.fleet_tx.subscribe()
+    }
+
+    /// Fenced by the claim: `NotOwner` unless this instance holds the bot
+    /// under a live session and `owners/<bot>` is still its claim.
+    async fn report_health(&self, bot: &str, health: Health) -> Result<(), RegistryError> {
+        ownership::put_health_fenced(&self.inner, bot, health)
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
+    async fn release(&self, bot: &str) -> Result<(), RegistryError> {
+        ownership::release(&self.inner, bot, OwnershipChange::Released)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Releases every bot (fenced deletes), then revokes the lease (which
+    /// deletes the member key and anything left), so that other instances
+    /// take over at once. Bounded by a few `op_timeout`s if etcd is down.
+    async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.own().shutting_down = true;
+        self.session_task.abort();
+        self.ownership_task.abort();
+        let bots: Vec<String> = inner.own().owned.keys().cloned().collect();
+        for bot in bots {
+            if let Err(e) = ownership::release(inner, &bot, OwnershipChange::Released).await {
+                tracing::warn!(bot, "release at shutdown failed: {e}");
+                if matches!(e, EtcdError::Timeout { .. }) {
+                    break;
+                }
+            }
+        }
+        let info = inner.session_tx.borrow().clone();
+        inner
+            .session_tx
+            .send_replace(SessionInfo::lost(info.generation));
+        inner.session_changed();
+        if let Some(lease) = info.lease {
+            if session::revoke(inner, lease).await {
+                tracing::info!(lease = format_args!("{lease:x}"), "left the cluster");
+            } else {
+                tracing::warn!("could not revoke the session lease; it expires by itself");
+            }
+        }
+        self.watch_task.abort();
+    }
+}

@@ -1,0 +1,365 @@
+//! The instance's session: an etcd lease with the member key under it, kept
+//! alive on its own task, and the rule for how long ownership may last.
+//!
+//! - A lease (TTL default 10 s) is granted and `members/<instance-id>` put
+//!   under it. Keep-alives go every TTL/3, each round trip with its own
+//!   timeout (default 2 s).
+//! - `valid_until` = the time the last successful keep-alive (or the grant)
+//!   was *sent* + the TTL etcd answered − a safety margin (default 1 s): the
+//!   lease cannot have expired before then.
+//! - An answer that the lease is gone (TTL 0, "lease not found", from a
+//!   keep-alive or from any request made under the lease) ends the session
+//!   at once. An unreachable etcd makes it `Degraded { until: valid_until }`;
+//!   at `valid_until` it ends (`Lost`). Either way the ownership loop drops
+//!   every bot at that moment.
+//! - Then a new session is set up: the old lease is revoked (best effort: it
+//!   may still exist, since restarting etcd resets every lease to its full
+//!   TTL), a new one granted, the member key put again; bots are claimed
+//!   again by the ownership loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use shardgate_registry::{SessionStatus, unix_now};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+use crate::error::{EtcdError, call, describe, message_says_lease_gone};
+use crate::keys::{self, MemberValue};
+use crate::registry::Inner;
+use crate::retry::Backoff;
+
+/// The session as the ownership loop and the gateway see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// `Ok`, `Degraded { until }` (etcd not answering keep-alives) or `Lost`.
+    pub status: SessionStatus,
+    /// The lease of the session; `None` while `Lost`.
+    pub lease: Option<i64>,
+    /// Until when ownership may be exercised (see the module doc); `None`
+    /// while `Lost`. Advances with every successful keep-alive.
+    pub valid_until: Option<Instant>,
+    /// How many sessions this registry has set up (1 for the first).
+    pub generation: u64,
+}
+
+impl SessionInfo {
+    pub(crate) fn lost(generation: u64) -> Self {
+        SessionInfo {
+            status: SessionStatus::Lost,
+            lease: None,
+            valid_until: None,
+            generation,
+        }
+    }
+
+    /// The lease, if ownership may be exercised at `now`.
+    pub fn live_lease(&self, now: Instant) -> Option<i64> {
+        match (self.status, self.lease, self.valid_until) {
+            (SessionStatus::Lost, _, _) => None,
+            (_, Some(lease), Some(until)) if now < until => Some(lease),
+            _ => None,
+        }
+    }
+}
+
+/// A granted lease.
+pub(crate) struct Lease {
+    pub id: i64,
+    pub ttl: Duration,
+    pub valid_until: Instant,
+}
+
+/// Grants a lease and puts the member key under it.
+pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
+    let cfg = &inner.cfg;
+    let sent = Instant::now();
+    let grant = call(
+        "lease grant",
+        cfg.op_timeout,
+        inner
+            .client
+            .lease_client()
+            .grant(cfg.lease_ttl.as_secs() as i64, None),
+    )
+    .await?;
+    if grant.ttl() <= 0 {
+        return Err(EtcdError::Request {
+            what: "lease grant",
+            message: format!("granted a TTL of {} s", grant.ttl()),
+        });
+    }
+    let ttl = Duration::from_secs(grant.ttl() as u64);
+    let lease = Lease {
+        id: grant.id(),
+        ttl,
+        valid_until: sent + ttl.saturating_sub(cfg.safety_margin),
+    };
+    let member = MemberValue {
+        grpc: cfg.advertise.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: unix_now(),
+    };
+    let put = call(
+        "member put",
+        cfg.op_timeout,
+        inner.client.kv_client().put(
+            inner.keys.member(&cfg.instance_id),
+            keys::encode_member(&member),
+            Some(PutOptions::new().with_lease(lease.id)),
+        ),
+    )
+    .await;
+    if let Err(e) = put {
+        revoke(inner, lease.id).await;
+        return Err(e);
+    }
+    tracing::info!(
+        lease = format_args!("{:x}", lease.id),
+        ttl_s = ttl.as_secs(),
+        instance = %cfg.instance_id,
+        "etcd session started"
+    );
+    Ok(lease)
+}
+
+/// Revokes a lease (best effort): every key under it goes at once.
+/// Returns whether the lease is now certainly gone.
+pub(crate) async fn revoke(inner: &Inner, lease: i64) -> bool {
+    match call(
+        "lease revoke",
+        inner.cfg.op_timeout,
+        inner.client.lease_client().revoke(lease),
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(e) if e.is_lease_gone() => true,
+        Err(e) => {
+            tracing::debug!(lease = format_args!("{lease:x}"), "lease revoke failed: {e}");
+            false
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// etcd said the lease does not exist.
+    Gone,
+    /// No keep-alive confirmed before `valid_until`.
+    Expired,
+}
+
+/// The session task: keeps the current lease alive, and sets up a new one
+/// whenever it ends. `first` is the lease set up by `start`.
+pub(crate) async fn run(inner: Arc<Inner>, first: Lease, mut lease_lost: mpsc::UnboundedReceiver<i64>) {
+    let mut next = Some(first);
+    let mut generation = inner.session_tx.borrow().generation;
+    let mut to_revoke: Option<i64> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    loop {
+        let lease = match next.take() {
+            Some(lease) => lease,
+            None => {
+                if let Some(old) = to_revoke {
+                    if revoke(&inner, old).await {
+                        to_revoke = None;
+                    } else {
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                }
+                match establish(&inner).await {
+                    Ok(lease) => {
+                        generation += 1;
+                        lease
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot start an etcd session: {e}");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        backoff.reset();
+        let id = lease.id;
+        let end = keep_alive(&inner, lease, generation, &mut lease_lost).await;
+        inner.session_tx.send_replace(SessionInfo::lost(generation));
+        inner.session_changed();
+        match end {
+            End::Gone => {
+                tracing::warn!(lease = format_args!("{id:x}"), "etcd session lost: the lease is gone");
+            }
+            End::Expired => {
+                tracing::warn!(
+                    lease = format_args!("{id:x}"),
+                    "etcd session lost: no keep-alive confirmed before the lease could expire"
+                );
+                to_revoke = Some(id);
+            }
+        }
+        // Reports about the old lease are moot now.
+        while lease_lost.try_recv().is_ok() {}
+    }
+}
+
+/// One keep-alive round's outcome.
+enum Round {
+    Alive { sent: Instant, ttl: Duration },
+    Gone,
+    Failed(String),
+}
+
+/// What woke the keep-alive loop.
+enum Event {
+    Expired,
+    /// A request under this lease id was answered "lease not found".
+    Reported(i64),
+    Round(Round),
+}
+
+/// Keeps `lease` alive until it ends, publishing the session state.
+async fn keep_alive(
+    inner: &Inner,
+    mut lease: Lease,
+    generation: u64,
+    lease_lost: &mut mpsc::UnboundedReceiver<i64>,
+) -> End {
+    let cfg = &inner.cfg;
+    let interval = (lease.ttl / 3).max(Duration::from_millis(300));
+    let retry = (interval / 4).max(Duration::from_millis(250));
+    let mut stream: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
+    let mut status = SessionStatus::Ok;
+    let mut next_round = Instant::now() + interval;
+    loop {
+        let changed = inner.session_tx.send_if_modified(|cur| {
+            let new = SessionInfo {
+                status,
+                lease: Some(lease.id),
+                valid_until: Some(lease.valid_until),
+                generation,
+            };
+            let changed = *cur != new;
+            *cur = new;
+            changed
+        });
+        if changed {
+            inner.session_changed();
+        }
+        let event = tokio::select! {
+            biased;
+            _ = sleep_until(lease.valid_until.into()) => Event::Expired,
+            Some(id) = lease_lost.recv() => Event::Reported(id),
+            r = async {
+                sleep_until(next_round.into()).await;
+                round(inner, lease.id, lease.ttl, &mut stream).await
+            } => Event::Round(r),
+        };
+        match event {
+            Event::Expired => return End::Expired,
+            Event::Reported(id) if id == lease.id => return End::Gone,
+            Event::Reported(_) => {}
+            Event::Round(Round::Alive { sent, ttl }) => {
+                lease.valid_until = sent + ttl.saturating_sub(cfg.safety_margin);
+                if status != SessionStatus::Ok {
+                    tracing::info!(lease = format_args!("{:x}", lease.id), "etcd session recovered");
+                }
+                status = SessionStatus::Ok;
+                next_round = sent + interval;
+            }
+            Event::Round(Round::Gone) => return End::Gone,
+            Event::Round(Round::Failed(why)) => {
+                stream = None;
+                if status == SessionStatus::Ok {
+                    tracing::warn!(
+                        lease = format_args!("{:x}", lease.id),
+                        "etcd keep-alive failed ({why}); keeping ownership for at most {:?}",
+                        lease.valid_until.saturating_duration_since(Instant::now())
+                    );
+                }
+                status = SessionStatus::Degraded {
+                    until: lease.valid_until,
+                };
+                next_round = Instant::now() + retry;
+            }
+        }
+    }
+}
+
+/// Sends one keep-alive and waits (bounded) for its answer, opening the
+/// keep-alive stream first if there is none.
+async fn round(
+    inner: &Inner,
+    id: i64,
+    granted: Duration,
+    stream: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+) -> Round {
+    let sent = Instant::now();
+    let limit = inner.cfg.keepalive_timeout;
+    let answer = tokio::time::timeout(limit, async {
+        match stream {
+            None => match inner.client.lease_client().keep_alive(id).await {
+                // Opening sends a first keep-alive and checks its TTL > 0.
+                Ok(opened) => {
+                    *stream = Some(opened);
+                    Round::Alive { sent, ttl: granted }
+                }
+                Err(e) => classify(&e),
+            },
+            Some((keeper, responses)) => {
+                if let Err(e) = keeper.keep_alive().await {
+                    return Round::Failed(describe(&e));
+                }
+                match responses.message().await {
+                    Ok(Some(resp)) if resp.ttl() > 0 => Round::Alive {
+                        sent,
+                        ttl: Duration::from_secs(resp.ttl() as u64),
+                    },
+                    Ok(Some(_)) => Round::Gone,
+                    Ok(None) => Round::Failed("keep-alive stream closed".into()),
+                    Err(e) => classify(&e),
+                }
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(r) => r,
+        Err(_) => Round::Failed(format!("no keep-alive answer within {limit:?}")),
+    }
+}
+
+fn classify(e: &etcd_client::Error) -> Round {
+    let message = describe(e);
+    if message_says_lease_gone(&message) {
+        Round::Gone
+    } else {
+        Round::Failed(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_lease_needs_a_future_valid_until() {
+        let now = Instant::now();
+        let mut s = SessionInfo {
+            status: SessionStatus::Ok,
+            lease: Some(7),
+            valid_until: Some(now + Duration::from_secs(1)),
+            generation: 1,
+        };
+        assert_eq!(s.live_lease(now), Some(7));
+        assert_eq!(s.live_lease(now + Duration::from_secs(1)), None);
+        s.status = SessionStatus::Degraded {
+            until: now + Duration::from_secs(1),
+        };
+        assert_eq!(s.live_lease(now), Some(7));
+        assert_eq!(SessionInfo::lost(1).live_lease(now), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! Test harness (feature `testing`): a real etcd on free loopback ports in a
+//! temporary directory, plus readers of the ownership history kept by etcd.
+//!
+//! [`EtcdServer::start`] finds the `etcd` binary (PATH, then /usr/bin,
+//! /usr/local/bin) and panics with the install command when there is none:
+//! tests that need etcd fail loudly instead of skipping. `stop` and
+//! `restart` (same data directory and ports) drive outage tests; the
+//! process is killed when the server is dropped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, EventType, WatchOptions};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::keys::Keys;
+use crate::ownership::{OwnershipChange, OwnershipEvent};
+
+/// What to run when etcd is missing.
+pub const INSTALL_HINT: &str = "etcd is not installed: install it with \
+`apt-get update && apt-get install -y etcd-server` (Debian/Ubuntu; tests/run does this), \
+or put an `etcd` binary on PATH";
+
+/// The etcd binary: `etcd` on PATH, else /usr/bin/etcd or /usr/local/bin/etcd.
+pub fn find_etcd() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("etcd"));
+    let fixed = ["/usr/bin/etcd", "/usr/local/bin/etcd"].map(PathBuf::from);
+    on_path.chain(fixed).find(|p| p.is_file())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One etcd member on loopback.
+pub struct EtcdServer {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until it answers; panics (with the install
+    /// command if etcd is missing) when it cannot.
+    pub async fn start() -> EtcdServer {
+        match Self::try_start().await {
+            Ok(server) => server,
+            Err(e) => panic!("cannot start etcd for this test: {e}"),
+        }
+    }
+
+    pub async fn try_start() -> Result<EtcdServer, String> {
+        let binary = find_etcd().ok_or_else(|| INSTALL_HINT.to_owned())?;
+        let mut last = String::new();
+        // Free ports can be taken between the probe and etcd's bind: retry.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+            let ports = (free_port(), free_port());
+            let (Ok(client_port), Ok(peer_port)) = ports else {
+                return Err("no free loopback port".into());
+            };
+            let mut server = EtcdServer {
+                binary: binary.clone(),
+                dir,
+                client_port,
+                peer_port,
+                child: None,
+            };
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        vec![self.endpoint()]
+    }
+
+    /// The client address, for a [`Proxy`].
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.client_port))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A plain client of this server.
+    pub async fn client(&self) -> Client {
+        Client::connect([self.endpoint()], None)
+            .await
+            .unwrap_or_else(|e| panic!("connect to test etcd: {e}"))
+    }
+
+    /// Kills etcd (SIGKILL): clients see it vanish. Data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data directory and ports.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let mut last = String::new();
+        // The old ports may linger for a moment.
+        for _ in 0..5 {
+            match self.launch().await {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("cannot restart etcd: {last}");
+    }
+
+    /// The last lines of etcd's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    async fn launch(&mut self) -> Result<(), String> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("etcd log file: {e}"))?;
+        let log2 = log.try_clone().map_err(|e| format!("etcd log file: {e}"))?;
+        let child = Command::new(&self.binary)
+            .args(["--name", "n1", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("n1={peer}")])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!(
+                        "etcd exited with {status}; log:\n{}",
+                        self.log_tail()
+                    ));
+                }
+            }
+            if self.answers().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(format!(
+                    "etcd did not answer within 30 s; log:\n{}",
+                    self.log_tail()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn answers(&self) -> bool {
+        let attempt = async {
+            let mut c = Client::connect([self.endpoint()], None).await.ok()?;
+            c.get("/shardgate-probe", None).await.ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), attempt).await,
+            Ok(Some(_))
+        )
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP proxy in front of etcd that can black-hole its traffic, to cut one
+/// client off while others still reach etcd (a network partition).
+pub struct Proxy {
+    addr: SocketAddr,
+    cut: watch::Sender<bool>,
+    task: AbortHandle,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("proxy bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("proxy addr: {e}"));
+        let (cut, _) = watch::channel(false);
+        let cut_rx = cut.subscribe();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                tokio::spawn(forward(inbound, target, cut_rx.clone()));
+            }
+        })
+        .abort_handle();
+        Proxy { addr, cut, task }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Black hole: connections stay open but nothing goes through, like a
+    /// partition (requests time out, nothing is refused).
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Ends the partition: held connections are closed, new ones forward.
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    mut inbound: tokio::net::TcpStream,
+    target: SocketAddr,
+    mut cut: watch::Receiver<bool>,
+) {
+    if *cut.borrow() {
+        let _ = cut.wait_for(|c| !*c).await;
+        return;
+    }
+    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    let was_cut = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+        _ = cut.wait_for(|c| *c) => true,
+    };
+    if was_cut {
+        // Hold both ends silently until healed.
+        let _ = cut.wait_for(|c| !*c).await;
+    }
+}
+
+/// One change of an `owners/<bot>` key in etcd's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerChange {
+    pub bot: String,
+    /// The new owner; `None` for a delete (release or lease expiry).
+    pub owner: Option<String>,
+    pub revision: i64,
+    /// The key's version after a put (1 = created).
+    pub version: i64,
+}
+
+/// Every change of `owners/` in `cluster` from revision 1 up to now, read
+/// from etcd's history with a watch (fails if history was compacted).
+pub async fn owner_changes(client: &Client, cluster: &str) -> Result<Vec<OwnerChange>, String> {
+    let keys = Keys::new(cluster).map_err(|e| e.to_string())?;
+    let prefix = keys.owners_prefix();
+    let now = client
+        .kv_client()
+        .get("/", None)
+        .await
+        .map_err(|e| e.to_string())?
+        .header()
+        .map_or(0, |h| h.revision());
+    let mut stream = client
+        .watch_client()
+        .watch(
+            prefix.clone(),
+            Some(WatchOptions::new().with_prefix().with_start_revision(1)),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut seen = 0;
+    while seen < now {
+        let msg = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .map_err(|_| "owner history watch went silent".to_owned())?
+            .map_err(|e| e.to_string())?
+            .ok_or("owner history watch ended")?;
+        if msg.canceled() {
+            return Err(format!(
+                "owner history watch cancelled (compacted at {})",
+                msg.compact_revision()
+            ));
+        }
+        if msg.events().is_empty() && !msg.created() {
+            // A progress notification: everything up to it has been sent.
+            seen = seen.max(msg.header().map_or(0, |h| h.revision()));
+        }
+        for ev in msg.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key());
+            let bot = key.strip_prefix(prefix.as_str()).unwrap_or(&key).to_owned();
+            let owner = match ev.event_type() {
+                EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
+                EventType::Delete => None,
+            };
+            seen = seen.max(kv.mod_revision());
+            out.push(OwnerChange {
+                bot,
+                owner,
+                revision: kv.mod_revision(),
+                version: kv.version(),
+            });
+        }
+        if seen < now {
+            stream.request_progress().await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks etcd's owner history: an owner key is only ever created (on an
+/// absent key) and deleted, never handed from one owner to another by an
+/// overwrite, so at any revision a bot has at most one owner.
+pub fn check_owner_history(changes: &[OwnerChange]) -> Result<(), String> {
+    let mut holder: BTreeMap<&str, &str> = BTreeMap::new();
+    for c in changes {
+        match &c.owner {
+            Some(owner) => {
+                if c.version != 1 {
+                    return Err(format!("{c:?}: owner key overwritten instead of created"));
+                }
+                if let Some(prev) = holder.insert(&c.bot, owner) {
+                    return Err(format!("{c:?}: {prev} still held the bot"));
+                }
+            }
+            None => {
+                holder.remove(c.bot.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the local histories of several registries (same process, so
+/// their instants compare): no bot is ever driven by two at once.
+pub fn check_local_exclusive(histories: &[Vec<OwnershipEvent>]) -> Result<(), String> {
+    let mut all: Vec<&OwnershipEvent> = histories.iter().flatten().collect();
+    all.sort_by_key(|e| e.at);
+    let mut holder: BTreeMap<&str, &str> = BTreeMap::new();
+    for e in all {
+        match e.change {
+            OwnershipChange::Claimed => {
+                if let Some(prev) = holder.insert(&e.bot, &e.instance) {
+                    if prev != e.instance {
+                        return Err(format!(
+                            "{} claimed {} while {prev} still held it ({e:?})",
+                            e.instance, e.bot
+                        ));
+                    }
+                }
+            }
+            _ => {
+                if holder.get(e.bot.as_str()) == Some(&e.instance.as_str()) {
+                    holder.remove(e.bot.as_str());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(bot: &str, owner: &str, revision: i64, version: i64) -> OwnerChange {
+        OwnerChange {
+            bot: bot.into(),
+            owner: Some(owner.into()),
+            revision,
+            version,
+        }
+    }
+
+    #[test]
+    fn owner_history_check_catches_overwrites() {
+        let del = |revision| OwnerChange {
+            bot: "a".into(),
+            owner: None,
+            revision,
+            version: 0,
+        };
+        assert!(check_owner_history(&[put("a", "i1", 2, 1), del(3), put("a", "i2", 4, 1)]).is_ok());
+        assert!(check_owner_history(&[put("a", "i1", 2, 1), put("a", "i2", 3, 2)]).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! `--embedded`: the Bot API emulator and the gateway in this process, the way
+//! `shardgate demo` starts them, on loopback ports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shardgate_gateway::{Gateway, GatewayConfig};
+use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
+use shardgate_registry::{BotSpec, BotsFile, EmbeddedRegistry, Registry};
+use shardgate_sched::Limits;
+use shardgate_telegram::{BotToken, Client, ClientConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// First numeric bot id; bot `i` is `BOT_ID_BASE + i`, named `bot-NN`.
+pub const BOT_ID_BASE: u64 = 7_200_000;
+
+pub fn bot_name(i: usize) -> String {
+    format!("bot-{i:02}")
+}
+
+/// Limits that never bind, for cost-per-message runs. No window or pace is
+/// ever full, so the scheduler never answers `WaitUntil` (whose sleep has the
+/// timer's millisecond granularity).
+pub fn lifted_limits(max_in_flight: u32) -> Limits {
+    Limits {
+        chat_burst: 1_000_000,
+        chat_rate: 1e9,
+        group_max: 100_000,
+        group_window: Duration::from_micros(1),
+        bot_max: 100_000,
+        bot_window: Duration::from_micros(1),
+        bot_burst: 100_000,
+        jitter_margin: Duration::ZERO,
+        max_in_flight,
+        queue_max: 10_000_000,
+        chat_queue_max: 100_000,
+    }
+}
+
+pub struct EmbeddedOptions {
+    pub bots: usize,
+    pub no_limits: bool,
+    pub emulator_latency_ms: u64,
+    pub max_in_flight: Option<u32>,
+    pub pool_idle_per_host: Option<usize>,
+}
+
+pub struct Embedded {
+    pub mock: MockServer,
+    pub gateway: Gateway,
+    pub grpc_url: String,
+    pub bots: Vec<(String, u64)>,
+    pub limits: Limits,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Embedded {
+    pub async fn start(o: &EmbeddedOptions) -> anyhow::Result<Embedded> {
+        let mut mock_config = if o.no_limits {
+            MockConfig::unlimited()
+        } else {
+            MockConfig::default()
+        };
+        if o.emulator_latency_ms > 0 {
+            mock_config.faults = Faults {
+                latency_ms: (o.emulator_latency_ms, o.emulator_latency_ms),
+                ..Faults::default()
+            };
+        }
+        let mock = MockServer::start(mock_config, "127.0.0.1:0".parse()?)
+            .await
+            .context("starting the Bot API emulator")?;
+        let bots: Vec<(String, u64)> = (0..o.bots)
+            .map(|i| (bot_name(i), BOT_ID_BASE + i as u64))
+            .collect();
+        let specs = bots
+            .iter()
+            .map(|(name, id)| {
+                Ok(BotSpec {
+                    name: name.clone(),
+                    token: BotToken::parse(&test_token(*id))?,
+                    enabled: true,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the gateway")?;
+        let grpc_addr = listener.local_addr()?;
+        let registry = Arc::new(EmbeddedRegistry::new(
+            "loadgen-1",
+            BotsFile { bots: specs },
+            None,
+            &grpc_addr.to_string(),
+        ));
+        let mut client_config = ClientConfig {
+            api_base: mock.base_url(),
+            ..ClientConfig::default()
+        };
+        if let Some(n) = o.pool_idle_per_host {
+            client_config.pool_idle_per_host = n;
+        }
+        let client = Client::new(client_config)?;
+        let default_limits = Limits::default();
+        let mut limits = if o.no_limits {
+            lifted_limits(o.max_in_flight.unwrap_or(default_limits.max_in_flight))
+        } else {
+            default_limits
+        };
+        if let Some(m) = o.max_in_flight {
+            limits.max_in_flight = m;
+        }
+        let config = GatewayConfig {
+            instance_id: "loadgen-1".into(),
+            limits: limits.clone(),
+            ..GatewayConfig::default()
+        };
+        let gateway = Gateway::start(config, registry as Arc<dyn Registry>, client);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let gateway = gateway.clone();
+            async move {
+                let _ = shardgate_gateway::server::serve(gateway, listener, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            }
+        });
+        // Ready once a bot can take traffic.
+        let mut ready = gateway.ready();
+        let _ = tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r)).await;
+        Ok(Embedded {
+            mock,
+            gateway,
+            grpc_url: format!("http://{grpc_addr}"),
+            bots,
+            limits,
+            stop: Some(stop_tx),
+            server: Some(server),
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        // Queued messages of a saturating run are not waited for.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            self.gateway.shutdown(Duration::from_millis(200)),
+        )
+        .await;
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+        }
+        self.mock.shutdown().await;
+    }
+}

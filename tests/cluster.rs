@@ -1,0 +1,420 @@
+//! Cluster mode: a real etcd (started on free loopback ports in a temp dir),
+//! three `shardgate serve` processes, and the Bot API emulator, driven over
+//! gRPC. The tests run one at a time (they measure failover times) and print
+//! the figures they measure.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Bot, secret, text_request, wait_for};
+use shardgate_etcd::testing::EtcdServer;
+use shardgate_mock::{Control, MockConfig, MockServer};
+use shardgate_proto::v1::gateway_client::GatewayClient;
+use shardgate_proto::v1::{SendRequest, SendResponse, StatusRequest, StatusResponse};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// Cluster tests measure timings: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const FLEET: [Bot; 6] = [
+    Bot { name: "b1", id: 6_000_001 },
+    Bot { name: "b2", id: 6_000_002 },
+    Bot { name: "b3", id: 6_000_003 },
+    Bot { name: "b4", id: 6_000_004 },
+    Bot { name: "b5", id: 6_000_005 },
+    Bot { name: "b6", id: 6_000_006 },
+];
+
+struct Node {
+    id: String,
+    child: Child,
+    addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+}
+
+struct Cluster {
+    etcd: EtcdServer,
+    _mock: MockServer,
+    control: Control,
+    _dir: tempfile::TempDir,
+    nodes: Vec<Option<Node>>,
+    /// (revision, bot, Some(owner) for a put / None for a delete) of `owners/`.
+    history: Arc<Mutex<Vec<(i64, String, Option<String>)>>>,
+}
+
+const CLUSTER: &str = "it";
+
+fn shardgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run shardgate")
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let etcd = EtcdServer::start().await;
+        let mock = MockServer::start(MockConfig::default(), "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("emulator");
+        let dir = tempfile::tempdir().expect("tmp");
+        let bots = dir.path().join("bots.toml");
+        std::fs::write(&bots, common::bots_toml(&FLEET)).expect("bots file");
+        let out = shardgate(&[
+            "bot",
+            "--etcd",
+            &etcd.endpoint(),
+            "--cluster",
+            CLUSTER,
+            "import",
+            bots.to_str().expect("utf-8 path"),
+        ]);
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        let history = Arc::new(Mutex::new(Vec::new()));
+        record_owner_history(&etcd, history.clone()).await;
+        let mut c = Cluster {
+            etcd,
+            control: mock.control(),
+            _mock: mock,
+            _dir: dir,
+            nodes: Vec::new(),
+            history,
+        };
+        for i in 1..=n {
+            let node = c.spawn(&format!("gw-{i}"));
+            c.nodes.push(Some(node));
+        }
+        let settled = c.wait_settled(Duration::from_secs(30)).await;
+        assert!(settled.is_some(), "the cluster did not settle: {:?}", c.owners(0).await);
+        c
+    }
+
+    fn spawn(&self, id: &str) -> Node {
+        let args: Vec<OsString> = vec![
+            "--etcd".into(),
+            self.etcd.endpoint().into(),
+            "--cluster".into(),
+            CLUSTER.into(),
+            "--instance-id".into(),
+            id.into(),
+        ];
+        let (child, addr, logs) = common::spawn_gateway(&self.control_base_url(), &args);
+        Node {
+            id: id.to_owned(),
+            child,
+            addr,
+            logs,
+        }
+    }
+
+    fn control_base_url(&self) -> String {
+        self._mock.base_url()
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    async fn client(&self, i: usize) -> GatewayClient<Channel> {
+        let node = self.nodes[i].as_ref().expect("live node");
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        GatewayClient::new(channel)
+    }
+
+    async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let mut c = self.client(i).await;
+        c.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
+    }
+
+    /// bot -> owner, as node `i` sees it.
+    async fn owners(&self, i: usize) -> BTreeMap<String, String> {
+        self.status(i)
+            .await
+            .map(|s| s.bots.into_iter().map(|b| (b.name, b.owner)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every live node sees every bot owned by a live node.
+    async fn wait_settled(&self, limit: Duration) -> Option<Duration> {
+        let live: HashSet<String> = self.live().map(|(_, n)| n.id.clone()).collect();
+        let idx: Vec<usize> = self.live().map(|(i, _)| i).collect();
+        wait_for(limit, || async {
+            for i in &idx {
+                let owners = self.owners(*i).await;
+                if owners.len() != FLEET.len() || !owners.values().all(|o| live.contains(o)) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    fn kill(&mut self, i: usize) -> Node {
+        let mut node = self.nodes[i].take().expect("live node");
+        node.child.kill().expect("SIGKILL");
+        let _ = node.child.wait();
+        node
+    }
+
+    fn assert_no_token_in_logs(&self) {
+        for (_, n) in self.live() {
+            let logs = n.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            assert!(logs.len() > 100, "{}: suspiciously few logs", n.id);
+            for b in FLEET {
+                assert!(!logs.contains(&secret(b.id)), "{}: token of {} in logs", n.id, b.name);
+            }
+        }
+    }
+
+    /// No bot ever had two owners: in etcd's own order of events, a bot's
+    /// owner key is only put while nobody holds it.
+    fn assert_single_owner_history(&self) {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(!history.is_empty(), "no ownership history recorded");
+        let mut holder: HashMap<String, String> = HashMap::new();
+        for (rev, bot, owner) in &history {
+            match owner {
+                Some(o) => {
+                    if let Some(prev) = holder.get(bot) {
+                        assert_eq!(prev, o, "rev {rev}: {bot} claimed by {o} while {prev} held it");
+                    }
+                    holder.insert(bot.clone(), o.clone());
+                }
+                None => {
+                    holder.remove(bot);
+                }
+            }
+        }
+        eprintln!("ownership history: {} events, single owner throughout", history.len());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.iter_mut().flatten() {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+    }
+}
+
+/// Watches `owners/` from revision 1 for the whole test.
+async fn record_owner_history(etcd: &EtcdServer, history: Arc<Mutex<Vec<(i64, String, Option<String>)>>>) {
+    let mut client = etcd.client().await;
+    let prefix = format!("/shardgate/{CLUSTER}/owners/");
+    let mut stream = client
+        .watch(prefix.clone(), Some(etcd_client::WatchOptions::new().with_prefix()))
+        .await
+        .expect("watch owners");
+    tokio::spawn(async move {
+        while let Ok(Some(resp)) = stream.message().await {
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let bot = String::from_utf8_lossy(kv.key()).trim_start_matches(&prefix).to_owned();
+                let rev = kv.mod_revision();
+                let owner = match ev.event_type() {
+                    etcd_client::EventType::Put => Some(String::from_utf8_lossy(kv.value()).trim_matches('"').to_owned()),
+                    etcd_client::EventType::Delete => None,
+                };
+                history.lock().unwrap_or_else(|p| p.into_inner()).push((rev, bot, owner));
+            }
+        }
+    });
+}
+
+/// Streams `reqs` through node `i`, returning every response.
+async fn stream_through(c: &Cluster, i: usize, reqs: Vec<SendRequest>) -> Vec<SendResponse> {
+    let mut client = c.client(i).await;
+    let mut responses = client
+        .send_stream(tokio_stream::iter(reqs))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(120), responses.next()).await {
+        match r {
+            Ok(r) => out.push(r),
+            Err(status) => panic!("stream failed: {status}"),
+        }
+    }
+    out
+}
+
+fn requests(prefix: &str, n: usize, chats: i64, base: i64) -> Vec<SendRequest> {
+    (0..n)
+        .map(|i| {
+            let chat = base + (i as i64 % chats);
+            SendRequest {
+                idempotency_key: format!("{prefix}-{i}"),
+                ..text_request(chat, chat, format!("{prefix}{i}"), format!("{prefix}{i}"))
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_spreads_over_three_instances_without_a_429() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(3).await;
+    let owners = c.owners(0).await;
+    let distinct: HashSet<&String> = owners.values().collect();
+    eprintln!("owners: {owners:?}");
+    assert!(distinct.len() >= 2, "bots spread over instances: {owners:?}");
+    // The same load enters through every instance; most messages are
+    // forwarded to the bot's owner.
+    let mut all = Vec::new();
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let reqs = requests(&format!("n{i}-"), 200, 100, 10_000 + i as i64 * 1_000);
+            (i, reqs)
+        })
+        .collect();
+    let futs = handles.into_iter().map(|(i, reqs)| stream_through(&c, i, reqs));
+    for r in futures::future::join_all(futs).await {
+        all.extend(r);
+    }
+    assert_eq!(all.len(), 600);
+    let failed: Vec<_> = all.iter().filter(|r| r.error.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.rate_limited, 0, "{:?}", stats.totals);
+    assert_eq!(stats.totals.delivered, 600);
+    assert_eq!(stats.totals.duplicates, 0);
+    c.assert_no_token_in_logs();
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_leaves_every_instance_within_two_seconds_and_nothing_is_lost() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(3).await;
+    let victim = FLEET[2];
+    let load = async {
+        let mut all = Vec::new();
+        for round in 0..6 {
+            let futs = (0..3).map(|i| stream_through(&c, i, requests(&format!("r{round}n{i}-"), 40, 40, 20_000 + i as i64 * 100)));
+            for r in futures::future::join_all(futs).await {
+                all.extend(r);
+            }
+        }
+        all
+    };
+    let revoke = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let at = Instant::now();
+        c.control.revoke(victim.id);
+        let took = wait_for(Duration::from_secs(30), || async {
+            for (i, _) in c.live() {
+                let s = c.status(i).await;
+                let revoked = s.is_some_and(|s| s.bots.iter().any(|b| b.name == victim.name && b.state == "revoked"));
+                if !revoked {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        (at, took)
+    };
+    let (all, (_, took)) = tokio::join!(load, revoke);
+    let took = took.expect("the revoked bot left rotation everywhere");
+    eprintln!("revoke: out of rotation on all 3 instances {took:?} after the token was revoked");
+    assert!(took <= Duration::from_secs(2), "took {took:?}");
+    assert_eq!(all.len(), 720);
+    let failed: Vec<_> = all.iter().filter(|r| r.error.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.delivered, 720);
+    assert_eq!(stats.totals.rate_limited, 0);
+    assert_eq!(stats.totals.duplicates, 0);
+    let after = c.control.stats().bot(victim.id).unauthorized;
+    eprintln!("revoke: {after} requests met the revoked token");
+    c.assert_no_token_in_logs();
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start(3).await;
+    let owners = c.owners(1).await;
+    // The victim: node 0 (gw-1) must own something for the test to mean anything.
+    assert!(owners.values().any(|o| o == "gw-1"), "gw-1 owns no bot: {owners:?}");
+    let reqs_a = requests("k1-", 300, 150, 30_000);
+    let reqs_b = requests("k2-", 300, 150, 31_000);
+    let all_reqs: HashMap<String, SendRequest> = reqs_a
+        .iter()
+        .chain(reqs_b.iter())
+        .map(|r| (r.client_ref.clone(), r.clone()))
+        .collect();
+    let victim_pid = c.nodes[0].as_ref().expect("live").child.id().to_string();
+    let load = async {
+        let (a, b) = tokio::join!(stream_through(&c, 1, reqs_a), stream_through(&c, 2, reqs_b));
+        a.into_iter().chain(b).collect::<Vec<_>>()
+    };
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ok = Command::new("kill").args(["-9", &victim_pid]).status().expect("kill -9").success();
+        assert!(ok, "kill -9 failed");
+        Instant::now()
+    };
+    let (first, killed_at) = tokio::join!(load, kill);
+    drop(c.kill(0));
+    wait_for(Duration::from_secs(30), || async {
+        for i in [1, 2] {
+            let owners = c.owners(i).await;
+            if owners.len() != FLEET.len() || owners.values().any(|o| o != "gw-2" && o != "gw-3") {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .expect("survivors took over");
+    // Measured from the kill (the poll runs every 10 ms).
+    let takeover = killed_at.elapsed();
+    eprintln!("SIGKILL: survivors own every bot {takeover:?} after the kill");
+    assert!(takeover <= Duration::from_secs(15), "takeover took {takeover:?}");
+    // Every first answer is a delivery or an error; errors are retried once.
+    assert_eq!(first.len(), 600);
+    let retry: Vec<SendRequest> = first
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| all_reqs[&r.client_ref].clone())
+        .collect();
+    let retried = stream_through(&c, 2, retry.clone()).await;
+    assert!(retried.iter().all(|r| r.error.is_none()), "{retried:?}");
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.rate_limited, 0);
+    eprintln!("SIGKILL: {} first sends errored and were retried; duplicates {}", retry.len(), stats.totals.duplicates);
+    let mut texts: HashMap<String, usize> = HashMap::new();
+    for d in c.control.deliveries(0) {
+        *texts.entry(d.text).or_default() += 1;
+    }
+    for r in all_reqs.values() {
+        assert!(texts.get(&r.text).copied().unwrap_or(0) >= 1, "{} never delivered", r.text);
+    }
+    let ok_first: HashSet<&str> = first.iter().filter(|r| r.error.is_none()).map(|r| r.client_ref.as_str()).collect();
+    for (text, n) in &texts {
+        if *n > 1 {
+            assert!(!ok_first.contains(text.as_str()), "{text} answered delivered yet sent twice");
+        }
+    }
+    c.assert_single_owner_history();
+}
