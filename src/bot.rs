@@ -41,7 +41,9 @@ pub fn run(args: BotArgs) -> anyhow::Result<ExitCode> {
             }
             Op::Rotate(name, token) => {
                 admin.rotate(&name, &token).await?;
-                println!("rotated the token of bot {name}; its owner uses it from the next request");
+                println!(
+                    "rotated the token of bot {name}; its owner uses it from the next request"
+                );
             }
             Op::Revoke(name, reason) => {
                 admin.revoke(&name, &reason).await?;
@@ -49,7 +51,10 @@ pub fn run(args: BotArgs) -> anyhow::Result<ExitCode> {
             }
             Op::Enable(name, enabled) => {
                 admin.enable(&name, enabled).await?;
-                println!("bot {name} {}", if enabled { "enabled" } else { "disabled" });
+                println!(
+                    "bot {name} {}",
+                    if enabled { "enabled" } else { "disabled" }
+                );
             }
             Op::List(json) => {
                 let rows = admin.list().await?;
@@ -58,7 +63,10 @@ pub fn run(args: BotArgs) -> anyhow::Result<ExitCode> {
                         println!("{}", serde_json::to_string(&r)?);
                     }
                 } else {
-                    println!("{:<20} {:<10} {:<20} {:<12} {:<16} REASON", "NAME", "STATE", "OWNER", "COOLDOWN", "TOKEN");
+                    println!(
+                        "{:<20} {:<10} {:<20} {:<12} {:<16} REASON",
+                        "NAME", "STATE", "OWNER", "COOLDOWN", "TOKEN"
+                    );
                     let now = shardgate_registry::unix_now();
                     for r in rows {
                         let cooldown = r
@@ -107,6 +115,8 @@ fn read_token(arg: String) -> anyhow::Result<String> {
         return Ok(arg);
     }
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).context("reading the token from stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the token from stdin")?;
     Ok(s.trim().to_owned())
 }

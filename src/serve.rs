@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shardgate_gateway::Gateway;
 use shardgate_etcd::{EtcdConfig, EtcdRegistry};
+use shardgate_gateway::Gateway;
 use shardgate_registry::{EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
 use tokio::net::TcpListener;
@@ -88,9 +88,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         // One machine-readable line for scripts and tests.
         println!("shardgate listening grpc={local}");
-        let server = shardgate_gateway::server::serve(gateway.clone(), listener, stop_signal());
+        let stop = {
+            let gateway = gateway.clone();
+            async move {
+                stop_signal().await;
+                info!("stop requested: no new requests; draining queued messages (up to {DRAIN_TIMEOUT:?})");
+                gateway.begin_shutdown();
+            }
+        };
+        let server = shardgate_gateway::server::serve(gateway.clone(), listener, stop);
         let result = server.await;
-        info!("stop requested; draining queued messages (up to {DRAIN_TIMEOUT:?})");
         gateway.shutdown(DRAIN_TIMEOUT).await;
         // Release bots and the lease so that peers take over at once.
         registry.shutdown().await;

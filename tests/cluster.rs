@@ -24,13 +24,37 @@ use tonic::transport::Channel;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FLEET: [Bot; 6] = [
-    Bot { name: "b1", id: 6_000_001 },
-    Bot { name: "b2", id: 6_000_002 },
-    Bot { name: "b3", id: 6_000_003 },
-    Bot { name: "b4", id: 6_000_004 },
-    Bot { name: "b5", id: 6_000_005 },
-    Bot { name: "b6", id: 6_000_006 },
+    Bot {
+        name: "b1",
+        id: 6_000_001,
+    },
+    Bot {
+        name: "b2",
+        id: 6_000_002,
+    },
+    Bot {
+        name: "b3",
+        id: 6_000_003,
+    },
+    Bot {
+        name: "b4",
+        id: 6_000_004,
+    },
+    Bot {
+        name: "b5",
+        id: 6_000_005,
+    },
+    Bot {
+        name: "b6",
+        id: 6_000_006,
+    },
 ];
+
+/// (revision, bot, Some(owner) for a put / None for a delete) of `owners/`.
+type History = Arc<Mutex<Vec<(i64, String, Option<String>)>>>;
+
+/// (seconds since the start, Ok or the gRPC code name) of every answer.
+type Answers = Arc<Mutex<Vec<(f64, Result<(), String>)>>>;
 
 struct Node {
     id: String,
@@ -40,13 +64,14 @@ struct Node {
 }
 
 struct Cluster {
-    etcd: EtcdServer,
+    etcd: tokio::sync::Mutex<EtcdServer>,
+    etcd_endpoint: String,
     _mock: MockServer,
     control: Control,
     _dir: tempfile::TempDir,
     nodes: Vec<Option<Node>>,
     /// (revision, bot, Some(owner) for a put / None for a delete) of `owners/`.
-    history: Arc<Mutex<Vec<(i64, String, Option<String>)>>>,
+    history: History,
 }
 
 const CLUSTER: &str = "it";
@@ -77,11 +102,16 @@ impl Cluster {
             "import",
             bots.to_str().expect("utf-8 path"),
         ]);
-        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let history = Arc::new(Mutex::new(Vec::new()));
         record_owner_history(&etcd, history.clone()).await;
         let mut c = Cluster {
-            etcd,
+            etcd_endpoint: etcd.endpoint(),
+            etcd: tokio::sync::Mutex::new(etcd),
             control: mock.control(),
             _mock: mock,
             _dir: dir,
@@ -93,14 +123,18 @@ impl Cluster {
             c.nodes.push(Some(node));
         }
         let settled = c.wait_settled(Duration::from_secs(30)).await;
-        assert!(settled.is_some(), "the cluster did not settle: {:?}", c.owners(0).await);
+        assert!(
+            settled.is_some(),
+            "the cluster did not settle: {:?}",
+            c.owners(0).await
+        );
         c
     }
 
     fn spawn(&self, id: &str) -> Node {
         let args: Vec<OsString> = vec![
             "--etcd".into(),
-            self.etcd.endpoint().into(),
+            self.etcd_endpoint.clone().into(),
             "--cluster".into(),
             CLUSTER.into(),
             "--instance-id".into(),
@@ -138,7 +172,10 @@ impl Cluster {
 
     async fn status(&self, i: usize) -> Option<StatusResponse> {
         let mut c = self.client(i).await;
-        c.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
+        c.status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
     }
 
     /// bot -> owner, as node `i` sees it.
@@ -177,7 +214,12 @@ impl Cluster {
             let logs = n.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
             assert!(logs.len() > 100, "{}: suspiciously few logs", n.id);
             for b in FLEET {
-                assert!(!logs.contains(&secret(b.id)), "{}: token of {} in logs", n.id, b.name);
+                assert!(
+                    !logs.contains(&secret(b.id)),
+                    "{}: token of {} in logs",
+                    n.id,
+                    b.name
+                );
             }
         }
     }
@@ -185,14 +227,21 @@ impl Cluster {
     /// No bot ever had two owners: in etcd's own order of events, a bot's
     /// owner key is only put while nobody holds it.
     fn assert_single_owner_history(&self) {
-        let history = self.history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         assert!(!history.is_empty(), "no ownership history recorded");
         let mut holder: HashMap<String, String> = HashMap::new();
         for (rev, bot, owner) in &history {
             match owner {
                 Some(o) => {
                     if let Some(prev) = holder.get(bot) {
-                        assert_eq!(prev, o, "rev {rev}: {bot} claimed by {o} while {prev} held it");
+                        assert_eq!(
+                            prev, o,
+                            "rev {rev}: {bot} claimed by {o} while {prev} held it"
+                        );
                     }
                     holder.insert(bot.clone(), o.clone());
                 }
@@ -201,7 +250,10 @@ impl Cluster {
                 }
             }
         }
-        eprintln!("ownership history: {} events, single owner throughout", history.len());
+        eprintln!(
+            "ownership history: {} events, single owner throughout",
+            history.len()
+        );
     }
 }
 
@@ -215,24 +267,36 @@ impl Drop for Cluster {
 }
 
 /// Watches `owners/` from revision 1 for the whole test.
-async fn record_owner_history(etcd: &EtcdServer, history: Arc<Mutex<Vec<(i64, String, Option<String>)>>>) {
+async fn record_owner_history(etcd: &EtcdServer, history: History) {
     let mut client = etcd.client().await;
     let prefix = format!("/shardgate/{CLUSTER}/owners/");
     let mut stream = client
-        .watch(prefix.clone(), Some(etcd_client::WatchOptions::new().with_prefix()))
+        .watch(
+            prefix.clone(),
+            Some(etcd_client::WatchOptions::new().with_prefix()),
+        )
         .await
         .expect("watch owners");
     tokio::spawn(async move {
         while let Ok(Some(resp)) = stream.message().await {
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
-                let bot = String::from_utf8_lossy(kv.key()).trim_start_matches(&prefix).to_owned();
+                let bot = String::from_utf8_lossy(kv.key())
+                    .trim_start_matches(&prefix)
+                    .to_owned();
                 let rev = kv.mod_revision();
                 let owner = match ev.event_type() {
-                    etcd_client::EventType::Put => Some(String::from_utf8_lossy(kv.value()).trim_matches('"').to_owned()),
+                    etcd_client::EventType::Put => Some(
+                        String::from_utf8_lossy(kv.value())
+                            .trim_matches('"')
+                            .to_owned(),
+                    ),
                     etcd_client::EventType::Delete => None,
                 };
-                history.lock().unwrap_or_else(|p| p.into_inner()).push((rev, bot, owner));
+                history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((rev, bot, owner));
             }
         }
     });
@@ -275,7 +339,10 @@ async fn load_spreads_over_three_instances_without_a_429() {
     let owners = c.owners(0).await;
     let distinct: HashSet<&String> = owners.values().collect();
     eprintln!("owners: {owners:?}");
-    assert!(distinct.len() >= 2, "bots spread over instances: {owners:?}");
+    assert!(
+        distinct.len() >= 2,
+        "bots spread over instances: {owners:?}"
+    );
     // The same load enters through every instance; most messages are
     // forwarded to the bot's owner.
     let mut all = Vec::new();
@@ -285,7 +352,9 @@ async fn load_spreads_over_three_instances_without_a_429() {
             (i, reqs)
         })
         .collect();
-    let futs = handles.into_iter().map(|(i, reqs)| stream_through(&c, i, reqs));
+    let futs = handles
+        .into_iter()
+        .map(|(i, reqs)| stream_through(&c, i, reqs));
     for r in futures::future::join_all(futs).await {
         all.extend(r);
     }
@@ -308,7 +377,13 @@ async fn a_revoked_token_leaves_every_instance_within_two_seconds_and_nothing_is
     let load = async {
         let mut all = Vec::new();
         for round in 0..6 {
-            let futs = (0..3).map(|i| stream_through(&c, i, requests(&format!("r{round}n{i}-"), 40, 40, 20_000 + i as i64 * 100)));
+            let futs = (0..3).map(|i| {
+                stream_through(
+                    &c,
+                    i,
+                    requests(&format!("r{round}n{i}-"), 40, 40, 20_000 + i as i64 * 100),
+                )
+            });
             for r in futures::future::join_all(futs).await {
                 all.extend(r);
             }
@@ -322,7 +397,11 @@ async fn a_revoked_token_leaves_every_instance_within_two_seconds_and_nothing_is
         let took = wait_for(Duration::from_secs(30), || async {
             for (i, _) in c.live() {
                 let s = c.status(i).await;
-                let revoked = s.is_some_and(|s| s.bots.iter().any(|b| b.name == victim.name && b.state == "revoked"));
+                let revoked = s.is_some_and(|s| {
+                    s.bots
+                        .iter()
+                        .any(|b| b.name == victim.name && b.state == "revoked")
+                });
                 if !revoked {
                     return false;
                 }
@@ -355,7 +434,10 @@ async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
     let mut c = Cluster::start(3).await;
     let owners = c.owners(1).await;
     // The victim: node 0 (gw-1) must own something for the test to mean anything.
-    assert!(owners.values().any(|o| o == "gw-1"), "gw-1 owns no bot: {owners:?}");
+    assert!(
+        owners.values().any(|o| o == "gw-1"),
+        "gw-1 owns no bot: {owners:?}"
+    );
     let reqs_a = requests("k1-", 300, 150, 30_000);
     let reqs_b = requests("k2-", 300, 150, 31_000);
     let all_reqs: HashMap<String, SendRequest> = reqs_a
@@ -370,7 +452,11 @@ async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
     };
     let kill = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let ok = Command::new("kill").args(["-9", &victim_pid]).status().expect("kill -9").success();
+        let ok = Command::new("kill")
+            .args(["-9", &victim_pid])
+            .status()
+            .expect("kill -9")
+            .success();
         assert!(ok, "kill -9 failed");
         Instant::now()
     };
@@ -390,7 +476,10 @@ async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
     // Measured from the kill (the poll runs every 10 ms).
     let takeover = killed_at.elapsed();
     eprintln!("SIGKILL: survivors own every bot {takeover:?} after the kill");
-    assert!(takeover <= Duration::from_secs(15), "takeover took {takeover:?}");
+    assert!(
+        takeover <= Duration::from_secs(15),
+        "takeover took {takeover:?}"
+    );
     // Every first answer is a delivery or an error; errors are retried once.
     assert_eq!(first.len(), 600);
     let retry: Vec<SendRequest> = first
@@ -402,19 +491,275 @@ async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
     assert!(retried.iter().all(|r| r.error.is_none()), "{retried:?}");
     let stats = c.control.stats();
     assert_eq!(stats.totals.rate_limited, 0);
-    eprintln!("SIGKILL: {} first sends errored and were retried; duplicates {}", retry.len(), stats.totals.duplicates);
+    eprintln!(
+        "SIGKILL: {} first sends errored and were retried; duplicates {}",
+        retry.len(),
+        stats.totals.duplicates
+    );
     let mut texts: HashMap<String, usize> = HashMap::new();
     for d in c.control.deliveries(0) {
         *texts.entry(d.text).or_default() += 1;
     }
     for r in all_reqs.values() {
-        assert!(texts.get(&r.text).copied().unwrap_or(0) >= 1, "{} never delivered", r.text);
+        assert!(
+            texts.get(&r.text).copied().unwrap_or(0) >= 1,
+            "{} never delivered",
+            r.text
+        );
     }
-    let ok_first: HashSet<&str> = first.iter().filter(|r| r.error.is_none()).map(|r| r.client_ref.as_str()).collect();
+    let ok_first: HashSet<&str> = first
+        .iter()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.client_ref.as_str())
+        .collect();
     for (text, n) in &texts {
         if *n > 1 {
-            assert!(!ok_first.contains(text.as_str()), "{text} answered delivered yet sent twice");
+            assert!(
+                !ok_first.contains(text.as_str()),
+                "{text} answered delivered yet sent twice"
+            );
         }
     }
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_rotated_through_etcd_under_load_loses_nothing_and_the_old_token_goes_quiet() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(3).await;
+    let target = FLEET[0];
+    let new_id = 6_000_042;
+    let new_token = shardgate_mock::test_token(new_id);
+    let etcd = c.etcd_endpoint.clone();
+    let load = async {
+        let mut all = Vec::new();
+        for round in 0..5 {
+            let futs = (0..3).map(|i| {
+                stream_through(
+                    &c,
+                    i,
+                    requests(&format!("t{round}n{i}-"), 40, 40, 40_000 + i as i64 * 100),
+                )
+            });
+            for r in futures::future::join_all(futs).await {
+                all.extend(r);
+            }
+        }
+        all
+    };
+    let rotate = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_shardgate"))
+                .args([
+                    "bot",
+                    "--etcd",
+                    &etcd,
+                    "--cluster",
+                    CLUSTER,
+                    "rotate",
+                    target.name,
+                    "--token",
+                    "-",
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    if let Some(mut stdin) = child.stdin.take() {
+                        stdin.write_all(new_token.as_bytes())?;
+                    }
+                    child.wait_with_output()
+                })
+        })
+        .await
+        .expect("join")
+        .expect("run rotate");
+        assert!(
+            out.status.success(),
+            "rotate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret(new_id)));
+        // Applied by the owner: the new bot id delivers.
+        let took = wait_for(Duration::from_secs(10), || async {
+            c.control.stats().bot(new_id).delivered > 0
+        })
+        .await
+        .expect("the new token is in use");
+        (took, c.control.stats().last_seq)
+    };
+    let (all, (took, mark)) = tokio::join!(load, rotate);
+    eprintln!("rotation: the new token delivered {took:?} after `shardgate bot rotate`");
+    assert_eq!(all.len(), 600);
+    let failed: Vec<_> = all.iter().filter(|r| r.error.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.delivered, 600);
+    assert_eq!(stats.totals.duplicates, 0);
+    assert_eq!(stats.totals.rate_limited, 0);
+    let late_old = c
+        .control
+        .deliveries(mark)
+        .into_iter()
+        .filter(|d| d.bot_id == target.id)
+        .count();
+    assert_eq!(
+        late_old, 0,
+        "the old token was used after the rotation took effect"
+    );
+    let list = shardgate(&[
+        "bot",
+        "--etcd",
+        &c.etcd_endpoint,
+        "--cluster",
+        CLUSTER,
+        "list",
+    ]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains("6000042:***"), "{listed}");
+    for b in FLEET {
+        assert!(!listed.contains(&secret(b.id)));
+    }
+    c.assert_no_token_in_logs();
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_down_for_15_s_keeps_serving_while_leases_last_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(3).await;
+    let started = Instant::now();
+    // (seconds since start, ok?) for every answer.
+    let answers: Answers = Arc::default();
+    let stop_at = Duration::from_secs(3);
+    let back_at = Duration::from_secs(18);
+    let end_at = Duration::from_secs(34);
+    let load = async {
+        let mut round = 0;
+        while started.elapsed() < end_at {
+            let futs = (0..3).map(|i| {
+                let mut reqs = requests(&format!("o{round}n{i}-"), 12, 12, 50_000 + i as i64 * 100);
+                for r in &mut reqs {
+                    r.timeout_ms = 5_000;
+                }
+                stream_through(&c, i, reqs)
+            });
+            for r in futures::future::join_all(futs).await {
+                let t = started.elapsed().as_secs_f64();
+                let mut a = answers.lock().unwrap_or_else(|p| p.into_inner());
+                for resp in r {
+                    a.push((t, resp.error.map_or(Ok(()), |e| Err(e.code))));
+                }
+            }
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        round
+    };
+    let outage = async {
+        tokio::time::sleep(stop_at).await;
+        c.etcd.lock().await.stop();
+        eprintln!("etcd stopped at {:?}", started.elapsed());
+        tokio::time::sleep(back_at - stop_at).await;
+        c.etcd.lock().await.restart().await;
+        eprintln!("etcd back at {:?}", started.elapsed());
+    };
+    let (rounds, ()) = tokio::join!(load, outage);
+    let answers = answers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(answers.len(), rounds * 36, "every send answered");
+    let ok = answers.iter().filter(|(_, r)| r.is_ok()).count();
+    let codes: HashSet<&String> = answers
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
+    eprintln!(
+        "etcd outage: {ok}/{} sends delivered ({:.1}%); error codes {codes:?}",
+        answers.len(),
+        100.0 * ok as f64 / answers.len() as f64
+    );
+    assert!(codes.iter().all(|c| *c == "UNAVAILABLE"), "{codes:?}");
+    // While the leases certainly held, everything was delivered.
+    let safe = stop_at.as_secs_f64() + 5.0;
+    assert!(
+        answers
+            .iter()
+            .filter(|(t, _)| *t < safe)
+            .all(|(_, r)| r.is_ok()),
+        "failures before the leases could expire"
+    );
+    // Re-synced: the last rounds all delivered.
+    let tail = end_at.as_secs_f64() - 3.0;
+    let late: Vec<_> = answers.iter().filter(|(t, _)| *t >= tail).collect();
+    assert!(
+        !late.is_empty() && late.iter().all(|(_, r)| r.is_ok()),
+        "not recovered: {late:?}"
+    );
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.rate_limited, 0);
+    assert_eq!(stats.totals.duplicates, 0);
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_hands_over_at_once_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start(3).await;
+    let owners = c.owners(1).await;
+    assert!(
+        owners.values().any(|o| o == "gw-1"),
+        "gw-1 owns no bot: {owners:?}"
+    );
+    let pid = c.nodes[0].as_ref().expect("live").child.id().to_string();
+    let load = async {
+        let (a, b) = tokio::join!(
+            stream_through(&c, 1, requests("s1-", 300, 150, 60_000)),
+            stream_through(&c, 2, requests("s2-", 300, 150, 61_000))
+        );
+        a.into_iter().chain(b).collect::<Vec<_>>()
+    };
+    let term = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+        Instant::now()
+    };
+    let (all, termed_at) = tokio::join!(load, term);
+    wait_for(Duration::from_secs(30), || async {
+        for i in [1, 2] {
+            let owners = c.owners(i).await;
+            if owners.len() != FLEET.len() || owners.values().any(|o| o != "gw-2" && o != "gw-3") {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .expect("survivors took over");
+    let takeover = termed_at.elapsed();
+    let node = c.nodes[0].as_mut().expect("node");
+    let status = node.child.wait().expect("exit status");
+    eprintln!("SIGTERM: survivors own every bot {takeover:?} after the signal; exit {status:?}");
+    assert!(status.success(), "{status:?}");
+    // Drain (at most 10 s) then release: no waiting for a lease to expire.
+    assert!(takeover <= Duration::from_secs(12), "{takeover:?}");
+    let failed: Vec<_> = all.iter().filter(|r| r.error.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let stats = c.control.stats();
+    assert_eq!(stats.totals.delivered, 600);
+    assert_eq!(stats.totals.duplicates, 0);
+    assert_eq!(stats.totals.rate_limited, 0, "{:?}", stats.totals);
+    c.nodes[0] = None;
     c.assert_single_owner_history();
 }

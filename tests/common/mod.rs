@@ -191,7 +191,13 @@ pub fn spawn_gateway(
     args: &[std::ffi::OsString],
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--telegram-api-base", api_base])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--telegram-api-base",
+            api_base,
+        ])
         .args(args)
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")

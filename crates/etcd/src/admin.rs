@@ -237,12 +237,11 @@ impl Admin {
                 .get_bot(name)
                 .await?
                 .ok_or_else(|| EtcdError::UnknownBot(name.to_owned()))?;
-            let spec = keys::decode_bot(name, kv.value()).map_err(|message| {
-                EtcdError::Malformed {
+            let spec =
+                keys::decode_bot(name, kv.value()).map_err(|message| EtcdError::Malformed {
                     key: self.keys.bot(name),
                     message,
-                }
-            })?;
+                })?;
             let health = enabled.then(|| operator_health(HealthState::Healthy, "enabled"));
             if self
                 .cas_bot(name, kv.mod_revision(), &spec.token, enabled, health)
@@ -267,11 +266,11 @@ impl Admin {
         let mut mirror = Mirror::default();
         let mut invalid = BTreeMap::new();
         for kv in resp.kvs() {
-            if let Some(Key::Bot(name)) = self.keys.parse(kv.key()) {
-                if let Err(problem) = keys::decode_bot(name, kv.value()) {
-                    invalid.insert(name.to_owned(), problem);
-                    continue;
-                }
+            if let Some(Key::Bot(name)) = self.keys.parse(kv.key())
+                && let Err(problem) = keys::decode_bot(name, kv.value())
+            {
+                invalid.insert(name.to_owned(), problem);
+                continue;
             }
             let meta = KvMeta {
                 mod_revision: kv.mod_revision(),
@@ -336,13 +335,13 @@ impl Admin {
         .await?;
         let mut out = Vec::new();
         for kv in resp.kvs() {
-            if let Some(Key::Member(id)) = self.keys.parse(kv.key()) {
-                if let Ok(m) = keys::decode_member(id, kv.value()) {
-                    out.push(Member {
-                        instance_id: id.to_owned(),
-                        grpc: m.grpc,
-                    });
-                }
+            if let Some(Key::Member(id)) = self.keys.parse(kv.key())
+                && let Ok(m) = keys::decode_member(id, kv.value())
+            {
+                out.push(Member {
+                    instance_id: id.to_owned(),
+                    grpc: m.grpc,
+                });
             }
         }
         Ok(out)
@@ -384,7 +383,13 @@ impl Admin {
                     ),
                 };
                 if self
-                    .cas_bot(&spec.name, kv.mod_revision(), &spec.token, spec.enabled, health)
+                    .cas_bot(
+                        &spec.name,
+                        kv.mod_revision(),
+                        &spec.token,
+                        spec.enabled,
+                        health,
+                    )
                     .await?
                 {
                     bucket.push(spec.name.clone());

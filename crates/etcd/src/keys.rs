@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(k.member("gw-1"), "/shardgate/prod/members/gw-1");
         assert_eq!(k.owner("a"), "/shardgate/prod/owners/a");
         assert_eq!(k.parse(b"/shardgate/prod/bots/a"), Some(Key::Bot("a")));
-        assert_eq!(k.parse(b"/shardgate/prod/owners/x.y"), Some(Key::Owner("x.y")));
+        assert_eq!(
+            k.parse(b"/shardgate/prod/owners/x.y"),
+            Some(Key::Owner("x.y"))
+        );
         assert_eq!(k.parse(b"/shardgate/prod/zzz/a"), Some(Key::Other));
         assert_eq!(k.parse(b"/shardgate/prod/bots"), Some(Key::Other));
         assert_eq!(k.parse(b"/shardgate/production/bots/a"), None);

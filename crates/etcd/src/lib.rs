@@ -11,7 +11,7 @@
 //!   keep-alive + TTL − margin); a "lease gone" answer ends it at once.
 //! - **Watch** (`watch.rs`): one prefix watch after a full read, resumed
 //!   from the last revision, re-read after a compaction, checked with
-//!   progress requests; into the [`mirror`](crate::mirror) of all keys.
+//!   progress requests; into the mirror of all keys (`mirror.rs`).
 //! - **Ownership** (`ownership.rs`): bots go to the rendezvous winner of
 //!   their name over the live members; claims are create-if-absent
 //!   transactions under the lease, their revision fences every health
@@ -26,7 +26,7 @@
 mod admin;
 mod error;
 pub mod keys;
-pub mod mirror;
+mod mirror;
 mod ownership;
 mod registry;
 mod retry;

@@ -7,10 +7,10 @@
 //! comparing a bot's and its health's revisions tells whether the health
 //! predates the bot's current token (see [`Mirror::effective_health`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use shardgate_registry::{BotSpec, Health, HealthState};
-use shardgate_router::{Node, key_of_name, pick};
+use shardgate_router::{Node, assign_bounded, key_of_name, pick};
 
 use crate::keys::{self, Key, Keys, MemberValue};
 
@@ -169,16 +169,33 @@ impl Mirror {
         }
     }
 
-    /// The live members as rendezvous nodes.
-    pub fn member_nodes(&self) -> Vec<Node> {
-        self.members.keys().map(Node::new).collect()
+    /// Who should drive which bot, over the live members: see
+    /// [`Assignment`].
+    pub fn member_nodes(&self) -> Assignment {
+        let nodes: Vec<Node> = self.members.keys().map(Node::new).collect();
+        let owners = assign_bounded(self.bots.keys().map(String::as_str), &nodes)
+            .into_iter()
+            .map(|(bot, i)| (bot.to_owned(), i))
+            .collect();
+        Assignment { nodes, owners }
     }
 
-    /// The instance that should drive `bot`: the rendezvous winner of the
-    /// bot's name over the live members.
-    pub fn desired_owner<'a>(&self, bot: &str, nodes: &'a [Node]) -> Option<&'a str> {
-        pick(key_of_name(bot), nodes).map(Node::name)
+    /// The instance that should drive `bot` (see [`Assignment`]).
+    pub fn desired_owner<'a>(&self, bot: &str, a: &'a Assignment) -> Option<&'a str> {
+        match a.owners.get(bot) {
+            Some(i) => a.nodes.get(*i).map(Node::name),
+            None => pick(key_of_name(bot), &a.nodes).map(Node::name),
+        }
     }
+}
+
+/// Bots spread over the live members by rendezvous hashing with bounded
+/// load (`shardgate_router::assign_bounded`): plain rendezvous can leave an
+/// instance with nothing (6 bots over 3 instances came out 4/2/0 in a test).
+pub struct Assignment {
+    nodes: Vec<Node>,
+    /// Bot name to index in `nodes`.
+    owners: HashMap<String, usize>,
 }
 
 fn versioned<T>(value: T, mod_revision: i64) -> Versioned<T> {
@@ -238,24 +255,48 @@ mod tests {
         assert_eq!(m.effective_health("a").state, HealthState::Healthy);
         assert!(m.health_needs_reset("a"));
         // Written with the rotation (same txn) or after it: counts.
-        put(&mut m, &k, k.health("a"), r#"{"state":"throttled","until":9}"#, 4);
+        put(
+            &mut m,
+            &k,
+            k.health("a"),
+            r#"{"state":"throttled","until":9}"#,
+            4,
+        );
         assert_eq!(m.effective_health("a").state, HealthState::Throttled);
     }
 
     #[test]
-    fn desired_owner_is_the_rendezvous_winner_of_the_name() {
+    fn desired_owners_are_spread_evenly_by_rendezvous() {
         let k = Keys::new("c").expect("keys");
         let mut m = Mirror::default();
-        put(&mut m, &k, k.member("gw-1"), r#"{"grpc":"h:1"}"#, 2);
-        put(&mut m, &k, k.member("gw-2"), r#"{"grpc":"h:2"}"#, 3);
-        let nodes = m.member_nodes();
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..32 {
-            let bot = format!("bot-{i}");
-            let want = pick(key_of_name(&bot), &nodes).map(Node::name);
-            assert_eq!(m.desired_owner(&bot, &nodes), want);
-            seen.extend(want.map(str::to_owned));
+        for (i, id) in ["gw-1", "gw-2", "gw-3"].iter().enumerate() {
+            put(&mut m, &k, k.member(id), r#"{"grpc":"h:1"}"#, 2 + i as i64);
         }
-        assert_eq!(seen.len(), 2, "32 bots all on one of 2 members");
+        for i in 0..7 {
+            let token = format!("12345{i}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+            put(
+                &mut m,
+                &k,
+                k.bot(&format!("bot-{i}")),
+                &format!(r#"{{"token":"{token}","enabled":true}}"#),
+                10 + i,
+            );
+        }
+        let a = m.member_nodes();
+        let mut load: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in 0..7 {
+            let owner = m.desired_owner(&format!("bot-{i}"), &a).expect("an owner");
+            *load.entry(owner).or_default() += 1;
+        }
+        // 7 bots over 3 members: 3/2/2 at worst, never an idle member.
+        assert_eq!(load.len(), 3, "{load:?}");
+        assert!(load.values().all(|n| *n <= 3), "{load:?}");
+        // A bot unknown to the mirror still gets its rendezvous winner.
+        let nodes: Vec<Node> = ["gw-1", "gw-2", "gw-3"]
+            .into_iter()
+            .map(Node::new)
+            .collect();
+        let want = pick(key_of_name("other"), &nodes).map(Node::name);
+        assert_eq!(m.desired_owner("other", &a), want);
     }
 }

@@ -97,15 +97,23 @@ impl OwnState {
         change: OwnershipChange,
         revision: Option<i64>,
     ) {
+        let instance = me;
         match change {
             OwnershipChange::Claimed => {
-                tracing::info!(bot, revision, "claimed bot");
+                tracing::info!(bot, instance, revision, "claimed bot");
             }
-            OwnershipChange::Released => tracing::info!(bot, revision, "released bot"),
+            OwnershipChange::Released => {
+                tracing::info!(bot, instance, revision, "released bot");
+            }
             OwnershipChange::ForcedRelease => {
-                tracing::warn!(bot, revision, "released bot: the gateway did not release it within the handoff timeout");
+                tracing::warn!(
+                    bot,
+                    instance,
+                    revision,
+                    "released bot: the gateway did not release it within the handoff timeout"
+                );
             }
-            OwnershipChange::Lost(why) => tracing::warn!(bot, "dropped bot: {why}"),
+            OwnershipChange::Lost(why) => tracing::warn!(bot, instance, "dropped bot: {why}"),
         }
         if self.history.len() >= HISTORY_CAP {
             self.history.pop_front();
@@ -263,7 +271,8 @@ pub(crate) fn plan(
             plan.actions.push(Action::ResetHealth { bot: bot.clone() });
         }
     }
-    own.handoff_since.retain(|bot, _| own.owned.contains_key(bot));
+    own.handoff_since
+        .retain(|bot, _| own.owned.contains_key(bot));
 
     // New claims: only with a confirmed session.
     if session.status == SessionStatus::Ok && !own.shutting_down {
@@ -376,9 +385,13 @@ async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
             me,
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let resp = call("claim", inner.cfg.op_timeout, inner.client.kv_client().txn(txn))
-        .await
-        .inspect_err(|e| note_lease_gone(inner, lease, e))?;
+    let resp = call(
+        "claim",
+        inner.cfg.op_timeout,
+        inner.client.kv_client().txn(txn),
+    )
+    .await
+    .inspect_err(|e| note_lease_gone(inner, lease, e))?;
     if !resp.succeeded() {
         return Ok(()); // someone else holds it; the watch will tell
     }
@@ -427,7 +440,12 @@ pub(crate) async fn release(
             Compare::mod_revision(key.clone(), CompareOp::Equal, claim.revision),
         ])
         .and_then([TxnOp::delete(key, None)]);
-    let result = call("release", inner.cfg.op_timeout, inner.client.kv_client().txn(txn)).await;
+    let result = call(
+        "release",
+        inner.cfg.op_timeout,
+        inner.client.kv_client().txn(txn),
+    )
+    .await;
     {
         let mut own = inner.own();
         own.releasing.remove(bot);
@@ -445,11 +463,24 @@ pub(crate) async fn release(
 async fn delete_if_revision(inner: &Inner, bot: &str, mod_revision: i64) -> Result<(), EtcdError> {
     let key = inner.keys.owner(bot);
     let txn = Txn::new()
-        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, mod_revision)])
+        .when([Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            mod_revision,
+        )])
         .and_then([TxnOp::delete(key, None)]);
-    let resp = call("stale owner delete", inner.cfg.op_timeout, inner.client.kv_client().txn(txn)).await?;
+    let resp = call(
+        "stale owner delete",
+        inner.cfg.op_timeout,
+        inner.client.kv_client().txn(txn),
+    )
+    .await?;
     if resp.succeeded() {
-        tracing::info!(bot, mod_revision, "deleted a stale owner key of this instance");
+        tracing::info!(
+            bot,
+            mod_revision,
+            "deleted a stale owner key of this instance"
+        );
     }
     Ok(())
 }
@@ -489,9 +520,13 @@ pub(crate) async fn put_health_fenced(
             keys::encode_health(&health),
             None,
         )]);
-    let resp = call("health write", inner.cfg.op_timeout, inner.client.kv_client().txn(txn))
-        .await
-        .inspect_err(|e| note_lease_gone(inner, claim.lease, e))?;
+    let resp = call(
+        "health write",
+        inner.cfg.op_timeout,
+        inner.client.kv_client().txn(txn),
+    )
+    .await
+    .inspect_err(|e| note_lease_gone(inner, claim.lease, e))?;
     if !resp.succeeded() {
         {
             let mut own = inner.own();
@@ -560,7 +595,8 @@ mod tests {
 
         fn delete(&mut self, key: String) {
             self.rev += 1;
-            self.mirror.apply_delete(&self.keys, key.as_bytes(), self.rev);
+            self.mirror
+                .apply_delete(&self.keys, key.as_bytes(), self.rev);
         }
     }
 
@@ -580,7 +616,14 @@ mod tests {
         let theirs = bot_for("i2", &["i1", "i2"]);
         let w = World::new(&["i1", "i2"], &[&mine, &theirs]);
         let mut own = OwnState::default();
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
         assert_eq!(
             p.actions,
             vec![Action::Claim {
@@ -604,14 +647,34 @@ mod tests {
         let mut w = World::new(&["i1"], &[&mine]);
         let rev = w.put(w.keys.owner(&mine), "i1", LEASE);
         let mut own = OwnState::default();
-        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        own.owned.insert(
+            mine.clone(),
+            Claim {
+                revision: rev,
+                lease: LEASE,
+            },
+        );
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
         assert!(p.actions.is_empty(), "{p:?}");
         assert!(own.owned.contains_key(&mine));
 
         // valid_until passed: dropped without any write.
         let later = now + Duration::from_secs(6);
-        plan(&mut own, &w.mirror, &live(now), "i1", later, Duration::from_secs(10));
+        plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            later,
+            Duration::from_secs(10),
+        );
         assert!(own.owned.is_empty());
         assert_eq!(
             own.history.back().map(|e| e.change),
@@ -619,9 +682,22 @@ mod tests {
         );
 
         // The key deleted behind our back.
-        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
+        own.owned.insert(
+            mine.clone(),
+            Claim {
+                revision: rev,
+                lease: LEASE,
+            },
+        );
         w.delete(w.keys.owner(&mine));
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
         assert!(own.owned.is_empty());
         // ... and it is claimed again, being still wanted.
         assert_eq!(
@@ -640,7 +716,13 @@ mod tests {
         let mut w = World::new(&["i1"], &[&moving]);
         let rev = w.put(w.keys.owner(&moving), "i1", LEASE);
         let mut own = OwnState::default();
-        own.owned.insert(moving.clone(), Claim { revision: rev, lease: LEASE });
+        own.owned.insert(
+            moving.clone(),
+            Claim {
+                revision: rev,
+                lease: LEASE,
+            },
+        );
         // i2 joins: the bot should move.
         w.put(w.keys.member("i2"), r#"{"grpc":"h:2"}"#, 0);
         let timeout = Duration::from_secs(10);
@@ -668,8 +750,21 @@ mod tests {
         let r1 = w.put(w.keys.owner(&mine), "i1", LEASE);
         let r2 = w.put(w.keys.owner(&theirs), "i1", LEASE);
         let mut own = OwnState::default();
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
-        assert_eq!(own.owned.get(&mine), Some(&Claim { revision: r1, lease: LEASE }));
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            own.owned.get(&mine),
+            Some(&Claim {
+                revision: r1,
+                lease: LEASE
+            })
+        );
         assert_eq!(
             p.actions,
             vec![Action::DeleteStale {
@@ -680,7 +775,14 @@ mod tests {
         // A released key is never adopted back.
         let mut own = OwnState::default();
         own.retired.insert((mine.clone(), r1));
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
         assert!(own.owned.is_empty());
         assert!(p.actions.contains(&Action::DeleteStale {
             bot: mine,
@@ -696,10 +798,34 @@ mod tests {
         w.put(w.keys.health(&mine), r#"{"state":"revoked"}"#, 0);
         let rev = w.put(w.keys.owner(&mine), "i1", LEASE);
         let mut own = OwnState::default();
-        own.owned.insert(mine.clone(), Claim { revision: rev, lease: LEASE });
-        assert!(plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10)).actions.is_empty());
+        own.owned.insert(
+            mine.clone(),
+            Claim {
+                revision: rev,
+                lease: LEASE,
+            },
+        );
+        assert!(
+            plan(
+                &mut own,
+                &w.mirror,
+                &live(now),
+                "i1",
+                now,
+                Duration::from_secs(10)
+            )
+            .actions
+            .is_empty()
+        );
         w.put(w.keys.bot(&mine), &format!(r#"{{"token":"{T1}"}}"#), 0);
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, Duration::from_secs(10));
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            Duration::from_secs(10),
+        );
         assert_eq!(p.actions, vec![Action::ResetHealth { bot: mine }]);
     }
 }

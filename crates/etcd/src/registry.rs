@@ -41,7 +41,8 @@ pub struct EtcdConfig {
     pub advertise: String,
     /// The session lease's TTL (whole seconds, at least 2). Default 10 s.
     pub lease_ttl: Duration,
-    /// Deadline of one keep-alive round trip. Default 2 s.
+    /// Deadline of one keep-alive round trip (at most TTL/3 is used).
+    /// Default 2 s.
     pub keepalive_timeout: Duration,
     /// Subtracted from the lease's expiry to get `valid_until`. Default 1 s.
     pub safety_margin: Duration,
@@ -79,6 +80,12 @@ impl EtcdConfig {
         }
     }
 
+    /// The keep-alive round-trip deadline in force: `keepalive_timeout`,
+    /// at most a third of the TTL (the keep-alive interval).
+    pub fn keepalive_limit(&self) -> Duration {
+        self.keepalive_timeout.min(self.lease_ttl / 3)
+    }
+
     fn validate(&self) -> Result<(), EtcdError> {
         let bad = |m: String| Err(EtcdError::Config(m));
         if self.endpoints.is_empty() {
@@ -95,15 +102,17 @@ impl EtcdConfig {
         }
         let ttl = self.lease_ttl;
         if ttl < Duration::from_secs(2) || ttl.subsec_nanos() != 0 {
-            return bad(format!("lease TTL {ttl:?} must be whole seconds, at least 2 s"));
+            return bad(format!(
+                "lease TTL {ttl:?} must be whole seconds, at least 2 s"
+            ));
         }
         if self.safety_margin * 2 >= ttl {
             return bad("safety margin must be under half the lease TTL".into());
         }
-        if self.keepalive_timeout.is_zero() || self.keepalive_timeout >= ttl / 2 {
-            return bad("keep-alive timeout must be positive and under half the lease TTL".into());
-        }
-        if self.op_timeout.is_zero() || self.progress_interval.is_zero() {
+        if self.keepalive_timeout.is_zero()
+            || self.op_timeout.is_zero()
+            || self.progress_interval.is_zero()
+        {
             return bad("timeouts must be positive".into());
         }
         Ok(())
@@ -116,7 +125,12 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
         .with_connect_timeout(timeout)
         .with_keep_alive(Duration::from_secs(2), timeout)
         .with_keep_alive_while_idle(true);
-    crate::error::call("connect", timeout, Client::connect(endpoints, Some(options))).await
+    crate::error::call(
+        "connect",
+        timeout,
+        Client::connect(endpoints, Some(options)),
+    )
+    .await
 }
 
 /// State shared by the registry's tasks and its methods.
@@ -342,16 +356,29 @@ impl Registry for EtcdRegistry {
             .map_err(Into::into)
     }
 
-    /// Releases every bot (fenced deletes), then revokes the lease (which
-    /// deletes the member key and anything left), so that other instances
+    /// Leaves gracefully: deletes the member key (so the others become the
+    /// bots' desired owners), releases every bot (fenced deletes), then
+    /// revokes the lease (which deletes anything left), so that the others
     /// take over at once. Bounded by a few `op_timeout`s if etcd is down.
     async fn shutdown(&self) {
         let inner = &self.inner;
         inner.own().shutting_down = true;
         self.session_task.abort();
         self.ownership_task.abort();
+        // Out of the member list first: the others stop waiting for us and
+        // claim each bot as soon as it is released.
+        let member = inner.keys.member(&inner.cfg.instance_id);
+        let gone = crate::error::call(
+            "member delete",
+            inner.cfg.op_timeout,
+            inner.client.kv_client().delete(member, None),
+        )
+        .await;
         let bots: Vec<String> = inner.own().owned.keys().cloned().collect();
         for bot in bots {
+            if gone.is_err() {
+                break; // etcd unreachable: the revoke below is the last try
+            }
             if let Err(e) = ownership::release(inner, &bot, OwnershipChange::Released).await {
                 tracing::warn!(bot, "release at shutdown failed: {e}");
                 if matches!(e, EtcdError::Timeout { .. }) {

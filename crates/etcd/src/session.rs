@@ -137,7 +137,10 @@ pub(crate) async fn revoke(inner: &Inner, lease: i64) -> bool {
         Ok(_) => true,
         Err(e) if e.is_lease_gone() => true,
         Err(e) => {
-            tracing::debug!(lease = format_args!("{lease:x}"), "lease revoke failed: {e}");
+            tracing::debug!(
+                lease = format_args!("{lease:x}"),
+                "lease revoke failed: {e}"
+            );
             false
         }
     }
@@ -154,7 +157,11 @@ enum End {
 
 /// The session task: keeps the current lease alive, and sets up a new one
 /// whenever it ends. `first` is the lease set up by `start`.
-pub(crate) async fn run(inner: Arc<Inner>, first: Lease, mut lease_lost: mpsc::UnboundedReceiver<i64>) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    first: Lease,
+    mut lease_lost: mpsc::UnboundedReceiver<i64>,
+) {
     let mut next = Some(first);
     let mut generation = inner.session_tx.borrow().generation;
     let mut to_revoke: Option<i64> = None;
@@ -191,7 +198,10 @@ pub(crate) async fn run(inner: Arc<Inner>, first: Lease, mut lease_lost: mpsc::U
         inner.session_changed();
         match end {
             End::Gone => {
-                tracing::warn!(lease = format_args!("{id:x}"), "etcd session lost: the lease is gone");
+                tracing::warn!(
+                    lease = format_args!("{id:x}"),
+                    "etcd session lost: the lease is gone"
+                );
             }
             End::Expired => {
                 tracing::warn!(
@@ -265,7 +275,10 @@ async fn keep_alive(
             Event::Round(Round::Alive { sent, ttl }) => {
                 lease.valid_until = sent + ttl.saturating_sub(cfg.safety_margin);
                 if status != SessionStatus::Ok {
-                    tracing::info!(lease = format_args!("{:x}", lease.id), "etcd session recovered");
+                    tracing::info!(
+                        lease = format_args!("{:x}", lease.id),
+                        "etcd session recovered"
+                    );
                 }
                 status = SessionStatus::Ok;
                 next_round = sent + interval;
@@ -298,7 +311,7 @@ async fn round(
     stream: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 ) -> Round {
     let sent = Instant::now();
-    let limit = inner.cfg.keepalive_timeout;
+    let limit = inner.cfg.keepalive_limit();
     let answer = tokio::time::timeout(limit, async {
         match stream {
             None => match inner.client.lease_client().keep_alive(id).await {

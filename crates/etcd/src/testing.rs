@@ -169,14 +169,14 @@ impl EtcdServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "etcd exited with {status}; log:\n{}",
-                        self.log_tail()
-                    ));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "etcd exited with {status}; log:\n{}",
+                    self.log_tail()
+                ));
             }
             if self.answers().await {
                 return Ok(());
@@ -295,12 +295,15 @@ pub struct OwnerChange {
 
 /// Every change of `owners/` in `cluster` from revision 1 up to now, read
 /// from etcd's history with a watch (fails if history was compacted).
+///
+/// Puts a marker key (`/shardgate-test-marker`) and reads every event up to
+/// it: progress notifications cannot say "caught up" on etcd 3.4.23.
 pub async fn owner_changes(client: &Client, cluster: &str) -> Result<Vec<OwnerChange>, String> {
     let keys = Keys::new(cluster).map_err(|e| e.to_string())?;
     let prefix = keys.owners_prefix();
-    let now = client
+    let marker = client
         .kv_client()
-        .get("/", None)
+        .put("/shardgate-test-marker", "", None)
         .await
         .map_err(|e| e.to_string())?
         .header()
@@ -308,14 +311,14 @@ pub async fn owner_changes(client: &Client, cluster: &str) -> Result<Vec<OwnerCh
     let mut stream = client
         .watch_client()
         .watch(
-            prefix.clone(),
-            Some(WatchOptions::new().with_prefix().with_start_revision(1)),
+            "/",
+            Some(WatchOptions::new().with_from_key().with_start_revision(1)),
         )
         .await
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut seen = 0;
-    while seen < now {
+    while seen < marker {
         let msg = tokio::time::timeout(Duration::from_secs(5), stream.message())
             .await
             .map_err(|_| "owner history watch went silent".to_owned())?
@@ -327,28 +330,23 @@ pub async fn owner_changes(client: &Client, cluster: &str) -> Result<Vec<OwnerCh
                 msg.compact_revision()
             ));
         }
-        if msg.events().is_empty() && !msg.created() {
-            // A progress notification: everything up to it has been sent.
-            seen = seen.max(msg.header().map_or(0, |h| h.revision()));
-        }
         for ev in msg.events() {
             let Some(kv) = ev.kv() else { continue };
+            seen = seen.max(kv.mod_revision());
             let key = String::from_utf8_lossy(kv.key());
-            let bot = key.strip_prefix(prefix.as_str()).unwrap_or(&key).to_owned();
+            let Some(bot) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
             let owner = match ev.event_type() {
                 EventType::Put => Some(String::from_utf8_lossy(kv.value()).into_owned()),
                 EventType::Delete => None,
             };
-            seen = seen.max(kv.mod_revision());
             out.push(OwnerChange {
-                bot,
+                bot: bot.to_owned(),
                 owner,
                 revision: kv.mod_revision(),
                 version: kv.version(),
             });
-        }
-        if seen < now {
-            stream.request_progress().await.map_err(|e| e.to_string())?;
         }
     }
     Ok(out)
@@ -386,13 +384,13 @@ pub fn check_local_exclusive(histories: &[Vec<OwnershipEvent>]) -> Result<(), St
     for e in all {
         match e.change {
             OwnershipChange::Claimed => {
-                if let Some(prev) = holder.insert(&e.bot, &e.instance) {
-                    if prev != e.instance {
-                        return Err(format!(
-                            "{} claimed {} while {prev} still held it ({e:?})",
-                            e.instance, e.bot
-                        ));
-                    }
+                if let Some(prev) = holder.insert(&e.bot, &e.instance)
+                    && prev != e.instance
+                {
+                    return Err(format!(
+                        "{} claimed {} while {prev} still held it ({e:?})",
+                        e.instance, e.bot
+                    ));
                 }
             }
             _ => {

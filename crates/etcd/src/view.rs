@@ -69,7 +69,12 @@ mod tests {
             br#"{"token":"123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             meta(2),
         );
-        m.apply_put(&k, k.member("gw-1").as_bytes(), br#"{"grpc":"h:1"}"#, meta(3));
+        m.apply_put(
+            &k,
+            k.member("gw-1").as_bytes(),
+            br#"{"grpc":"h:1"}"#,
+            meta(3),
+        );
         m.apply_put(&k, k.owner("a").as_bytes(), b"gw-1", meta(4));
         let owned: BTreeSet<String> = ["a".to_string(), "gone".to_string()].into();
         let fleet = build(&m, owned, SessionStatus::Ok);

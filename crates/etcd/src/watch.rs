@@ -9,6 +9,8 @@
 //!   read's revision + 1.
 //! - Every `progress_interval` a progress request goes out; a stream that
 //!   has said nothing for `progress_interval + op_timeout` is taken as dead.
+//!   Progress answers only prove the stream alive: their revision is not
+//!   trusted (etcd 3.4.23 sends it ahead of pending events).
 //! - Each batch of events is applied in order and published as a new
 //!   snapshot; malformed values are logged and skipped by the mirror.
 
@@ -70,7 +72,7 @@ enum WatchEnd {
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut mirror = (**inner.mirror_tx.borrow()).clone();
     let mut reread = false;
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         if reread {
             match full_read(&inner.client, &inner.keys, inner.cfg.op_timeout).await {
@@ -154,11 +156,10 @@ async fn follow(inner: &Inner, mirror: &mut Mirror) -> WatchEnd {
                     continue;
                 }
                 if resp.events().is_empty() {
-                    // A progress notification: every event up to its
-                    // revision has been sent.
-                    if let Some(h) = resp.header() {
-                        mirror.revision = mirror.revision.max(h.revision());
-                    }
+                    // A progress notification: proof of life only. etcd
+                    // 3.4.23 may send one with the current revision before
+                    // the events of a watcher still catching up, so its
+                    // revision is never taken as "seen".
                     continue;
                 }
                 for event in resp.events() {

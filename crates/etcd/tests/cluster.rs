@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use shardgate_etcd::testing::{Proxy, check_local_exclusive, check_owner_history, owner_changes};
 use shardgate_etcd::{EtcdRegistry, Keys, OwnershipChange};
-use shardgate_registry::{BotState, Health, HealthState, Registry, RegistryError, SessionStatus, unix_now};
+use shardgate_registry::{
+    BotState, Health, HealthState, Registry, RegistryError, SessionStatus, unix_now,
+};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -23,7 +25,11 @@ fn spawn_releaser(reg: Arc<EtcdRegistry>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut rx = reg.fleet();
         loop {
-            let bots: Vec<String> = rx.borrow_and_update().handing_off().map(str::to_owned).collect();
+            let bots: Vec<String> = rx
+                .borrow_and_update()
+                .handing_off()
+                .map(str::to_owned)
+                .collect();
             for bot in bots {
                 let _ = reg.release(&bot).await;
             }
@@ -35,7 +41,10 @@ fn spawn_releaser(reg: Arc<EtcdRegistry>) -> tokio::task::JoinHandle<()> {
 }
 
 /// Samples that two registries never own the same bot at the same time.
-fn spawn_overlap_sampler(a: Arc<EtcdRegistry>, b: Arc<EtcdRegistry>) -> tokio::task::JoinHandle<usize> {
+fn spawn_overlap_sampler(
+    a: Arc<EtcdRegistry>,
+    b: Arc<EtcdRegistry>,
+) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         let mut samples = 0;
         loop {
@@ -66,23 +75,32 @@ async fn two_registries_split_bots_by_rendezvous_and_never_share_one() {
     let t = Instant::now();
     assert!(b.wait_settled(LIMIT).await, "i2 settles");
     assert!(a.wait_settled(LIMIT).await, "i1 settles");
-    println!("join of i2: settled in {:?} (handoff by release)", t.elapsed());
+    println!(
+        "join of i2: settled in {:?} (handoff by release)",
+        t.elapsed()
+    );
 
     let (oa, ob) = (owned(&a), owned(&b));
     for bot in &bots {
-        let want = desired(bot, &["i1", "i2"]);
+        let want = desired(bot, &bots, &["i1", "i2"]);
         assert_eq!(oa.contains(bot), want == "i1", "{bot}");
         assert_eq!(ob.contains(bot), want == "i2", "{bot}");
         assert_eq!(fleet(&b).bots[bot].owner.as_deref(), Some(want.as_str()));
     }
-    assert!(!oa.is_empty() && !ob.is_empty(), "16 bots split: {oa:?} / {ob:?}");
+    assert!(
+        !oa.is_empty() && !ob.is_empty(),
+        "16 bots split: {oa:?} / {ob:?}"
+    );
     let moved = ob.len();
     let released = a
         .ownership_history()
         .iter()
         .filter(|e| e.change == OwnershipChange::Released)
         .count();
-    assert_eq!(released, moved, "every moved bot was released by the gateway, none forced");
+    assert_eq!(
+        released, moved,
+        "every moved bot was released by the gateway, none forced"
+    );
 
     releaser.abort();
     let hist = [a.ownership_history(), b.ownership_history()];
@@ -90,6 +108,10 @@ async fn two_registries_split_bots_by_rendezvous_and_never_share_one() {
     let changes = owner_changes(&client, "c1").await.expect("history");
     check_owner_history(&changes).expect("etcd owner history");
     println!("owner changes in etcd: {}", changes.len());
+    assert!(
+        changes.len() >= bots.len() + 2 * moved,
+        "claims, releases, re-claims: {changes:?}"
+    );
     drop(b);
     drop(a);
     let samples = sampler.await.expect("sampler");
@@ -113,9 +135,11 @@ async fn claim_transactions_are_exclusive() {
         let r1 = spawn_releaser(a.clone());
         let r2 = spawn_releaser(b.clone());
         let sampler = spawn_overlap_sampler(a.clone(), b.clone());
-        assert!(a.wait_settled(LIMIT).await && b.wait_settled(LIMIT).await, "round {round}");
-        check_local_exclusive(&[a.ownership_history(), b.ownership_history()])
-            .expect("no overlap");
+        assert!(
+            a.wait_settled(LIMIT).await && b.wait_settled(LIMIT).await,
+            "round {round}"
+        );
+        check_local_exclusive(&[a.ownership_history(), b.ownership_history()]).expect("no overlap");
         r1.abort();
         r2.abort();
         a.shutdown().await;
@@ -147,8 +171,14 @@ async fn a_crashed_instance_is_taken_over_within_the_ttl() {
         crashed.elapsed(),
         took.as_secs_f64()
     );
-    assert!(took < Duration::from_secs(4 + 3), "takeover within TTL + 3 s: {took:?}");
-    assert!(took > Duration::from_secs(2), "not before the lease could expire: {took:?}");
+    assert!(
+        took < Duration::from_secs(4 + 3),
+        "takeover within TTL + 3 s: {took:?}"
+    );
+    assert!(
+        took > Duration::from_secs(2),
+        "not before the lease could expire: {took:?}"
+    );
     assert_eq!(fleet(&b).members.len(), 1);
     let changes = owner_changes(&client, "c3").await.expect("history");
     check_owner_history(&changes).expect("etcd owner history");
@@ -173,8 +203,14 @@ async fn default_ttl_crash_takeover_is_measured() {
         owned(&b).len() == bots.len()
     })
     .await;
-    println!("crash takeover (lease TTL 10 s): {:.1} s", took.as_secs_f64());
-    assert!(took < Duration::from_secs(15), "SPEC: survivors within 15 s: {took:?}");
+    println!(
+        "crash takeover (lease TTL 10 s): {:.1} s",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "SPEC: survivors within 15 s: {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,16 +234,26 @@ async fn a_revoked_lease_clears_owned_at_once_and_the_other_takes_over() {
     println!(
         "lease revoked by another client: i1 dropped its bots in {cleared:?}, i2 owned them {taken:?} after the revoke"
     );
-    assert!(cleared < Duration::from_secs(1), "lease gone = ownership gone at once: {cleared:?}");
+    assert!(
+        cleared < Duration::from_secs(1),
+        "lease gone = ownership gone at once: {cleared:?}"
+    );
     assert!(taken < Duration::from_secs(2), "{taken:?}");
-    assert!(a.ownership_history().iter().any(|e| matches!(e.change, OwnershipChange::Lost(_))));
+    assert!(
+        a.ownership_history()
+            .iter()
+            .any(|e| matches!(e.change, OwnershipChange::Lost(_)))
+    );
 
     // i1 comes back with a new session and gets its bots back.
     let back = wait_for("i1 settled again", LIMIT, || {
         shardgate_etcd::settled(&fleet(&a), "i1") && owned(&a) == had
     })
     .await;
-    println!("i1 rejoined and re-claimed in {back:?} (since revoke {:?})", revoked.elapsed());
+    println!(
+        "i1 rejoined and re-claimed in {back:?} (since revoke {:?})",
+        revoked.elapsed()
+    );
     let s = a.session().borrow().clone();
     assert_eq!(s.generation, 2);
     assert_ne!(s.lease, Some(lease));
@@ -232,7 +278,10 @@ async fn valid_until_expiry_clears_owned_while_etcd_is_down() {
     })
     .await;
     assert_eq!(owned(&a).len(), 4, "still owned while degraded");
-    let last_valid = session.borrow_and_update().valid_until.unwrap_or(valid_until);
+    let last_valid = session
+        .borrow_and_update()
+        .valid_until
+        .unwrap_or(valid_until);
     let cleared = wait_for("owned cleared", LIMIT, || owned(&a).is_empty()).await;
     let at = Instant::now();
     println!(
@@ -273,8 +322,10 @@ async fn a_partitioned_owner_lets_go_before_the_other_claims() {
 
     proxy.cut();
     let cut = Instant::now();
-    let dropped = wait_for("i1 drops its bots", LIMIT, || owned(&a).is_empty()).await;
-    let taken = wait_for("i2 owns every bot", LIMIT, || owned(&b).len() == bots.len()).await;
+    wait_for("i1 drops its bots", LIMIT, || owned(&a).is_empty()).await;
+    let dropped = cut.elapsed();
+    wait_for("i2 owns every bot", LIMIT, || owned(&b).len() == bots.len()).await;
+    let taken = cut.elapsed();
     println!(
         "partition of the owner (TTL 4 s): it stopped driving after {dropped:?}, the other took over after {taken:?} (gap {:?})",
         taken.saturating_sub(dropped)
@@ -287,7 +338,10 @@ async fn a_partitioned_owner_lets_go_before_the_other_claims() {
         shardgate_etcd::settled(&fleet(&a), "i1") && !owned(&a).is_empty()
     })
     .await;
-    println!("partition healed: i1 back in {back:?} (since cut {:?})", cut.elapsed());
+    println!(
+        "partition healed: i1 back in {back:?} (since cut {:?})",
+        cut.elapsed()
+    );
     check_local_exclusive(&[a.ownership_history(), b.ownership_history()]).expect("no overlap");
     drop(_r1);
     drop(sampler);
@@ -315,10 +369,15 @@ async fn health_writes_are_fenced_by_the_claim() {
         ..Health::healthy()
     };
     // The non-owner is refused.
-    let err = b.report_health(&mine, revoked.clone()).await.expect_err("fenced");
+    let err = b
+        .report_health(&mine, revoked.clone())
+        .await
+        .expect_err("fenced");
     assert!(matches!(err, RegistryError::NotOwner(_)), "{err}");
     // The owner writes; every instance sees it.
-    a.report_health(&mine, revoked.clone()).await.expect("owner writes");
+    a.report_health(&mine, revoked.clone())
+        .await
+        .expect("owner writes");
     wait_for("both see revoked", LIMIT, || {
         fleet(&b).bots[&mine].state(0) == BotState::Revoked
             && fleet(&a).bots[&mine].state(0) == BotState::Revoked
@@ -330,7 +389,10 @@ async fn health_writes_are_fenced_by_the_claim() {
         .await
         .expect("get");
     let text = String::from_utf8_lossy(stored.kvs()[0].value()).into_owned();
-    assert!(text.contains(r#""state":"revoked""#) && text.contains(r#""instance":"i1""#), "{text}");
+    assert!(
+        text.contains(r#""state":"revoked""#) && text.contains(r#""instance":"i1""#),
+        "{text}"
+    );
     assert!(!text.contains(&secret(0)), "token in health reason: {text}");
 
     // Someone else's claim replaces ours behind our back: the fence holds.
@@ -343,9 +405,17 @@ async fn health_writes_are_fenced_by_the_claim() {
     // Either the watch already dropped the claim or the fence refused it.
     assert!(matches!(err, Err(RegistryError::NotOwner(_))), "{err:?}");
     wait_for("claim dropped", LIMIT, || !owned(&a).contains(&mine)).await;
-    assert_eq!(fleet(&b).bots[&mine].state(0), BotState::Revoked, "refused write not applied");
+    assert_eq!(
+        fleet(&b).bots[&mine].state(0),
+        BotState::Revoked,
+        "refused write not applied"
+    );
     // The intruder goes away: the desired owner claims again.
-    client.kv_client().delete(keys.owner(&mine), None).await.expect("delete");
+    client
+        .kv_client()
+        .delete(keys.owner(&mine), None)
+        .await
+        .expect("delete");
     let took = wait_for("re-claimed", LIMIT, || owned(&a).contains(&mine)).await;
     println!("owner key deleted -> re-claimed by the desired owner in {took:?}");
 }
@@ -361,7 +431,7 @@ async fn handoff_by_release_and_by_timeout() {
     let b = Arc::new(start(config(&server.endpoint(), "c8", "i2")).await);
     let moving: BTreeSet<String> = bots
         .iter()
-        .filter(|bot| desired(bot, &["i1", "i2"]) == "i2")
+        .filter(|bot| desired(bot, &bots, &["i1", "i2"]) == "i2")
         .cloned()
         .collect();
     assert!(!moving.is_empty());
@@ -389,8 +459,14 @@ async fn handoff_by_release_and_by_timeout() {
     let t = Instant::now();
     b.shutdown().await;
     let took = wait_for("i1 owns all", LIMIT, || owned(&a).len() == bots.len()).await;
-    println!("shutdown of i2: i1 owned everything {took:?} after shutdown returned ({:?} in all)", t.elapsed());
-    assert!(took < Duration::from_secs(2), "shutdown = immediate takeover: {took:?}");
+    println!(
+        "shutdown of i2: i1 owned everything {took:?} after shutdown returned ({:?} in all)",
+        t.elapsed()
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown = immediate takeover: {took:?}"
+    );
     assert_eq!(fleet(&a).members.len(), 1, "member key gone");
 
     // A third instance joins; this time the "gateway" releases.
@@ -398,11 +474,14 @@ async fn handoff_by_release_and_by_timeout() {
     let c = start(config(&server.endpoint(), "c8", "i3")).await;
     let moving3: BTreeSet<String> = bots
         .iter()
-        .filter(|bot| desired(bot, &["i1", "i3"]) == "i3")
+        .filter(|bot| desired(bot, &bots, &["i1", "i3"]) == "i3")
         .cloned()
         .collect();
     let took = wait_for("i3 owns its bots", LIMIT, || owned(&c) == moving3).await;
-    println!("handoff with release: i3 owned its {} bots {took:?} after it started", moving3.len());
+    println!(
+        "handoff with release: i3 owned its {} bots {took:?} after it started",
+        moving3.len()
+    );
     assert!(took < Duration::from_secs(2), "{took:?}");
     let changes = owner_changes(&client, "c8").await.expect("history");
     check_owner_history(&changes).expect("etcd owner history");
@@ -427,12 +506,19 @@ async fn a_raw_token_put_resets_health_through_the_owner() {
     )
     .await
     .expect("owner");
-    wait_for("throttled", LIMIT, || fleet(&a).bots["bot-0"].state(unix_now()) == BotState::Throttled).await;
+    wait_for("throttled", LIMIT, || {
+        fleet(&a).bots["bot-0"].state(unix_now()) == BotState::Throttled
+    })
+    .await;
 
     // etcdctl put of a new token.
     client
         .kv_client()
-        .put(keys.bot("bot-0"), format!(r#"{{"token":"{}","enabled":true}}"#, token(42)), None)
+        .put(
+            keys.bot("bot-0"),
+            format!(r#"{{"token":"{}","enabled":true}}"#, token(42)),
+            None,
+        )
         .await
         .expect("put");
     let took = wait_for("healthy again", LIMIT, || {

@@ -26,9 +26,13 @@ async fn fleet_reflects_puts_and_deletes() {
     assert_eq!(f.members[0].grpc, "i1.test:50051");
 
     let mut kv = client.kv_client();
-    kv.put(keys.bot("late"), format!(r#"{{"token":"{}"}}"#, token(9)), None)
-        .await
-        .expect("put");
+    kv.put(
+        keys.bot("late"),
+        format!(r#"{{"token":"{}"}}"#, token(9)),
+        None,
+    )
+    .await
+    .expect("put");
     let took = wait_for("new bot in the fleet", LIMIT, || {
         fleet(&reg).bots.contains_key("late")
     })
@@ -48,9 +52,13 @@ async fn fleet_reflects_puts_and_deletes() {
             .is_some_and(|b| b.state(0) == BotState::Revoked)
     })
     .await;
-    kv.put(keys.bot("bot-0"), format!(r#"{{"token":"{}","enabled":false}}"#, token(0)), None)
-        .await
-        .expect("put");
+    kv.put(
+        keys.bot("bot-0"),
+        format!(r#"{{"token":"{}","enabled":false}}"#, token(0)),
+        None,
+    )
+    .await
+    .expect("put");
     wait_for("disabled bot", LIMIT, || {
         fleet(&reg).bots["bot-0"].state(0) == BotState::Disabled
     })
@@ -81,16 +89,28 @@ async fn malformed_values_are_skipped_and_logged() {
     let mut kv = client.kv_client();
     seed_bots(&client, "w2", 1).await;
     // Bad JSON, a bad token (which must never be logged), a bad name.
-    kv.put(keys.bot("broken"), "{not json", None).await.expect("put");
+    kv.put(keys.bot("broken"), "{not json", None)
+        .await
+        .expect("put");
     let leaked = "123456:LEAKYLEAKYLEAKYLEAKYLEAKYLEAKY";
-    kv.put(keys.bot("badtoken"), format!(r#"{{"token":"{leaked}x!"}}"#), None)
-        .await
-        .expect("put");
-    kv.put(keys.bot("bad name"), format!(r#"{{"token":"{}"}}"#, token(3)), None)
-        .await
-        .expect("put");
+    kv.put(
+        keys.bot("badtoken"),
+        format!(r#"{{"token":"{leaked}x!"}}"#),
+        None,
+    )
+    .await
+    .expect("put");
+    kv.put(
+        keys.bot("bad name"),
+        format!(r#"{{"token":"{}"}}"#, token(3)),
+        None,
+    )
+    .await
+    .expect("put");
     kv.put(keys.health("bot-0"), "[]", None).await.expect("put");
-    kv.put(keys.member("ghost"), "nope", None).await.expect("put");
+    kv.put(keys.member("ghost"), "nope", None)
+        .await
+        .expect("put");
     let reg = start(config(&server.endpoint(), "w2", "i1")).await;
     let f = fleet(&reg);
     assert_eq!(f.bots.keys().collect::<Vec<_>>(), vec!["bot-0"]);
@@ -99,16 +119,30 @@ async fn malformed_values_are_skipped_and_logged() {
 
     // A good bot turned bad is treated as absent, then comes back.
     kv.put(keys.bot("bot-0"), "{}", None).await.expect("put");
-    wait_for("bad value removes the bot", LIMIT, || fleet(&reg).bots.is_empty()).await;
-    kv.put(keys.bot("bot-0"), format!(r#"{{"token":"{}"}}"#, token(0)), None)
-        .await
-        .expect("put");
+    wait_for("bad value removes the bot", LIMIT, || {
+        fleet(&reg).bots.is_empty()
+    })
+    .await;
+    kv.put(
+        keys.bot("bot-0"),
+        format!(r#"{{"token":"{}"}}"#, token(0)),
+        None,
+    )
+    .await
+    .expect("put");
     wait_for("bot back", LIMIT, || fleet(&reg).bots.len() == 1).await;
 
     let logs = logs();
-    for key in ["/shardgate/w2/bots/broken", "/shardgate/w2/bots/badtoken", "/shardgate/w2/bots/bad name", "/shardgate/w2/health/bot-0", "/shardgate/w2/members/ghost"] {
+    for key in [
+        "/shardgate/w2/bots/broken",
+        "/shardgate/w2/bots/badtoken",
+        "/shardgate/w2/bots/bad name",
+        "/shardgate/w2/health/bot-0",
+        "/shardgate/w2/members/ghost",
+    ] {
         assert!(
-            logs.lines().any(|l| l.contains("malformed") && l.contains(key)),
+            logs.lines()
+                .any(|l| l.contains("malformed") && l.contains(key)),
             "no warning naming {key}:\n{logs}"
         );
     }
@@ -131,9 +165,13 @@ async fn watch_resumes_after_an_etcd_restart() {
     server.restart().await;
     let client = server.client().await;
     let mut kv = client.kv_client();
-    kv.put(keys.bot("after"), format!(r#"{{"token":"{}"}}"#, token(5)), None)
-        .await
-        .expect("put after restart");
+    kv.put(
+        keys.bot("after"),
+        format!(r#"{{"token":"{}"}}"#, token(5)),
+        None,
+    )
+    .await
+    .expect("put after restart");
     let took = wait_for("change after the restart seen", LIMIT, || {
         fleet(&reg).bots.contains_key("after")
     })
@@ -165,11 +203,19 @@ async fn watch_rereads_after_a_compaction() {
     // While cut off: changes, then a compaction past them.
     let mut kv = client.kv_client();
     kv.delete(keys.bot("bot-1"), None).await.expect("delete");
-    kv.put(keys.bot("fresh"), format!(r#"{{"token":"{}"}}"#, token(7)), None)
-        .await
-        .expect("put");
+    kv.put(
+        keys.bot("fresh"),
+        format!(r#"{{"token":"{}"}}"#, token(7)),
+        None,
+    )
+    .await
+    .expect("put");
     let rev = kv
-        .put(keys.bot("fresh2"), format!(r#"{{"token":"{}"}}"#, token(8)), None)
+        .put(
+            keys.bot("fresh2"),
+            format!(r#"{{"token":"{}"}}"#, token(8)),
+            None,
+        )
         .await
         .expect("put")
         .header()
@@ -178,12 +224,21 @@ async fn watch_rereads_after_a_compaction() {
     kv.compact(rev, None).await.expect("compact");
     // Let the registry notice the dead watch before healing.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(fleet(&reg).bots.contains_key("bot-1"), "still the old state");
+    assert!(
+        fleet(&reg).bots.contains_key("bot-1"),
+        "still the old state"
+    );
     proxy.heal();
-    let took = wait_for("state after the compaction", Duration::from_secs(20), || {
-        let f = fleet(&reg);
-        !f.bots.contains_key("bot-1") && f.bots.contains_key("fresh") && f.bots.contains_key("fresh2")
-    })
+    let took = wait_for(
+        "state after the compaction",
+        Duration::from_secs(20),
+        || {
+            let f = fleet(&reg);
+            !f.bots.contains_key("bot-1")
+                && f.bots.contains_key("fresh")
+                && f.bots.contains_key("fresh2")
+        },
+    )
     .await;
     println!("compaction: re-read {took:?} after the partition healed");
     assert!(
@@ -191,9 +246,13 @@ async fn watch_rereads_after_a_compaction() {
         "the re-read is logged"
     );
     // And the watch goes on from the re-read.
-    kv.put(keys.bot("later"), format!(r#"{{"token":"{}"}}"#, token(6)), None)
-        .await
-        .expect("put");
+    kv.put(
+        keys.bot("later"),
+        format!(r#"{{"token":"{}"}}"#, token(6)),
+        None,
+    )
+    .await
+    .expect("put");
     wait_for("watch after the re-read", LIMIT, || {
         fleet(&reg).bots.contains_key("later")
     })

@@ -244,7 +244,7 @@ impl Dispatcher {
             name: name.clone(),
             token: Arc::new(token),
             token_gen: 0,
-            sched: Scheduler::new(ctx.config.limits.clone()),
+            sched: Scheduler::taking_over(ctx.config.limits.clone(), 0),
             ctx,
             shared,
             epoch: Instant::now(),
@@ -391,10 +391,12 @@ impl Dispatcher {
                     not_before: 0,
                     item: env,
                 },
+                self.tick(Instant::now()),
             );
             Ok(())
         } else {
-            self.sched.push(chat_id, seq, env)
+            self.sched
+                .push(chat_id, seq, env, self.tick(Instant::now()))
         };
         match result {
             Ok(()) => {}
@@ -602,6 +604,7 @@ impl Dispatcher {
                 not_before,
                 item: env,
             },
+            self.tick(Instant::now()),
         );
     }
 
@@ -662,6 +665,7 @@ impl Dispatcher {
                         not_before: 0,
                         item: env,
                     },
+                    self.tick(Instant::now()),
                 );
             } else {
                 self.give_back(env);

@@ -79,9 +79,8 @@ impl SendError {
             telegram_code: i32::from(self.telegram_code()),
             description: match self {
                 // Telegram's own words, as the proto documents.
-                SendError::Rejected { description, .. } | SendError::Unreachable { description, .. } => {
-                    description.clone()
-                }
+                SendError::Rejected { description, .. }
+                | SendError::Unreachable { description, .. } => description.clone(),
                 other => other.to_string(),
             },
         }
@@ -119,8 +118,14 @@ mod tests {
     fn proto_round_trip_keeps_the_meaning() {
         let cases = [
             SendError::Invalid("x".into()),
-            SendError::Rejected { code: 400, description: "Bad Request: message is too long".into() },
-            SendError::Unreachable { code: 403, description: "Forbidden: bot was blocked by the user".into() },
+            SendError::Rejected {
+                code: 400,
+                description: "Bad Request: message is too long".into(),
+            },
+            SendError::Unreachable {
+                code: 403,
+                description: "Forbidden: bot was blocked by the user".into(),
+            },
             SendError::QueueFull("full".into()),
             SendError::Unavailable("none".into()),
             SendError::DeadlineExceeded,

@@ -23,8 +23,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Dispatcher, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
-use crate::reply::{Outcome, Reply};
 use crate::peers::{Forward, Peers};
+use crate::reply::{Outcome, Reply};
 use crate::routing::{Migrations, Route, SharedTable, Table, Target};
 use crate::{Message, SendError};
 
@@ -82,6 +82,8 @@ struct Inner {
     dispatchers: Mutex<HashMap<String, BotHandle>>,
     peers: Peers,
     ready: watch::Sender<bool>,
+    /// Set when a stop was requested: streams stop reading new requests.
+    stopping: watch::Sender<bool>,
 }
 
 /// The gateway of one instance. Cheap to clone.
@@ -116,6 +118,7 @@ impl Gateway {
                 dispatchers: Mutex::new(HashMap::new()),
                 peers,
                 ready: watch::Sender::new(false),
+                stopping: watch::Sender::new(false),
             }),
         };
         let fleet = registry.fleet();
@@ -206,14 +209,13 @@ impl Gateway {
             .iter()
             .map(|r| {
                 let (state, reason, until) = effective_state(r, now);
-                let (queue_depth, in_flight, active_chats) =
-                    r.local().map_or((0, 0, 0), |h| {
-                        (
-                            h.shared.queued.load(Ordering::Relaxed),
-                            h.shared.in_flight.load(Ordering::Relaxed),
-                            h.shared.active_chats.load(Ordering::Relaxed),
-                        )
-                    });
+                let (queue_depth, in_flight, active_chats) = r.local().map_or((0, 0, 0), |h| {
+                    (
+                        h.shared.queued.load(Ordering::Relaxed),
+                        h.shared.in_flight.load(Ordering::Relaxed),
+                        h.shared.active_chats.load(Ordering::Relaxed),
+                    )
+                });
                 pb::BotStatus {
                     name: r.node.name().to_owned(),
                     state: state.as_str().to_owned(),
@@ -244,6 +246,19 @@ impl Gateway {
             members,
             instance_id: self.inner.config.instance_id.clone(),
         }
+    }
+
+    /// First step of a stop: report NOT_SERVING and make open streams
+    /// (callers' and peers') stop taking new requests, so that the server can
+    /// close its connections.
+    pub fn begin_shutdown(&self) {
+        self.inner.ready.send_replace(false);
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once a stop was requested.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     /// Graceful stop: every dispatcher sends what it has until `timeout`,
@@ -399,8 +414,8 @@ impl Inner {
         let mut dispatchers = self.lock_dispatchers();
         for (name, view) in &fleet.bots {
             let state = view.state(now);
-            let wanted = fleet.may_drive(name)
-                && matches!(state, BotState::Healthy | BotState::Throttled);
+            let wanted =
+                fleet.may_drive(name) && matches!(state, BotState::Healthy | BotState::Throttled);
             let existing = dispatchers
                 .get(name)
                 .filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
@@ -487,7 +502,8 @@ impl Inner {
             .iter()
             .any(|r| r.view.routable(now) && !matches!(r.target, Target::Nobody));
         self.table.store(table);
-        self.ready.send_if_modified(|r| std::mem::replace(r, any) != any);
+        self.ready
+            .send_if_modified(|r| std::mem::replace(r, any) != any);
     }
 }
 

@@ -143,18 +143,33 @@ async fn run_link(
                             };
                             pending.insert(req.client_ref.clone(), (bot, env));
                             if req_tx.send(req).await.is_err() {
-                                break "request stream closed";
+                                break "stream failed";
                             }
                         }
                         msg = responses.message() => match msg {
                             Ok(Some(r)) => settle(&mut pending, r, &reroute),
+                            // A stopping owner answers everything it read, then
+                            // ends the stream cleanly: what is still pending
+                            // was never read, so it may go elsewhere.
                             Ok(None) => break "stream ended",
                             Err(_) => break "stream failed",
                         }
                     }
                 };
-                warn!(peer = %link.instance, reason = broken, unanswered = pending.len(), "forwarding stream to the owner broke");
-                fail_all(&mut pending, &link);
+                if broken == "stream ended" {
+                    debug!(peer = %link.instance, unread = pending.len(), "owner closed the stream; routing unread messages again");
+                    for (_, (bot, mut env)) in pending.drain() {
+                        env.avoid.push(bot);
+                        if let Err(e) = reroute.send(env) {
+                            e.0.reply.finish(Err(SendError::Unavailable(
+                                "the gateway is stopping".into(),
+                            )));
+                        }
+                    }
+                } else {
+                    warn!(peer = %link.instance, reason = broken, unanswered = pending.len(), "forwarding stream to the owner broke");
+                    fail_all(&mut pending, &link);
+                }
             }
             Err(e) => {
                 debug!(peer = %link.instance, error = %e, "cannot reach peer");
@@ -165,7 +180,9 @@ async fn run_link(
         while let Ok(Forward { bot, mut env }) = rx.try_recv() {
             env.avoid.push(bot);
             if let Err(e) = reroute.send(env) {
-                e.0.reply.finish(Err(SendError::Unavailable("the gateway is stopping".into())));
+                e.0.reply.finish(Err(SendError::Unavailable(
+                    "the gateway is stopping".into(),
+                )));
             }
         }
         if rx.is_closed() {
@@ -178,7 +195,10 @@ async fn run_link(
 
 type Responses = tonic::Streaming<pb::SendResponse>;
 
-async fn open(link: &PeerLink, me: &str) -> Result<(mpsc::Sender<pb::SendRequest>, Responses), String> {
+async fn open(
+    link: &PeerLink,
+    me: &str,
+) -> Result<(mpsc::Sender<pb::SendRequest>, Responses), String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", link.addr))
         .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -215,7 +235,10 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         chat_id: env.chat_id,
         user_id: m.user_id,
         text: m.text.clone(),
-        parse_mode: m.parse_mode.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        parse_mode: m
+            .parse_mode
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
         disable_notification: m.disable_notification,
         idempotency_key: m.idempotency_key.clone().unwrap_or_default(),
         client_ref: next_ref.fetch_add(1, Ordering::Relaxed).to_string(),
@@ -246,7 +269,9 @@ fn settle(
             None => {
                 env.avoid.push(bot);
                 if let Err(e) = reroute.send(env) {
-                    e.0.reply.finish(Err(SendError::Unavailable("the gateway is stopping".into())));
+                    e.0.reply.finish(Err(SendError::Unavailable(
+                        "the gateway is stopping".into(),
+                    )));
                 }
                 return;
             }

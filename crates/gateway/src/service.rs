@@ -110,11 +110,14 @@ impl gateway_server::Gateway for GatewayService {
         let mut inbound = request.into_inner();
         let gateway = self.gateway.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let mut stopping = self.gateway.stopping();
         tokio::spawn(async move {
             let mut pending = FuturesUnordered::new();
             let mut open = true;
             while open || !pending.is_empty() {
                 tokio::select! {
+                    // Stopping: answer what was accepted, take nothing new.
+                    _ = stopped(&mut stopping), if open => open = false,
                     next = inbound.message(), if open => match next {
                         Ok(Some(req)) => {
                             let client_ref = req.client_ref.clone();
@@ -158,6 +161,18 @@ impl gateway_server::Gateway for GatewayService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.gateway.status()))
+    }
+}
+
+/// Resolves once the gateway is stopping (never if the flag's sender goes).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -208,7 +208,13 @@ pub enum Unary {
 
 impl Unary {
     /// One request for `key`; the delivering bot's name, or an error code.
-    async fn call(&self, lane: usize, w: &Workload, cfg: &DriveConfig, key: usize) -> (SendResponse, Instant) {
+    async fn call(
+        &self,
+        lane: usize,
+        w: &Workload,
+        cfg: &DriveConfig,
+        key: usize,
+    ) -> (SendResponse, Instant) {
         let req = cfg.request(w, key);
         let sent = Instant::now();
         let client_ref = req.client_ref.clone();
@@ -248,7 +254,14 @@ impl Unary {
                             Some(format!("HTTP {status}"))
                         }
                     }
-                    Err(e) => Some(if e.is_timeout() { "timeout" } else { "transport" }.to_owned()),
+                    Err(e) => Some(
+                        if e.is_timeout() {
+                            "timeout"
+                        } else {
+                            "transport"
+                        }
+                        .to_owned(),
+                    ),
                 };
                 SendResponse {
                     client_ref,
@@ -318,10 +331,8 @@ pub async fn run_unary(target: Unary, w: Arc<Workload>, cfg: Arc<DriveConfig>, r
     while sem.available_permits() < c && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let _ = tokio::time::timeout_at(until, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let _ =
+        tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
 }
 

@@ -45,6 +45,8 @@ pub struct EmbeddedOptions {
     pub emulator_latency_ms: u64,
     pub max_in_flight: Option<u32>,
     pub pool_idle_per_host: Option<usize>,
+    /// Overrides the limits' jitter margin (official limits only).
+    pub jitter_margin: Option<Duration>,
 }
 
 pub struct Embedded {
@@ -112,6 +114,9 @@ impl Embedded {
         };
         if let Some(m) = o.max_in_flight {
             limits.max_in_flight = m;
+        }
+        if let (Some(m), false) = (o.jitter_margin, o.no_limits) {
+            limits.jitter_margin = m;
         }
         let config = GatewayConfig {
             instance_id: "loadgen-1".into(),

@@ -81,6 +81,10 @@ struct Args {
     /// Embedded: idle HTTP connections the gateway's client keeps per host.
     #[arg(long)]
     pool_idle_per_host: Option<usize>,
+    /// Embedded: the scheduler's jitter margin in ms (default: its Limits, 20),
+    /// added to the bot and group windows.
+    #[arg(long)]
+    jitter_margin_ms: Option<f64>,
     /// Embedded: install a tracing subscriber at this level (writing to a
     /// sink), as `shardgate serve` does at `info`; default none.
     #[arg(long)]
@@ -181,6 +185,10 @@ impl Args {
         self.rate = None;
         self.assert_ratio.get_or_insert(0.95);
         self.assert_no_429 = true;
+    }
+
+    fn bots_max_hint(&self) -> u32 {
+        30
     }
 
     fn warmup(&self) -> f64 {
@@ -330,6 +338,10 @@ struct Report {
     rate_limited_by_scope: Option<BTreeMap<String, u64>>,
     emulator_duplicates: Option<u64>,
     emulator_max_delivered_per_s: Option<u64>,
+    /// Shortest span (ms, at the emulator) of `bot_max` consecutive
+    /// deliveries of one bot, and of `group_max` of one (bot, group).
+    tightest_bot_span_ms: Option<u64>,
+    tightest_group_span_ms: Option<u64>,
     queue_depth: Vec<Sample>,
     rss_baseline_kb: Option<u64>,
     rss_peak_kb: Option<u64>,
@@ -397,7 +409,9 @@ fn window(duration: f64, warmup: f64, period: Option<f64>) -> (f64, f64, String)
         None => (
             warmup,
             duration,
-            format!("{warmup:.1}-{duration:.1} s: the first {warmup:.1} s (warm-up: bursts, connection setup) excluded"),
+            format!(
+                "{warmup:.1}-{duration:.1} s: the first {warmup:.1} s (warm-up: bursts, connection setup) excluded"
+            ),
         ),
     }
 }
@@ -436,7 +450,10 @@ fn start_sampler(
                 let t = start.elapsed().as_secs_f64();
                 let (mut q, mut f, mut c) = (vec![], vec![], vec![]);
                 if let Some(mut s) = status.clone() {
-                    let call = tokio::time::timeout(Duration::from_millis(800), s.status(StatusRequest {}));
+                    let call = tokio::time::timeout(
+                        Duration::from_millis(800),
+                        s.status(StatusRequest {}),
+                    );
                     if let Ok(Ok(r)) = call.await {
                         for b in r.into_inner().bots {
                             q.push(b.queue_depth);
@@ -469,26 +486,37 @@ fn start_sampler(
                     ),
                     tty,
                 );
-                samples.lock().unwrap_or_else(|p| p.into_inner()).push(Sample {
-                    t_s: (t * 10.0).round() / 10.0,
-                    queue_depth: q,
-                    in_flight: f,
-                    tracked_chats: c,
-                    rss_kb: rss,
-                    rate_limited: r429,
-                    delivered,
-                });
+                samples
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Sample {
+                        t_s: (t * 10.0).round() / 10.0,
+                        queue_depth: q,
+                        in_flight: f,
+                        tracked_chats: c,
+                        rss_kb: rss,
+                        rate_limited: r429,
+                        delivered,
+                    });
             }
         }
     });
-    Sampler { samples, stop, task }
+    Sampler {
+        samples,
+        stop,
+        task,
+    }
 }
 
 impl Sampler {
     async fn finish(self) -> Vec<Sample> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        let s = self.samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let s = self
+            .samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         s
     }
 }
@@ -542,6 +570,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 emulator_latency_ms: args.emulator_latency_ms,
                 max_in_flight: args.max_in_flight,
                 pool_idle_per_host: args.pool_idle_per_host,
+                jitter_margin: args
+                    .jitter_margin_ms
+                    .map(|m| Duration::from_secs_f64(m / 1000.0)),
             })
             .await?,
         )
@@ -591,7 +622,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .filter(|b| b.state == "healthy")
                 .map(|b| (b.name, None))
                 .unzip(),
-            None => ((0..args.bots).map(embedded::bot_name).collect(), vec![None; args.bots]),
+            None => (
+                (0..args.bots).map(embedded::bot_name).collect(),
+                vec![None; args.bots],
+            ),
         },
     };
     let sched_limits = embedded
@@ -609,16 +643,26 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let regular_demand = args
         .rate
         .map_or(f64::INFINITY, |r| r / w.regular.max(1) as f64);
-    let ceiling = limited.then(|| w.ceiling(Rates::of_sched(&sched_limits), regular_demand, &shape));
-    let ceiling_margin = limited
-        .then(|| w.ceiling(Rates::of_sched_with_margin(&sched_limits), regular_demand, &shape));
+    let ceiling =
+        limited.then(|| w.ceiling(Rates::of_sched(&sched_limits), regular_demand, &shape));
+    let ceiling_margin = limited.then(|| {
+        w.ceiling(
+            Rates::of_sched_with_margin(&sched_limits),
+            regular_demand,
+            &shape,
+        )
+    });
     let ceiling_tg = limited.then(|| w.ceiling(Rates::telegram(), regular_demand, &shape));
     let has_groups = w.keys.iter().any(|k| k.chat_id < 0);
     let period = (limited && has_groups)
         .then(|| (sched_limits.group_window + sched_limits.jitter_margin).as_secs_f64());
     let warmup = args.warmup().min(args.duration);
     let (from, to, note) = window(args.duration, warmup, period);
-    let per_key = if args.rate.is_some() { 0 } else { args.per_key.max(1) };
+    let per_key = if args.rate.is_some() {
+        0
+    } else {
+        args.per_key.max(1)
+    };
     let hot_rate_total = args.hot_rate * args.hot_chats as f64;
 
     let stats0 = stats.get().await;
@@ -670,7 +714,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
         };
         match args.api {
-            Api::Stream => drive::run_streams(channels.clone(), w.clone(), cfg, rec.clone()).await?,
+            Api::Stream => {
+                drive::run_streams(channels.clone(), w.clone(), cfg, rec.clone()).await?
+            }
             Api::Unary => {
                 let clients = channels.iter().cloned().map(GatewayClient::new).collect();
                 drive::run_unary(Unary::Grpc(clients), w.clone(), cfg, rec.clone()).await;
@@ -704,7 +750,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             bail!("--bare-http needs the emulator: --embedded or --emulator URL");
         };
         let tokens: Vec<String> = (0..bot_names.len())
-            .map(|i| test_token(bot_ids.get(i).copied().flatten().unwrap_or(BOT_ID_BASE + i as u64)))
+            .map(|i| {
+                test_token(
+                    bot_ids
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(BOT_ID_BASE + i as u64),
+                )
+            })
             .collect();
         let conc = args.bare_concurrency.unwrap_or(args.concurrency);
         let start = Instant::now();
@@ -766,6 +820,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let stats_final = stats.get().await;
+    // How close the emulator saw a bot's (and a group's) sends: the shortest
+    // span of `max` consecutive deliveries, by arrival (ms). The scheduler
+    // spaces them `window + margin` apart at dispatch; what is missing from
+    // that at the emulator is delay between dispatch and arrival.
+    let tightest = match (&embedded, limited) {
+        (Some(e), true) => Some(tightest_spans(
+            &e.mock.control().deliveries(0),
+            sched_limits.bot_max as usize,
+            sched_limits.group_max as usize,
+        )),
+        _ => None,
+    };
     if let Some(e) = embedded {
         e.stop().await;
     }
@@ -778,10 +844,22 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let scope = match (&stats0, &stats_final) {
         (Some(a), Some(b)) => Some(BTreeMap::from([
-            ("chat".to_owned(), b.totals.rate_limited_chat - a.totals.rate_limited_chat),
-            ("group".to_owned(), b.totals.rate_limited_group - a.totals.rate_limited_group),
-            ("bot".to_owned(), b.totals.rate_limited_bot - a.totals.rate_limited_bot),
-            ("forced".to_owned(), b.totals.rate_limited_forced - a.totals.rate_limited_forced),
+            (
+                "chat".to_owned(),
+                b.totals.rate_limited_chat - a.totals.rate_limited_chat,
+            ),
+            (
+                "group".to_owned(),
+                b.totals.rate_limited_group - a.totals.rate_limited_group,
+            ),
+            (
+                "bot".to_owned(),
+                b.totals.rate_limited_bot - a.totals.rate_limited_bot,
+            ),
+            (
+                "forced".to_owned(),
+                b.totals.rate_limited_forced - a.totals.rate_limited_forced,
+            ),
         ])),
         _ => None,
     };
@@ -840,7 +918,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let ratio = ratio_of(&ceiling);
     let gateway_vs_bare = match (&report_gateway, &bare) {
-        (Some(g), Some(b)) if b.delivered_per_s > 0.0 => Some(g.delivered_per_s / b.delivered_per_s),
+        (Some(g), Some(b)) if b.delivered_per_s > 0.0 => {
+            Some(g.delivered_per_s / b.delivered_per_s)
+        }
         _ => None,
     };
     let p99_added_us = match (&report_gateway, &bare) {
@@ -875,7 +955,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        mode: if args.embedded { "embedded".into() } else { format!("target {grpc_url}") },
+        mode: if args.embedded {
+            "embedded".into()
+        } else {
+            format!("target {grpc_url}")
+        },
         limits: if limited {
             format!(
                 "gateway: chat {}/s burst {}, group {} per {:?}, bot {} per {:?}, margin {:?}, {} in flight per bot; emulator: Telegram's",
@@ -889,7 +973,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 sched_limits.max_in_flight
             )
         } else {
-            format!("lifted (gateway and emulator); {} in flight per bot", sched_limits.max_in_flight)
+            format!(
+                "lifted (gateway and emulator); {} in flight per bot",
+                sched_limits.max_in_flight
+            )
         },
         bots,
         classes,
@@ -906,6 +993,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             _ => None,
         },
         emulator_max_delivered_per_s: stats_final.as_ref().map(|s| s.totals.max_delivered_per_s),
+        tightest_bot_span_ms: tightest.and_then(|t| t.0),
+        tightest_group_span_ms: tightest.and_then(|t| t.1),
         gateway: report_gateway,
         queue_depth: samples,
         rss_baseline_kb: rss_baseline,
@@ -932,7 +1021,38 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report);
     }
-    Ok(if report.pass { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `(bot, group)` shortest spans of `bot_max` / `group_max` consecutive
+/// deliveries, in ms of arrival time at the emulator.
+fn tightest_spans(
+    log: &[shardgate_mock::Delivery],
+    bot_max: usize,
+    group_max: usize,
+) -> (Option<u64>, Option<u64>) {
+    let mut by_bot: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut by_group: BTreeMap<(u64, i64), Vec<u64>> = BTreeMap::new();
+    for d in log {
+        by_bot.entry(d.bot_id).or_default().push(d.at_ms);
+        if d.chat_id < 0 {
+            by_group
+                .entry((d.bot_id, d.chat_id))
+                .or_default()
+                .push(d.at_ms);
+        }
+    }
+    let span = |v: &Vec<u64>, n: usize| {
+        (n >= 1 && v.len() >= n).then(|| v.windows(n).map(|w| w[n - 1] - w[0]).min().unwrap_or(0))
+    };
+    (
+        by_bot.values().filter_map(|v| span(v, bot_max)).min(),
+        by_group.values().filter_map(|v| span(v, group_max)).min(),
+    )
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -963,7 +1083,9 @@ fn print_table(r: &Report) {
     println!();
     println!(
         "loadgen{} — {} — {}",
-        r.label.as_ref().map_or(String::new(), |l| format!(" [{l}]")),
+        r.label
+            .as_ref()
+            .map_or(String::new(), |l| format!(" [{l}]")),
         r.mode,
         r.limits
     );
@@ -986,13 +1108,22 @@ fn print_table(r: &Report) {
             "{}: {} connection(s){}",
             g.name,
             a.connections,
-            g.concurrency.map_or(String::new(), |c| format!(", concurrency {c}"))
+            g.concurrency
+                .map_or(String::new(), |c| format!(", concurrency {c}"))
         );
         println!("steady-state window: {}", g.window_note);
         println!();
         println!(
             "  {:<8} {:>7} {:>6} {:>9} {:>9} {:>9} {:>7} {:>6} {:>10}",
-            "bot", "private", "groups", "delivered", "per s", "ceiling", "ratio", "429s", "queue max"
+            "bot",
+            "private",
+            "groups",
+            "delivered",
+            "per s",
+            "ceiling",
+            "ratio",
+            "429s",
+            "queue max"
         );
         for b in &r.bots {
             println!(
@@ -1035,7 +1166,10 @@ fn print_table(r: &Report) {
             }
         }
         println!();
-        println!("  sent {} / answered delivered {} (whole run)", g.sent, g.delivered);
+        println!(
+            "  sent {} / answered delivered {} (whole run)",
+            g.sent, g.delivered
+        );
         if !g.errors.is_empty() {
             println!("  errors: {:?}", g.errors);
         }
@@ -1048,15 +1182,28 @@ fn print_table(r: &Report) {
                 opt(r.ratio_vs_telegram, 4)
             );
         }
-        println!("  latency (send to answer, steady window): {}", lat(&g.latency));
+        println!(
+            "  latency (send to answer, steady window): {}",
+            lat(&g.latency)
+        );
     }
     println!(
         "  429s from the emulator: {}{}",
-        r.rate_limited_429.map_or("unknown (no --emulator)".into(), |v| v.to_string()),
+        r.rate_limited_429
+            .map_or("unknown (no --emulator)".into(), |v| v.to_string()),
         r.rate_limited_by_scope
             .as_ref()
             .map_or(String::new(), |s| format!("  {s:?}"))
     );
+    if let Some(b) = r.tightest_bot_span_ms {
+        println!(
+            "  tightest spacing seen by the emulator: {} deliveries of one bot within {b} ms{}",
+            r.args.bots_max_hint(),
+            r.tightest_group_span_ms.map_or(String::new(), |g| format!(
+                "; 20 of one group within {g} ms"
+            ))
+        );
+    }
     if let Some(d) = r.emulator_duplicates {
         println!("  duplicates seen by the emulator: {d}");
     }
@@ -1081,7 +1228,8 @@ fn print_table(r: &Report) {
                     r.args.quiet_secs,
                     kb(r.rss_after_quiet_kb),
                     r.tracked_chats_peak.map_or("-".into(), |v| v.to_string()),
-                    r.tracked_chats_after_quiet.map_or("-".into(), |v| v.to_string())
+                    r.tracked_chats_after_quiet
+                        .map_or("-".into(), |v| v.to_string())
                 )
             } else {
                 String::new()

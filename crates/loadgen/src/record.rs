@@ -61,7 +61,8 @@ impl Recorder {
     }
 
     fn bucket(&mut self, at: Instant) -> usize {
-        let b = (at.saturating_duration_since(self.start).as_micros() / BUCKET.as_micros()) as usize;
+        let b =
+            (at.saturating_duration_since(self.start).as_micros() / BUCKET.as_micros()) as usize;
         if self.delivered.len() <= b {
             let n = self.bots.len();
             self.delivered.resize_with(b + 1, || vec![0; n]);
@@ -94,7 +95,11 @@ impl Recorder {
         if t >= self.warmup && t <= self.end {
             let us = latency.as_micros().max(1) as u64;
             let _ = self.latency.record(us);
-            let _ = self.latency_class.entry(class).or_insert_with(hist).record(us);
+            let _ = self
+                .latency_class
+                .entry(class)
+                .or_insert_with(hist)
+                .record(us);
         }
     }
 

@@ -164,7 +164,12 @@ impl Workload {
         }
         let regular = keys.len();
         for i in 0..shape.hot_chats {
-            add(&mut keys, -(HOT_BASE + i as i64), Class::Hot, shape.chats + i);
+            add(
+                &mut keys,
+                -(HOT_BASE + i as i64),
+                Class::Hot,
+                shape.chats + i,
+            );
         }
         Workload {
             keys,
@@ -269,7 +274,11 @@ mod tests {
     fn saturating_ceiling_matches_limits_ceiling_per_s() {
         let l = Limits::default();
         let r = Rates::of_sched(&l);
-        for (n_bots, s) in [(8, shape(2000, 0.0)), (1, shape(20, 0.0)), (4, shape(40, 1.0))] {
+        for (n_bots, s) in [
+            (8, shape(2000, 0.0)),
+            (1, shape(20, 0.0)),
+            (4, shape(40, 1.0)),
+        ] {
             let w = Workload::new(&s, &bots(n_bots));
             let c = w.ceiling(r, f64::INFINITY, &s);
             let expect: f64 = w
@@ -318,7 +327,10 @@ mod tests {
         let w = Workload::new(&s, &bots(3));
         assert_eq!(w.keys.len(), 44);
         assert_eq!(w.regular, 40);
-        assert_eq!(w.keys.iter().filter(|k| k.class == Class::Group).count(), 20);
+        assert_eq!(
+            w.keys.iter().filter(|k| k.class == Class::Group).count(),
+            20
+        );
         for k in &w.keys {
             let nodes: Vec<Node> = w.bots.iter().map(|b| Node::new(b.clone())).collect();
             let win = pick(ShardKey::new(k.chat_id, k.user_id).hash(), &nodes).unwrap();

@@ -34,23 +34,25 @@ mod labels;
 mod server;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use shardgate_telegram::{Outcome, TransientKind};
 
 pub use hot::{HOT_CHATS_K, HotBy, HotChat, TRACKED, WINDOW};
-pub use labels::{BotState, Direction, Entry, IdempotentHit, Scope429, TelegramError};
 use labels::{
     BotLabels, BotStateLabels, DirectionLabels, EntryLabels, FailedLabels, GrpcCode,
     IdempotentLabels, ScopeLabels, SendLabels, TelegramErrorLabels, VersionLabels,
 };
+pub use labels::{BotState, Direction, Entry, IdempotentHit, Scope429, TelegramError};
 pub use server::{CONTENT_TYPE, router, serve};
 
 /// Buckets for waits that range from milliseconds (an idle chat) to hours (a
@@ -75,6 +77,17 @@ fn request_histogram() -> Histogram {
     Histogram::new(REQUEST_BUCKETS)
 }
 
+/// Resolves one series. The family's read guard is dropped on return: two
+/// live guards on the same family deadlock when the second one inserts.
+fn get<S, M, C>(family: &Family<S, M, C>, labels: &S) -> M
+where
+    S: Clone + std::hash::Hash + Eq,
+    M: Clone,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    family.get_or_create(labels).clone()
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type ScrapeHook = Box<dyn Fn(&Metrics) + Send + Sync>;
 
@@ -93,9 +106,45 @@ struct Families {
     send_latency: HistogramFamily<SendLabels>,
     bot_state: Family<BotStateLabels, Gauge>,
     owned_bots: Gauge,
-    etcd_session: Gauge,
+    etcd_session: Arc<OptionalGauge>,
     forwarded: Family<DirectionLabels, Counter>,
     idempotent_hits: Family<IdempotentLabels, Counter>,
+}
+
+/// A label-less gauge that is exported only once set: `etcd_session_up` is
+/// absent in embedded mode, so its "session lost" alert cannot fire there.
+#[derive(Debug)]
+struct OptionalGauge {
+    name: &'static str,
+    help: &'static str,
+    /// `i64::MIN` = never set.
+    value: AtomicI64,
+}
+
+impl OptionalGauge {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        OptionalGauge {
+            name,
+            help,
+            value: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    fn set(&self, v: i64) {
+        self.value.store(v, Ordering::Relaxed);
+    }
+}
+
+impl Collector for OptionalGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let v = self.value.load(Ordering::Relaxed);
+        if v == i64::MIN {
+            return Ok(());
+        }
+        let gauge = ConstGauge::new(v);
+        let metric = encoder.encode_descriptor(self.name, self.help, None, gauge.metric_type())?;
+        gauge.encode(metric)
+    }
 }
 
 struct Inner {
@@ -145,7 +194,10 @@ impl Metrics {
             send_latency: Family::new_with_constructor(wait_histogram),
             bot_state: Family::default(),
             owned_bots: Gauge::default(),
-            etcd_session: Gauge::default(),
+            etcd_session: Arc::new(OptionalGauge::new(
+                "etcd_session_up",
+                "1 while this instance holds a live etcd session (lease), 0 otherwise; absent in embedded mode",
+            )),
             forwarded: Family::default(),
             idempotent_hits: Family::default(),
         };
@@ -222,11 +274,7 @@ impl Metrics {
             "Bots this instance drives (owns)",
             f.owned_bots.clone(),
         );
-        r.register(
-            "etcd_session_up",
-            "1 while this instance holds a live etcd session (lease), 0 otherwise; absent in embedded mode",
-            f.etcd_session.clone(),
-        );
+        r.register_collector(Box::new(f.etcd_session.clone()));
         r.register(
             "forwarded_messages",
             "Messages forwarded between instances, by direction (out: to the owner of the bot; in: from a peer)",
@@ -243,7 +291,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        r.register("build", "Build information (always 1)", build_info);
+        r.register("build_info", "Build information (always 1)", build_info);
         let now = Instant::now();
         Metrics {
             inner: Arc::new(Inner {
@@ -286,17 +334,17 @@ impl Metrics {
             inner: Arc::new(BotInner {
                 name: Arc::from(bot),
                 metrics: self.clone(),
-                delivered: f.delivered.get_or_create(&l).clone(),
-                retries: f.retries.get_or_create(&l).clone(),
-                rerouted: f.rerouted.get_or_create(&l).clone(),
-                too_many_chat: f.too_many_requests.get_or_create(&scope(Scope429::Chat)).clone(),
-                too_many_bot: f.too_many_requests.get_or_create(&scope(Scope429::Bot)).clone(),
-                errors: TelegramError::ALL.map(|k| f.telegram_errors.get_or_create(&err(k)).clone()),
-                queue_depth: f.queue_depth.get_or_create(&l).clone(),
-                in_flight: f.in_flight.get_or_create(&l).clone(),
-                queue_wait: f.queue_wait.get_or_create(&l).clone(),
-                telegram_latency: f.telegram_latency.get_or_create(&l).clone(),
-                state: BotState::ALL.map(|s| f.bot_state.get_or_create(&state(s)).clone()),
+                delivered: get(&f.delivered, &l),
+                retries: get(&f.retries, &l),
+                rerouted: get(&f.rerouted, &l),
+                too_many_chat: get(&f.too_many_requests, &scope(Scope429::Chat)),
+                too_many_bot: get(&f.too_many_requests, &scope(Scope429::Bot)),
+                errors: TelegramError::ALL.map(|k| get(&f.telegram_errors, &err(k))),
+                queue_depth: get(&f.queue_depth, &l),
+                in_flight: get(&f.in_flight, &l),
+                queue_wait: get(&f.queue_wait, &l),
+                telegram_latency: get(&f.telegram_latency, &l),
+                state: BotState::ALL.map(|s| get(&f.bot_state, &state(s))),
                 failed: std::array::from_fn(|_| OnceLock::new()),
             }),
         }
@@ -364,7 +412,11 @@ impl Metrics {
             }
             seen.push(bot);
         }
-        let mut known = self.inner.state_bots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self
+            .inner
+            .state_bots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         known.retain(|bot| {
             let keep = seen.contains(&bot.as_str());
             if !keep {
@@ -411,6 +463,7 @@ impl Metrics {
     }
 
     /// Whether the etcd session (lease) is alive.
+    /// The series appears on the first call (cluster mode only).
     pub fn set_etcd_session(&self, up: bool) {
         self.inner.f.etcd_session.set(i64::from(up));
     }
@@ -486,9 +539,13 @@ impl Metrics {
             HotBy::TooManyRequests => &self.inner.hot_429,
             HotBy::QueueWait => &self.inner.hot_wait,
         };
-        m.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .offer(Instant::now(), chat_id, weight, value, bot);
+        m.lock().unwrap_or_else(|p| p.into_inner()).offer(
+            Instant::now(),
+            chat_id,
+            weight,
+            value,
+            bot,
+        );
     }
 }
 
@@ -544,16 +601,13 @@ impl BotMetrics {
             return;
         };
         slot.get_or_init(|| {
-            self.inner
-                .metrics
-                .inner
-                .f
-                .failed
-                .get_or_create(&FailedLabels {
+            get(
+                &self.inner.metrics.inner.f.failed,
+                &FailedLabels {
                     bot: self.inner.name.to_string(),
                     code: GrpcCode(code),
-                })
-                .clone()
+                },
+            )
         })
         .inc();
     }
@@ -618,7 +672,10 @@ impl BotMetrics {
             .offer_hot(HotBy::QueueWait, chat_id, secs, secs, &self.inner.name);
     }
 
-    /// The bot's state: its gauge for `state` is 1, the others 0.
+    /// The bot's state: its gauge for `state` is 1, the others 0. Use either
+    /// this or [`Metrics::set_bot_states`] (which also covers bots without a
+    /// local dispatcher and drops bots that left), not both: the latter
+    /// removes series the handle then keeps writing to.
     pub fn set_state(&self, state: BotState) {
         for (s, g) in BotState::ALL.iter().zip(&self.inner.state) {
             g.set(i64::from(*s == state));

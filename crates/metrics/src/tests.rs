@@ -138,12 +138,23 @@ fn events_show_up_in_the_exposition() {
     );
     // Unused codes export nothing; no chat id is ever a label.
     lacks(&text, "code=\"INTERNAL\"");
-    lacks(&text, "chat");
+    lacks(&text, "chat_id");
+    lacks(&text, "chat=");
     lacks(&text, "\"42\"");
     // Every metric is ours.
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(l.starts_with("shardgate_"), "foreign series {l}");
     }
+}
+
+#[test]
+fn etcd_session_is_absent_until_set() {
+    let m = Metrics::new();
+    lacks(&m.encode(), "shardgate_etcd_session_up ");
+    m.set_etcd_session(false);
+    has(&m.encode(), "shardgate_etcd_session_up 0");
+    m.set_etcd_session(true);
+    has(&m.encode(), "shardgate_etcd_session_up 1");
 }
 
 #[test]
@@ -155,7 +166,10 @@ fn handles_for_the_same_bot_share_series() {
     a.failed(tonic::Code::InvalidArgument);
     m.bot("alpha").failed(tonic::Code::InvalidArgument);
     let text = m.encode();
-    has(&text, r#"shardgate_messages_delivered_total{bot="alpha"} 2"#);
+    has(
+        &text,
+        r#"shardgate_messages_delivered_total{bot="alpha"} 2"#,
+    );
     has(
         &text,
         r#"shardgate_messages_failed_total{bot="alpha",code="INVALID_ARGUMENT"} 2"#,
@@ -171,15 +185,33 @@ fn bot_states_follow_the_fleet() {
         ("gamma", BotState::Disabled),
     ]);
     let text = m.encode();
-    has(&text, r#"shardgate_bot_state{bot="alpha",state="healthy"} 1"#);
-    has(&text, r#"shardgate_bot_state{bot="beta",state="throttled"} 1"#);
-    has(&text, r#"shardgate_bot_state{bot="beta",state="healthy"} 0"#);
-    has(&text, r#"shardgate_bot_state{bot="gamma",state="disabled"} 1"#);
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="alpha",state="healthy"} 1"#,
+    );
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="beta",state="throttled"} 1"#,
+    );
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="beta",state="healthy"} 0"#,
+    );
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="gamma",state="disabled"} 1"#,
+    );
     // gamma leaves the fleet; beta is revoked.
     m.set_bot_states([("alpha", BotState::Healthy), ("beta", BotState::Revoked)]);
     let text = m.encode();
-    has(&text, r#"shardgate_bot_state{bot="beta",state="revoked"} 1"#);
-    has(&text, r#"shardgate_bot_state{bot="beta",state="throttled"} 0"#);
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="beta",state="revoked"} 1"#,
+    );
+    has(
+        &text,
+        r#"shardgate_bot_state{bot="beta",state="throttled"} 0"#,
+    );
     lacks(&text, "gamma");
 }
 

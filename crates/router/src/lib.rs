@@ -94,6 +94,43 @@ pub fn rank(key_hash: u64, nodes: &[Node]) -> Vec<&Node> {
     ranked
 }
 
+/// Spreads named items (bots) over nodes (instances) by rendezvous hashing
+/// with bounded load: in name order, each item goes to its highest-scoring
+/// node that has fewer than ceil(items / nodes) items. Plain rendezvous can
+/// leave a node with nothing when items are few; the bound keeps the split
+/// even while most items keep their first choice. Deterministic: every
+/// instance computes the same assignment from the same names. Returns, for
+/// each item (sorted by name), the index of its node.
+pub fn assign_bounded<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+    nodes: &[Node],
+) -> Vec<(&'a str, usize)> {
+    let mut items: Vec<&str> = items.into_iter().collect();
+    items.sort_unstable();
+    items.dedup();
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let cap = items.len().div_ceil(nodes.len());
+    let mut load = vec![0usize; nodes.len()];
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let h = key_of_name(item);
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_by(|a, b| {
+            nodes[*b]
+                .score(h)
+                .cmp(&nodes[*a].score(h))
+                .then_with(|| nodes[*a].name.cmp(&nodes[*b].name))
+        });
+        if let Some(i) = order.into_iter().find(|i| load[*i] < cap) {
+            load[i] += 1;
+            out.push((item, i));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +196,44 @@ mod tests {
         assert!(moved > 3_000 && moved < 5_000, "moved {moved} of 20000");
     }
 
+    #[test]
+    fn bounded_assignment_leaves_no_node_idle() {
+        let nodes: Vec<Node> = ["gw-1", "gw-2", "gw-3"]
+            .into_iter()
+            .map(Node::new)
+            .collect();
+        let names: Vec<String> = (1..=6).map(|i| format!("b{i}")).collect();
+        let a = assign_bounded(names.iter().map(String::as_str), &nodes);
+        assert_eq!(a.len(), 6);
+        let mut load = [0; 3];
+        for (_, i) in &a {
+            load[*i] += 1;
+        }
+        assert_eq!(load, [2, 2, 2]);
+    }
+
     proptest! {
+        #[test]
+        fn bounded_assignment_is_balanced_and_order_free(n_items in 0usize..40, n_nodes in 1usize..6, rot in 0usize..40) {
+            let nodes: Vec<Node> = (0..n_nodes).map(|i| Node::new(format!("gw-{i}"))).collect();
+            let mut names: Vec<String> = (0..n_items).map(|i| format!("bot-{i}")).collect();
+            let a: Vec<(String, usize)> = assign_bounded(names.iter().map(String::as_str), &nodes)
+                .into_iter()
+                .map(|(n, i)| (n.to_owned(), i))
+                .collect();
+            prop_assert_eq!(a.len(), n_items);
+            let cap = n_items.div_ceil(n_nodes);
+            let mut load = vec![0; n_nodes];
+            for (_, i) in &a { load[*i] += 1; }
+            prop_assert!(load.iter().all(|l| *l <= cap));
+            if n_items > 0 { names.rotate_left(rot % n_items); }
+            let b: Vec<(String, usize)> = assign_bounded(names.iter().map(String::as_str), &nodes)
+                .into_iter()
+                .map(|(n, i)| (n.to_owned(), i))
+                .collect();
+            prop_assert_eq!(a, b);
+        }
+
         #[test]
         fn pick_is_the_head_of_rank(chat in any::<i64>(), user in any::<i64>(), n in 1usize..12) {
             let nodes = fleet(n);

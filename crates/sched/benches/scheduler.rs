@@ -43,7 +43,7 @@ impl Bench {
         };
         let mut s = Scheduler::new(limits);
         for i in 0..n {
-            s.push(chat_id(i), i, i).expect("room");
+            s.push(chat_id(i), i, i, 0).expect("room");
         }
         Bench {
             s,
@@ -58,7 +58,9 @@ impl Bench {
     fn step(&mut self) {
         let chat = chat_id(self.i % self.n);
         self.i += 1;
-        self.s.push(chat, self.seq, self.seq).expect("room");
+        self.s
+            .push(chat, self.seq, self.seq, self.now)
+            .expect("room");
         self.seq += 1;
         loop {
             match self.s.next(self.now, |_| true) {
@@ -127,7 +129,10 @@ fn window(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .sample_size(30)
         .throughput(Throughput::Elements(1));
-    for (name, max, len) in [("group_20_per_60s", 20u32, 60_020_000u64), ("bot_30_per_1s", 30, 1_020_000)] {
+    for (name, max, len) in [
+        ("group_20_per_60s", 20u32, 60_020_000u64),
+        ("bot_30_per_1s", 30, 1_020_000),
+    ] {
         let mut w = Window::new(max, len);
         let mut now: Tick = 0;
         g.bench_function(name, |bch| {

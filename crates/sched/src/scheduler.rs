@@ -100,6 +100,9 @@ pub struct Scheduler<T> {
     queued: usize,
     in_flight: u32,
     bot_cooldown_until: Tick,
+    /// Chats first seen before this time start with an empty bucket (see
+    /// [`Scheduler::taking_over`]).
+    cold_until: Tick,
 }
 
 impl<T> Scheduler<T> {
@@ -121,7 +124,25 @@ impl<T> Scheduler<T> {
             queued: 0,
             in_flight: 0,
             bot_cooldown_until: 0,
+            cold_until: 0,
         }
+    }
+
+    /// A scheduler for a bot that another process may have driven right
+    /// before `now` (an instance that died or handed the bot over, or this
+    /// process before a restart): nothing goes for one bot window, and chats
+    /// first seen within one bucket refill time start with an empty bucket,
+    /// so the previous driver's last sends cannot add up with ours. (A
+    /// group's 60 s window cannot be known; a 429 there is handled as usual.)
+    pub fn taking_over(limits: Limits, now: Tick) -> Self {
+        let mut s = Scheduler::new(limits);
+        let window = ticks(s.limits.bot_window + s.limits.jitter_margin);
+        s.bot_cooldown_until = now.saturating_add(window);
+        let refill = ticks(std::time::Duration::from_secs_f64(
+            f64::from(s.limits.chat_burst) / s.limits.chat_rate,
+        ));
+        s.cold_until = now.saturating_add(refill);
+        s
     }
 
     pub fn limits(&self) -> &Limits {
@@ -154,16 +175,15 @@ impl<T> Scheduler<T> {
     }
 
     /// Queues a new message at the back of its chat, within the bounds.
-    pub fn push(&mut self, chat_id: i64, seq: u64, item: T) -> Result<(), PushError<T>> {
+    pub fn push(&mut self, chat_id: i64, seq: u64, item: T, now: Tick) -> Result<(), PushError<T>> {
         if self.queued >= self.limits.queue_max {
             return Err(PushError::BotQueueFull(item));
         }
-        let limits = &self.limits;
-        let chat = self
+        if self
             .chats
-            .entry(chat_id)
-            .or_insert_with(|| Chat::new(chat_id, limits));
-        if chat.queue.len() >= limits.chat_queue_max {
+            .get(&chat_id)
+            .is_some_and(|c| c.queue.len() >= self.limits.chat_queue_max)
+        {
             return Err(PushError::ChatQueueFull(item));
         }
         self.insert(
@@ -173,6 +193,7 @@ impl<T> Scheduler<T> {
                 not_before: 0,
                 item,
             },
+            now,
         );
         Ok(())
     }
@@ -180,16 +201,21 @@ impl<T> Scheduler<T> {
     /// Puts a message back (a retry, a re-route from another bot, a resend
     /// after a migration) in `seq` order, ignoring the bounds: it was
     /// accepted already and must not be lost.
-    pub fn requeue(&mut self, chat_id: i64, queued: Queued<T>) {
-        self.insert(chat_id, queued);
+    pub fn requeue(&mut self, chat_id: i64, queued: Queued<T>, now: Tick) {
+        self.insert(chat_id, queued, now);
     }
 
-    fn insert(&mut self, chat_id: i64, queued: Queued<T>) {
+    fn insert(&mut self, chat_id: i64, queued: Queued<T>, now: Tick) {
         let limits = &self.limits;
-        let chat = self
-            .chats
-            .entry(chat_id)
-            .or_insert_with(|| Chat::new(chat_id, limits));
+        let (bucket, cold_until) = (self.bucket, self.cold_until);
+        let chat = self.chats.entry(chat_id).or_insert_with(|| {
+            let mut c = Chat::new(chat_id, limits);
+            if now < cold_until {
+                // As if the previous driver just emptied the bucket.
+                c.tat = bucket.consume(bucket.cool_until(0, now), now);
+            }
+            c
+        });
         let pos = chat
             .queue
             .iter()
@@ -237,7 +263,7 @@ impl<T> Scheduler<T> {
         chat.scheduled = None;
         self.queued -= moved.len();
         for q in moved {
-            self.insert(to, q);
+            self.insert(to, q, now);
         }
         self.gc_chat(from, now);
     }

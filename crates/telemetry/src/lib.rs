@@ -34,7 +34,10 @@ use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use propagation::{extract_context, inject_into_metadata, set_parent_from_metadata};
+pub use propagation::{
+    extract_context, inject_into_metadata, set_parent_from_metadata, set_parent_from_traceparent,
+    traceparent,
+};
 pub use redact::{Redacting, RedactingProcessor, RedactingWriter};
 
 /// The `service.name` used when neither `OTEL_SERVICE_NAME` nor the
@@ -165,8 +168,10 @@ impl Drop for TelemetryGuard {
 /// Is trace export asked for by the environment?
 pub fn otel_requested() -> bool {
     let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
-    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
-        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    let disabled = std::env::var("OTEL_SDK_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER")
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
@@ -184,14 +189,12 @@ pub fn service_name(configured: Option<&str>) -> String {
 fn exported_target(target: &str) -> bool {
     const OWN: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "tower", "reqwest"];
     !OWN.iter().any(|p| {
-        target
-            .strip_prefix(p)
-            .is_some_and(|rest| {
-                rest.is_empty()
-                    || rest.starts_with("::")
-                    || rest.starts_with('_')
-                    || rest.starts_with('-')
-            })
+        target.strip_prefix(p).is_some_and(|rest| {
+            rest.is_empty()
+                || rest.starts_with("::")
+                || rest.starts_with('_')
+                || rest.starts_with('-')
+        })
     })
 }
 
@@ -226,8 +229,8 @@ fn build_otel(cfg: &TelemetryConfig) -> Result<Otel, TelemetryError> {
 /// stderr and leaves logging on without traces; the only error is a
 /// subscriber already installed.
 pub fn init(cfg: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&cfg.default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.default_level));
     let writer = Redacting::stderr();
     let fmt_layer = match cfg.format {
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),

@@ -73,6 +73,34 @@ pub fn inject_into_metadata(span: &tracing::Span, md: &mut tonic::metadata::Meta
     TraceContextPropagator::new().inject_context(&cx, &mut MetadataInjector(md));
 }
 
+/// `span`'s W3C `traceparent` (`00-<trace>-<span>-<flags>`), to carry trace
+/// context per message where metadata is per stream (e.g. a field of each
+/// request on a long-lived forwarding stream). `None` without trace export or
+/// when the span is not sampled into a trace.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    if !crate::otel_enabled() {
+        return None;
+    }
+    let cx = span.context();
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// [`set_parent_from_metadata`] for a bare `traceparent` string (see
+/// [`traceparent`]). No-op without trace export or for an invalid value.
+pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    if !crate::otel_enabled() || traceparent.is_empty() {
+        return;
+    }
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if opentelemetry::trace::TraceContextExt::has_active_span(&cx) {
+        let _ = span.set_parent(cx);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{
@@ -112,6 +140,8 @@ mod tests {
         let span = tracing::Span::none();
         set_parent_from_metadata(&span, &md);
         inject_into_metadata(&span, &mut md);
+        set_parent_from_traceparent(&span, "garbage");
+        assert_eq!(traceparent(&span), None);
         assert_eq!(md.get("traceparent").unwrap(), "nonsense");
     }
 }

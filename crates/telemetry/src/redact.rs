@@ -262,7 +262,10 @@ mod tests {
         ));
         redact_span(&mut span);
         let dump = format!("{span:?}");
-        assert!(!dump.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"), "{dump}");
+        assert!(
+            !dump.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"),
+            "{dump}"
+        );
         assert!(dump.contains("123456789:***"), "{dump}");
         assert!(dump.contains("alpha"));
         assert_eq!(span.attributes[1].value, Value::I64(42));

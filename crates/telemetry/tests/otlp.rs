@@ -47,7 +47,10 @@ fn text(v: &Option<AnyValue>) -> Option<String> {
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| text(&kv.value))
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| text(&kv.value))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -98,7 +101,9 @@ fn spans_reach_an_otlp_receiver() {
     let mut incoming = MetadataMap::new();
     incoming.insert(
         "traceparent",
-        format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01").parse().unwrap(),
+        format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
     );
     let mut outgoing = MetadataMap::new();
     {
@@ -119,7 +124,17 @@ fn spans_reach_an_otlp_receiver() {
             // Never done by our code; a dependency might.
             tracing::info!(url = %format!("https://api.telegram.org/bot{TOKEN}/sendMessage"), "request with {TOKEN}");
             shardgate_telemetry::inject_into_metadata(&request, &mut outgoing);
+            // The same value as a string, for per-message propagation.
+            let tp = shardgate_telemetry::traceparent(&request).expect("traceparent");
+            assert_eq!(outgoing.get("traceparent").unwrap().to_str().unwrap(), tp);
         }
+        // A forwarded message continues the trace from a bare traceparent.
+        let remote = tracing::info_span!("forwarded");
+        shardgate_telemetry::set_parent_from_traceparent(
+            &remote,
+            &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+        );
+        drop(remote);
         let leaky = tracing::info_span!("leaky", url = %format!("https://x/bot{TOKEN}/getMe"));
         drop(leaky);
     }
@@ -146,7 +161,7 @@ fn spans_reach_an_otlp_receiver() {
     let mut service_names = Vec::new();
     rt.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while spans.len() < 3 {
+        while spans.len() < 4 {
             let req = tokio::time::timeout_at(deadline, rx.recv())
                 .await
                 .expect("spans exported within 20 s")
@@ -165,7 +180,9 @@ fn spans_reach_an_otlp_receiver() {
     assert!(!dump.contains(SECRET), "token exported: {dump}");
     assert!(dump.contains("123456789:***"), "{dump}");
     assert!(
-        service_names.iter().all(|s| s.as_deref() == Some("shardgate")),
+        service_names
+            .iter()
+            .all(|s| s.as_deref() == Some("shardgate")),
         "{service_names:?}"
     );
 
@@ -176,7 +193,10 @@ fn spans_reach_an_otlp_receiver() {
             .unwrap_or_else(|| panic!("no span {n} in {dump}"))
     };
     let message = by_name("message");
-    assert_eq!(attr(&message.attributes, "chat_id").as_deref(), Some("-100123"));
+    assert_eq!(
+        attr(&message.attributes, "chat_id").as_deref(),
+        Some("-100123")
+    );
     assert_eq!(attr(&message.attributes, "bot").as_deref(), Some("alpha"));
     assert_eq!(attr(&message.attributes, "attempt").as_deref(), Some("1"));
     assert_eq!(attr(&message.attributes, "seq").as_deref(), Some("7"));
@@ -194,8 +214,15 @@ fn spans_reach_an_otlp_receiver() {
         tp.contains(&hex(&request.span_id)),
         "{tp} is not the request span"
     );
-    let event = request.events.first().expect("the log event as a span event");
+    let event = request
+        .events
+        .first()
+        .expect("the log event as a span event");
     assert!(event.name.contains("123456789:***"), "{event:?}");
+
+    let forwarded = by_name("forwarded");
+    assert_eq!(hex(&forwarded.trace_id), CALLER_TRACE);
+    assert_eq!(hex(&forwarded.parent_span_id), CALLER_SPAN);
 
     let leaky = by_name("leaky");
     assert_eq!(

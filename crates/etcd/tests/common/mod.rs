@@ -12,7 +12,7 @@ use etcd_client::Client;
 use shardgate_etcd::testing::EtcdServer;
 use shardgate_etcd::{EtcdConfig, EtcdRegistry, Keys};
 use shardgate_registry::{Fleet, Registry};
-use shardgate_router::{Node, key_of_name, pick};
+use shardgate_router::Node;
 
 /// Tokens of the form the Bot API uses; the secrets are grepped for in logs.
 pub fn token(i: usize) -> String {
@@ -84,11 +84,14 @@ pub fn owned(reg: &EtcdRegistry) -> BTreeSet<String> {
     fleet(reg).owned.clone()
 }
 
-/// Which of `members` rendezvous puts `bot` on.
-pub fn desired(bot: &str, members: &[&str]) -> String {
+/// Which of `members` the bounded rendezvous assignment of `bots` puts
+/// `bot` on.
+pub fn desired(bot: &str, bots: &[String], members: &[&str]) -> String {
     let nodes: Vec<Node> = members.iter().map(|m| Node::new(*m)).collect();
-    pick(key_of_name(bot), &nodes)
-        .map(|n| n.name().to_owned())
+    shardgate_router::assign_bounded(bots.iter().map(String::as_str), &nodes)
+        .into_iter()
+        .find(|(b, _)| *b == bot)
+        .map(|(_, i)| nodes[i].name().to_owned())
         .expect("members")
 }
 

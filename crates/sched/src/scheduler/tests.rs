@@ -33,7 +33,7 @@ fn drain_now(s: &mut Scheduler<u64>, now: Tick) -> Vec<(i64, u64)> {
 fn private_chat_gets_a_burst_of_three_then_the_refill_rate() {
     let mut s = Scheduler::new(limits());
     for seq in 0..5 {
-        s.push(7, seq, seq).expect("room");
+        s.push(7, seq, seq, 0).expect("room");
     }
     let mut sent = Vec::new();
     let mut now = 0;
@@ -57,10 +57,42 @@ fn private_chat_gets_a_burst_of_three_then_the_refill_rate() {
 }
 
 #[test]
+fn taking_over_waits_a_bot_window_and_starts_chats_empty() {
+    let mut s = Scheduler::taking_over(limits(), 0);
+    for seq in 0..3 {
+        s.push(7, seq, seq, 0).expect("room");
+    }
+    let mut now = 0;
+    let mut times = Vec::new();
+    while times.len() < 3 {
+        match s.next(now, |_| true) {
+            Next::Send(d) => {
+                times.push(now);
+                s.complete(d.chat_id);
+            }
+            Next::WaitUntil(t) => now = t,
+            Next::Idle => panic!("idle"),
+        }
+    }
+    // No burst: the previous driver may have used it.
+    assert_eq!(times, vec![1_111_112, 2_222_224, 3_333_336]);
+    // A chat first seen after the refill time gets its burst again.
+    for seq in 10..13 {
+        s.push(8, seq, seq, 4 * S).expect("room");
+    }
+    let mut burst = 0;
+    while let Next::Send(d) = s.next(4 * S, |_| true) {
+        s.complete(d.chat_id);
+        burst += 1;
+    }
+    assert_eq!(burst, 3);
+}
+
+#[test]
 fn one_request_per_chat_in_flight() {
     let mut s = Scheduler::new(limits());
-    s.push(7, 0, 0).expect("room");
-    s.push(7, 1, 1).expect("room");
+    s.push(7, 0, 0, 0).expect("room");
+    s.push(7, 1, 1, 0).expect("room");
     assert_eq!(drain_now(&mut s, 0), vec![(7, 0)]);
     assert!(matches!(s.next(0, |_| true), Next::Idle));
     s.complete(7);
@@ -71,7 +103,7 @@ fn one_request_per_chat_in_flight() {
 fn a_waiting_chat_does_not_hold_up_others() {
     let mut s = Scheduler::new(limits());
     for seq in 0..50 {
-        s.push(1, seq, seq).expect("room");
+        s.push(1, seq, seq, 0).expect("room");
     }
     let first = drain_now(&mut s, 0);
     assert_eq!(first, vec![(1, 0)]);
@@ -81,7 +113,7 @@ fn a_waiting_chat_does_not_hold_up_others() {
     drain_now(&mut s, 0);
     s.complete(1);
     // Chat 1 is out of tokens; a newcomer goes at once.
-    s.push(2, 100, 100).expect("room");
+    s.push(2, 100, 100, 0).expect("room");
     assert_eq!(drain_now(&mut s, 0), vec![(2, 100)]);
 }
 
@@ -93,7 +125,7 @@ fn group_never_exceeds_its_window() {
         ..limits()
     });
     for seq in 0..25 {
-        s.push(-100, seq, seq).expect("room");
+        s.push(-100, seq, seq, 0).expect("room");
     }
     let mut now = 0;
     let mut times = Vec::new();
@@ -118,7 +150,7 @@ fn bot_sends_are_spaced_evenly_at_thirty_per_second() {
         ..Limits::default()
     });
     for chat in 0..100 {
-        s.push(chat + 1, chat as u64, 0).expect("room");
+        s.push(chat + 1, chat as u64, 0, 0).expect("room");
     }
     let mut now = 0;
     let mut times = Vec::new();
@@ -145,8 +177,8 @@ fn bot_sends_are_spaced_evenly_at_thirty_per_second() {
 #[test]
 fn chat_cooldown_blocks_that_chat_only() {
     let mut s = Scheduler::new(limits());
-    s.push(1, 0, 0).expect("room");
-    s.push(2, 1, 0).expect("room");
+    s.push(1, 0, 0, 0).expect("room");
+    s.push(2, 1, 0, 0).expect("room");
     s.cool_chat(1, 5 * S);
     assert_eq!(drain_now(&mut s, 0), vec![(2, 1)]);
     assert!(matches!(s.next(0, |_| true), Next::WaitUntil(t) if t == 5 * S));
@@ -156,7 +188,7 @@ fn chat_cooldown_blocks_that_chat_only() {
 #[test]
 fn bot_cooldown_blocks_everything_until_it_ends() {
     let mut s = Scheduler::new(limits());
-    s.push(1, 0, 0).expect("room");
+    s.push(1, 0, 0, 0).expect("room");
     s.cool_bot(10 * S);
     assert!(matches!(s.next(S, |_| true), Next::WaitUntil(t) if t == 10 * S));
     assert_eq!(drain_now(&mut s, 10 * S), vec![(1, 0)]);
@@ -168,9 +200,12 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
         chat_queue_max: 2,
         ..limits()
     });
-    s.push(1, 5, 5).expect("room");
-    s.push(1, 6, 6).expect("room");
-    assert!(matches!(s.push(1, 7, 7), Err(PushError::ChatQueueFull(7))));
+    s.push(1, 5, 5, 0).expect("room");
+    s.push(1, 6, 6, 0).expect("room");
+    assert!(matches!(
+        s.push(1, 7, 7, 0),
+        Err(PushError::ChatQueueFull(7))
+    ));
     s.requeue(
         1,
         Queued {
@@ -178,6 +213,7 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
             not_before: 0,
             item: 3,
         },
+        0,
     );
     let order: Vec<u64> = (0..3)
         .map(|_| match s.next(0, |_| true) {
@@ -198,16 +234,19 @@ fn bot_queue_bound_refuses_pushes() {
         ..limits()
     });
     for seq in 0..3 {
-        s.push(seq as i64 + 1, seq, seq).expect("room");
+        s.push(seq as i64 + 1, seq, seq, 0).expect("room");
     }
-    assert!(matches!(s.push(9, 9, 9), Err(PushError::BotQueueFull(9))));
+    assert!(matches!(
+        s.push(9, 9, 9, 0),
+        Err(PushError::BotQueueFull(9))
+    ));
 }
 
 #[test]
 fn dropped_candidates_spend_no_limit() {
     let mut s = Scheduler::new(limits());
     for seq in 0..10 {
-        s.push(1, seq, seq).expect("room");
+        s.push(1, seq, seq, 0).expect("room");
     }
     // Drop the first seven: the three kept still get the whole burst.
     let mut sent = Vec::new();
@@ -223,9 +262,9 @@ fn dropped_candidates_spend_no_limit() {
 fn rename_moves_the_queue_in_order() {
     let mut s = Scheduler::new(limits());
     for seq in 0..3 {
-        s.push(-5, seq, seq).expect("room");
+        s.push(-5, seq, seq, 0).expect("room");
     }
-    s.push(-1_005, 1_000, 0).expect("room");
+    s.push(-1_005, 1_000, 0, 0).expect("room");
     s.rename_chat(-5, -1_005, 0);
     let mut order = Vec::new();
     let mut now = 0;
@@ -246,9 +285,9 @@ fn rename_moves_the_queue_in_order() {
 #[test]
 fn drain_returns_everything_oldest_first() {
     let mut s = Scheduler::new(limits());
-    s.push(2, 3, 3).expect("room");
-    s.push(1, 1, 1).expect("room");
-    s.push(1, 2, 2).expect("room");
+    s.push(2, 3, 3, 0).expect("room");
+    s.push(1, 1, 1, 0).expect("room");
+    s.push(1, 2, 2, 0).expect("room");
     let sent = drain_now(&mut s, 0);
     assert_eq!(sent.len(), 2);
     let rest = s.drain();
@@ -260,7 +299,7 @@ fn drain_returns_everything_oldest_first() {
 fn idle_chats_are_forgotten() {
     let mut s = Scheduler::new(limits());
     for chat in 1..=1_000 {
-        s.push(chat, chat as u64, 0).expect("room");
+        s.push(chat, chat as u64, 0, 0).expect("room");
     }
     let mut now = 0;
     while s.queued() > 0 {
@@ -360,7 +399,7 @@ proptest! {
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Push { chat } => {
-                    s.push(chat, seq, seq).expect("bounds are large");
+                    s.push(chat, seq, seq, now).expect("bounds are large");
                     seq += 1;
                 }
                 Op::Advance { ms } => now += ms * MS,
@@ -376,7 +415,7 @@ proptest! {
                         let (chat, q) = in_flight.remove(0);
                         let until = now + secs * S;
                         s.cool_chat(chat, until);
-                        s.requeue(chat, Queued { seq: q, not_before: 0, item: q });
+                        s.requeue(chat, Queued { seq: q, not_before: 0, item: q }, now);
                         s.complete(chat);
                         cools.push((Some(chat), step, until));
                     }
