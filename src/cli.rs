@@ -95,7 +95,7 @@ pub struct ServeArgs {
     /// gRPC address to listen on [default: 127.0.0.1:50051].
     #[arg(long, env = "SHARDGATE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Prometheus /metrics address (not served by this build yet).
+    /// Prometheus /metrics address (absent = no metrics endpoint).
     #[arg(long, env = "SHARDGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Bot API base URL [default: https://api.telegram.org].

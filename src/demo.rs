@@ -87,7 +87,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         instance_id: "demo-1".into(),
         ..GatewayConfig::default()
     };
-    let gateway = Gateway::start(config, registry as Arc<dyn Registry>, client);
+    let gateway = Gateway::start(
+        config,
+        registry as Arc<dyn Registry>,
+        client,
+        shardgate_metrics::Metrics::new(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(shardgate_gateway::server::serve(
         gateway.clone(),

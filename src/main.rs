@@ -5,7 +5,6 @@
 mod bot;
 mod cli;
 mod demo;
-mod logging;
 mod serve;
 mod settings;
 
@@ -22,7 +21,21 @@ fn main() -> std::process::ExitCode {
     } else {
         "info"
     };
-    logging::init(log_format, default_level);
+    let telemetry = shardgate_telemetry::init(shardgate_telemetry::TelemetryConfig {
+        format: match log_format {
+            cli::LogFormat::Text => shardgate_telemetry::LogFormat::Text,
+            cli::LogFormat::Json => shardgate_telemetry::LogFormat::Json,
+        },
+        default_level: default_level.into(),
+        service_name: None,
+    });
+    let _telemetry = match telemetry {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("shardgate: telemetry not initialised: {e}");
+            None
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Mock(args) => serve::run_mock(args),

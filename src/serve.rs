@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shardgate_etcd::{EtcdConfig, EtcdRegistry};
 use shardgate_gateway::Gateway;
+use shardgate_metrics::Metrics;
 use shardgate_registry::{EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
 use tokio::net::TcpListener;
@@ -70,11 +71,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => unreachable!("checked before starting the runtime"),
             };
-        if settings.metrics_listen.is_some() {
-            warn!("--metrics-listen is accepted but /metrics is not served by this build yet");
+        let metrics = Metrics::new();
+        if let Some(addr) = settings.metrics_listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics address {addr}"))?;
+            let bound = l.local_addr().unwrap_or(addr);
+            info!(addr = %bound, "Prometheus metrics at /metrics");
+            println!("shardgate listening metrics={bound}");
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = shardgate_metrics::serve(m, l, std::future::pending::<()>()).await {
+                    error!(error = %e, "metrics server failed");
+                }
+            });
         }
         let client = Client::new(settings.client.clone()).context("building the Bot API client")?;
-        let gateway = Gateway::start(settings.gateway.clone(), registry.clone(), client);
+        let gateway = Gateway::start(settings.gateway.clone(), registry.clone(), client, metrics);
         if let Some(reg) = embedded {
             spawn_reload_on_sighup(reg);
         }

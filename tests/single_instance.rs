@@ -525,3 +525,103 @@ async fn health_says_serving_and_reflection_lists_the_service() {
     let status = gw.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// GET http://addr/metrics over a plain TCP socket (no extra client needed).
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_after_sends_a_429_and_a_revoke() {
+    let gw = Gateway::start(
+        MockConfig::default(),
+        &BOTS,
+        "metrics_listen = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    let addr = gw.metrics.expect("metrics address printed");
+    let mut client = gw.client().await;
+    for i in 0..10 {
+        client
+            .send(text_request(9_000 + i, 9_000 + i, format!("m{i}"), ""))
+            .await
+            .expect("send");
+    }
+    // A short forced 429 on every bot: counted as a chat-scope 429, retried.
+    for b in BOTS {
+        gw.control
+            .throttle(b.id, 1, Some(Duration::from_millis(300)));
+    }
+    client
+        .send(text_request(9_100, 9_100, "after a 429", ""))
+        .await
+        .expect("retried");
+    // Revoke one bot and send until it has met the revoked token.
+    gw.control.revoke(BOTS[0].id);
+    let revoked = wait_for(Duration::from_secs(20), || async {
+        let mut c = gw.client().await;
+        let _ = c
+            .send(SendRequest {
+                bot: BOTS[0].name.into(),
+                allow_failover: true,
+                ..text_request(9_200, 9_200, "x", "")
+            })
+            .await;
+        gw.status()
+            .await
+            .bots
+            .iter()
+            .any(|b| b.name == BOTS[0].name && b.state == "revoked")
+    })
+    .await;
+    assert!(revoked.is_some());
+    let text = scrape(addr).await;
+    assert!(text.contains("200 OK"), "{text}");
+    assert!(
+        metric(&text, "shardgate_messages_delivered_total") >= 11.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "shardgate_telegram_429_total") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "shardgate_telegram_errors_total{bot=\"alpha\",kind=\"unauthorized\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "shardgate_bot_state{bot=\"alpha\",state=\"revoked\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("shardgate_queue_wait_seconds_bucket"),
+        "latency histograms"
+    );
+    for b in BOTS {
+        assert!(!text.contains(&common::secret(b.id)), "token in metrics");
+    }
+    gw.assert_no_token_in_logs(&BOTS);
+}

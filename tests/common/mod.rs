@@ -63,6 +63,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     child: Child,
     logs: Arc<Mutex<String>>,
+    /// The /metrics address, when started with `--metrics-listen`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -78,6 +80,12 @@ impl Gateway {
         let config = dir.path().join("shardgate.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let (child, addr, logs) = spawn_serve(&server.base_url(), &bots_file, &config);
+        let metrics = logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lines()
+            .find_map(|l| l.strip_prefix("stdout: shardgate listening metrics="))
+            .and_then(|a| a.trim().parse().ok());
         Gateway {
             control: server.control(),
             mock: server,
@@ -85,6 +93,7 @@ impl Gateway {
             dir,
             child,
             logs,
+            metrics,
         }
     }
 
@@ -220,13 +229,22 @@ pub fn spawn_gateway(
     }
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("shardgate listening grpc=") {
-                let _ = tx.send(addr.trim().to_owned());
+    {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                {
+                    let mut l = logs.lock().unwrap_or_else(|p| p.into_inner());
+                    l.push_str("stdout: ");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                if let Some(addr) = line.strip_prefix("shardgate listening grpc=") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
             }
-        }
-    });
+        });
+    }
     let addr = match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(a) => a.parse().expect("address"),
         Err(_) => {

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shardgate_metrics::{BotMetrics, Metrics, Scope429};
 use shardgate_registry::{Health, HealthState, Registry, unix_now};
 use shardgate_sched::{Next, PushError, Queued, Scheduler, Tick, ticks};
 use shardgate_telegram::{BotToken, Client, Outcome, SendMessage};
@@ -35,6 +36,8 @@ pub struct Envelope {
     pub deadline: Option<Instant>,
     /// Bot API requests made so far, on any bot.
     pub attempts: u32,
+    /// When it entered its current queue (for the queue-wait histogram).
+    pub queued_at: Instant,
     /// Bots that gave this message back; the re-router skips them.
     pub avoid: Vec<Arc<str>>,
     /// Came from another instance: send through the pinned bot here, or
@@ -198,6 +201,7 @@ struct Done {
 #[derive(Clone)]
 pub struct Context {
     pub config: Arc<GatewayConfig>,
+    pub metrics: Metrics,
     pub client: Client,
     pub registry: Arc<dyn Registry>,
     pub reroute: mpsc::UnboundedSender<Box<Envelope>>,
@@ -206,6 +210,7 @@ pub struct Context {
 
 pub struct Dispatcher {
     name: Arc<str>,
+    metrics: BotMetrics,
     token: Arc<BotToken>,
     token_gen: u64,
     ctx: Context,
@@ -242,6 +247,7 @@ impl Dispatcher {
         };
         let d = Dispatcher {
             name: name.clone(),
+            metrics: ctx.metrics.bot(&name),
             token: Arc::new(token),
             token_gen: 0,
             sched: Scheduler::taking_over(ctx.config.limits.clone(), 0),
@@ -381,6 +387,8 @@ impl Dispatcher {
         }
         let chat_id = env.chat_id;
         let seq = env.seq;
+        let mut env = env;
+        env.queued_at = Instant::now();
         let rerouted = !env.avoid.is_empty() || env.attempts > 0;
         let result = if rerouted {
             // Accepted before: bounds do not apply, order by seq.
@@ -401,6 +409,7 @@ impl Dispatcher {
         match result {
             Ok(()) => {}
             Err(PushError::BotQueueFull(env)) => {
+                self.metrics.failed(tonic::Code::ResourceExhausted);
                 env.reply.finish(Err(SendError::QueueFull(format!(
                     "bot {} has {} messages queued (the bound); retry later",
                     self.name,
@@ -408,6 +417,7 @@ impl Dispatcher {
                 ))))
             }
             Err(PushError::ChatQueueFull(env)) => {
+                self.metrics.failed(tonic::Code::ResourceExhausted);
                 env.reply.finish(Err(SendError::QueueFull(format!(
                     "chat {} has {} messages queued on bot {} (the bound); retry later",
                     chat_id,
@@ -451,16 +461,20 @@ impl Dispatcher {
             parse_mode: env.msg.parse_mode,
             disable_notification: env.msg.disable_notification,
         };
-        let span = env.span.clone();
-        span.record("bot", &*self.name);
-        span.record("attempt", env.attempts);
+        self.metrics.queue_wait(chat_id, env.queued_at.elapsed());
+        env.span.record("bot", &*self.name);
+        env.span.record("attempt", env.attempts);
+        let span = tracing::info_span!(parent: &env.span, "telegram.send", bot = %self.name, attempt = env.attempts);
         let client = self.ctx.client.clone();
         let token = self.token.clone();
         let token_gen = self.token_gen;
         let results = self.results_tx.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
+                let started = Instant::now();
                 let outcome = client.send_message(&token, &msg).await;
+                metrics.telegram_answer(&outcome, started.elapsed());
                 let _ = results.send(Done {
                     chat_id,
                     seq,
@@ -491,6 +505,7 @@ impl Dispatcher {
             } => {
                 self.sched.complete(chat_id);
                 self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                self.metrics.delivered();
                 debug!(message_id, "delivered");
                 let delivered = Delivered {
                     bot: self.name.to_string(),
@@ -512,6 +527,12 @@ impl Dispatcher {
                 self.shared
                     .too_many_requests
                     .fetch_add(1, Ordering::Relaxed);
+                let scope = if retry_after >= self.ctx.config.bot_throttle_threshold {
+                    Scope429::Bot
+                } else {
+                    Scope429::Chat
+                };
+                self.metrics.too_many_requests(scope, chat_id, retry_after);
                 let cooldown = retry_after.mul_f64(self.ctx.config.cooldown_factor);
                 let until = now + ticks(cooldown);
                 self.requeue(chat_id, seq, env, 0);
@@ -576,6 +597,7 @@ impl Dispatcher {
                 match delay {
                     Some(delay) => {
                         self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.retry();
                         debug!(?kind, %description, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
                         self.requeue(chat_id, seq, env, now + ticks(delay));
                     }
@@ -592,11 +614,12 @@ impl Dispatcher {
         }
     }
 
-    fn requeue(&mut self, chat_id: i64, seq: u64, env: Box<Envelope>, not_before: Tick) {
+    fn requeue(&mut self, chat_id: i64, seq: u64, mut env: Box<Envelope>, not_before: Tick) {
         if self.leaving {
             self.give_back(env);
             return;
         }
+        env.queued_at = Instant::now();
         self.sched.requeue(
             chat_id,
             Queued {
@@ -610,6 +633,7 @@ impl Dispatcher {
 
     fn fail(&self, env: Box<Envelope>, err: SendError) {
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.failed(err.code());
         debug!(error = %err, "send failed for good");
         env.reply.finish(Err(err));
     }
@@ -647,6 +671,7 @@ impl Dispatcher {
         if !env.avoid.iter().any(|b| **b == *self.name) {
             env.avoid.push(self.name.clone());
         }
+        self.metrics.rerouted();
         if let Err(e) = self.ctx.reroute.send(env) {
             e.0.reply.finish(Err(SendError::Unavailable(
                 "the gateway is stopping".into(),
@@ -730,6 +755,7 @@ impl Dispatcher {
 
     fn fail_queued(&mut self, reason: &str) {
         for d in self.sched.drain() {
+            self.metrics.failed(tonic::Code::Unavailable);
             d.item
                 .reply
                 .finish(Err(SendError::Unavailable(reason.to_owned())));

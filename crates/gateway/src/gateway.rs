@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use shardgate_metrics::{Direction, IdempotentHit, Metrics};
 use shardgate_proto::v1 as pb;
-use shardgate_registry::{BotState, Fleet, Registry, unix_now};
+use shardgate_registry::{BotState, Fleet, Registry, SessionStatus, unix_now};
 use shardgate_router::{Node, ShardKey};
 use shardgate_telegram::Client;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -94,13 +95,19 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the gateway's supervisor and re-router on the current runtime.
-    pub fn start(config: GatewayConfig, registry: Arc<dyn Registry>, client: Client) -> Gateway {
+    pub fn start(
+        config: GatewayConfig,
+        registry: Arc<dyn Registry>,
+        client: Client,
+        metrics: Metrics,
+    ) -> Gateway {
         let config = Arc::new(config);
         let (reroute_tx, reroute_rx) = mpsc::unbounded_channel();
         let migrations = Migrations::default();
         let peers = Peers::new(registry.instance_id(), reroute_tx.clone());
         let ctx = Context {
             config: config.clone(),
+            metrics: metrics.clone(),
             client,
             registry: registry.clone(),
             reroute: reroute_tx,
@@ -121,6 +128,19 @@ impl Gateway {
                 stopping: watch::Sender::new(false),
             }),
         };
+        let weak = Arc::downgrade(&gw.inner);
+        metrics.on_scrape(move |m| {
+            let Some(inner) = weak.upgrade() else { return };
+            let table = inner.table.load();
+            let now = unix_now();
+            m.set_bot_states(
+                table
+                    .routes
+                    .iter()
+                    .map(|r| (r.node.name(), metric_state(effective_state(r, now).0))),
+            );
+            m.set_owned_bots(table.routes.iter().filter(|r| r.local().is_some()).count());
+        });
         let fleet = registry.fleet();
         gw.reconcile(&fleet.borrow().clone());
         tokio::spawn(
@@ -134,6 +154,10 @@ impl Gateway {
 
     pub fn instance_id(&self) -> &str {
         &self.inner.config.instance_id
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.inner.ctx.metrics.clone()
     }
 
     /// True while at least one bot can take traffic.
@@ -160,13 +184,20 @@ impl Gateway {
             Some(key) => match self.inner.idempotency.begin(key) {
                 Begin::Claimed(c) => Some(c),
                 Begin::Delivered(d) => {
+                    self.inner
+                        .ctx
+                        .metrics
+                        .idempotent_hit(IdempotentHit::Answered);
                     return Pending::Done(Ok(Delivered {
                         deduplicated: true,
                         attempts: 0,
                         ..d
                     }));
                 }
-                Begin::Wait(w) => return Pending::Joined(w),
+                Begin::Wait(w) => {
+                    self.inner.ctx.metrics.idempotent_hit(IdempotentHit::Joined);
+                    return Pending::Joined(w);
+                }
             },
         };
         let (reply, rx) = Reply::new(claim);
@@ -185,6 +216,7 @@ impl Gateway {
             reply,
             deadline,
             attempts: 0,
+            queued_at: Instant::now(),
             avoid: Vec::new(),
             forwarded,
             span,
@@ -284,6 +316,15 @@ impl Gateway {
     }
 }
 
+fn metric_state(s: BotState) -> shardgate_metrics::BotState {
+    match s {
+        BotState::Healthy => shardgate_metrics::BotState::Healthy,
+        BotState::Throttled => shardgate_metrics::BotState::Throttled,
+        BotState::Revoked => shardgate_metrics::BotState::Revoked,
+        BotState::Disabled => shardgate_metrics::BotState::Disabled,
+    }
+}
+
 fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
     let view_state = r.view.state(now);
     let local = r.local().map(|h| h.shared.state());
@@ -360,7 +401,12 @@ impl Inner {
                 Target::Nobody => Err(env),
             };
             match handed {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if matches!(route.target, Target::Remote(_)) {
+                        self.ctx.metrics.forwarded(Direction::Out);
+                    }
+                    return Ok(());
+                }
                 Err(back) => {
                     env = back;
                     env.avoid.push(name);
@@ -455,6 +501,7 @@ impl Inner {
             .cloned()
             .collect();
         for name in gone {
+            self.ctx.metrics.remove_bot(&name);
             if let Some(h) = dispatchers.remove(&name) {
                 info!(bot = %name, "bot removed from the fleet");
                 h.leave("removed");
@@ -502,6 +549,9 @@ impl Inner {
             .iter()
             .any(|r| r.view.routable(now) && !matches!(r.target, Target::Nobody));
         self.table.store(table);
+        self.ctx
+            .metrics
+            .set_etcd_session(fleet.session == SessionStatus::Ok);
         self.ready
             .send_if_modified(|r| std::mem::replace(r, any) != any);
     }

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use futures::Stream;
 use futures::stream::{FuturesUnordered, StreamExt};
+use shardgate_metrics::{Direction, Entry};
 use shardgate_proto::v1 as pb;
 use shardgate_proto::v1::gateway_server;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{Instrument, debug};
 
 use crate::peers::FORWARDED_BY;
 use crate::reply::Outcome;
@@ -88,12 +89,27 @@ impl gateway_server::Gateway for GatewayService {
         &self,
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
+        let started = Instant::now();
+        let metrics = self.gateway.metrics();
         let deadline = deadline_of(&request);
+        // The caller's trace (W3C traceparent) continues in our spans.
+        let span = tracing::info_span!("grpc.send");
+        shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
         let req = request.into_inner();
         let client_ref = req.client_ref.clone();
-        let msg = Message::from_request(req).map_err(|e| e.to_status())?;
-        let deadline = msg.deadline(deadline);
-        match self.gateway.send(msg, deadline).await {
+        let result = async {
+            let msg = Message::from_request(req)?;
+            metrics.accepted(Entry::Unary);
+            let deadline = msg.deadline(deadline);
+            self.gateway.send(msg, deadline).await
+        }
+        .instrument(span)
+        .await;
+        let code = result
+            .as_ref()
+            .map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+        metrics.finished(Entry::Unary, code, started.elapsed());
+        match result {
             Ok(d) => Ok(Response::new(response(client_ref, Ok(d)))),
             Err(e) => Err(e.to_status()),
         }
@@ -107,6 +123,14 @@ impl gateway_server::Gateway for GatewayService {
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let deadline = deadline_of(&request);
         let forwarded = request.metadata().contains_key(FORWARDED_BY);
+        let entry = if forwarded {
+            Entry::Forwarded
+        } else {
+            Entry::Stream
+        };
+        let metrics = self.gateway.metrics();
+        let span = tracing::info_span!("grpc.send_stream", forwarded);
+        shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
         let mut inbound = request.into_inner();
         let gateway = self.gateway.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -123,15 +147,27 @@ impl gateway_server::Gateway for GatewayService {
                             let client_ref = req.client_ref.clone();
                             match Message::from_request(req) {
                                 Ok(msg) => {
+                                    let started = Instant::now();
+                                    metrics.accepted(entry);
+                                    if forwarded {
+                                        metrics.forwarded(Direction::In);
+                                    }
                                     let deadline = msg.deadline(deadline);
-                                    let p = if forwarded {
+                                    let p = span.in_scope(|| if forwarded {
                                         gateway.submit_forwarded(msg, deadline)
                                     } else {
                                         gateway.submit(msg, deadline)
-                                    };
-                                    pending.push(async move { response(client_ref, p.wait(deadline).await) });
+                                    });
+                                    let metrics = metrics.clone();
+                                    pending.push(async move {
+                                        let outcome = p.wait(deadline).await;
+                                        let code = outcome.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+                                        metrics.finished(entry, code, started.elapsed());
+                                        response(client_ref, outcome)
+                                    });
                                 }
                                 Err(e) => {
+                                    metrics.finished(entry, e.code(), Duration::ZERO);
                                     if tx.send(Ok(response(client_ref, Err(e)))).await.is_err() {
                                         return;
                                     }

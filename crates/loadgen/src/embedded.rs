@@ -123,7 +123,12 @@ impl Embedded {
             limits: limits.clone(),
             ..GatewayConfig::default()
         };
-        let gateway = Gateway::start(config, registry as Arc<dyn Registry>, client);
+        let gateway = Gateway::start(
+            config,
+            registry as Arc<dyn Registry>,
+            client,
+            shardgate_metrics::Metrics::new(),
+        );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn({
             let gateway = gateway.clone();
