@@ -86,6 +86,11 @@ fn shardgate(args: &[&str]) -> std::process::Output {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "").await
+    }
+
+    /// Starts with extra TOML in every instance's config file.
+    async fn start_with(n: usize, config_toml: &str) -> Cluster {
         let etcd = EtcdServer::start().await;
         let mock = MockServer::start(MockConfig::default(), "127.0.0.1:0".parse().expect("addr"))
             .await
@@ -93,6 +98,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tmp");
         let bots = dir.path().join("bots.toml");
         std::fs::write(&bots, common::bots_toml(&FLEET)).expect("bots file");
+        std::fs::write(dir.path().join("shardgate.toml"), config_toml).expect("config file");
         let out = shardgate(&[
             "bot",
             "--etcd",
@@ -133,6 +139,8 @@ impl Cluster {
 
     fn spawn(&self, id: &str) -> Node {
         let args: Vec<OsString> = vec![
+            "--config".into(),
+            self._dir.path().join("shardgate.toml").into(),
             "--etcd".into(),
             self.etcd_endpoint.clone().into(),
             "--cluster".into(),
@@ -761,5 +769,82 @@ async fn sigterm_drains_hands_over_at_once_and_loses_nothing() {
     assert_eq!(stats.totals.duplicates, 0);
     assert_eq!(stats.totals.rate_limited, 0, "{:?}", stats.totals);
     c.nodes[0] = None;
+    c.assert_single_owner_history();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
+    let _serial = SERIAL.lock().await;
+    // Threshold lowered to 2 s so that a 3 s retry_after is bot-wide and the
+    // return can be watched (SPEC's drill uses 4310 s and a 30 s threshold).
+    let c = Cluster::start_with(3, "[limits]\nbot_throttle_threshold_secs = 2\n").await;
+    let victim = FLEET[4];
+    c.control
+        .throttle(victim.id, 3, Some(Duration::from_secs(3)));
+    let at = Instant::now();
+    let load = async {
+        let futs = (0..3).map(|i| {
+            stream_through(
+                &c,
+                i,
+                requests(&format!("h{i}-"), 60, 60, 70_000 + i as i64 * 100),
+            )
+        });
+        futures::future::join_all(futs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    let everywhere = async {
+        wait_for(Duration::from_secs(10), || async {
+            for (i, _) in c.live() {
+                let throttled = c.status(i).await.is_some_and(|s| {
+                    s.bots.iter().any(|b| {
+                        b.name == victim.name && b.state == "throttled" && b.cooldown_until > 0
+                    })
+                });
+                if !throttled {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    };
+    let (all, out) = tokio::join!(load, everywhere);
+    let out = out.expect("throttled on every instance");
+    eprintln!("throttle: out of rotation on all 3 instances {out:?} after the throttle began");
+    assert!(out <= Duration::from_secs(2), "{out:?}");
+    assert!(all.iter().all(|r| r.error.is_none()), "nothing lost");
+    let back = wait_for(Duration::from_secs(20), || async {
+        for (i, _) in c.live() {
+            let healthy = c.status(i).await.is_some_and(|s| {
+                s.bots
+                    .iter()
+                    .any(|b| b.name == victim.name && b.state == "healthy")
+            });
+            if !healthy {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .expect("the bot came back by itself");
+    eprintln!(
+        "throttle: back in rotation everywhere {:?} after the throttle began (cooldown 3 s x 1.1)",
+        at.elapsed()
+    );
+    let _ = back;
+    let stats = c.control.stats();
+    eprintln!(
+        "throttle: {} forced 429s",
+        stats.bot(victim.id).rate_limited_forced
+    );
+    assert_eq!(
+        stats.totals.rate_limited, stats.totals.rate_limited_forced,
+        "no 429 but the forced ones"
+    );
     c.assert_single_owner_history();
 }

@@ -430,6 +430,9 @@ pub(crate) async fn release(
         own.handoff_since.remove(bot);
         own.releasing.insert(bot.to_owned());
         own.retired.insert((bot.to_owned(), claim.revision));
+        // Recorded when we stop driving it, before the key goes: another
+        // instance may claim the instant the delete lands.
+        own.record(me, bot, change, None);
         claim
     };
     inner.publish();
@@ -446,15 +449,7 @@ pub(crate) async fn release(
         inner.client.kv_client().txn(txn),
     )
     .await;
-    {
-        let mut own = inner.own();
-        own.releasing.remove(bot);
-        let revision = match &result {
-            Ok(resp) if resp.succeeded() => resp.header().map(|h| h.revision()),
-            _ => None,
-        };
-        own.record(me, bot, change, revision);
-    }
+    inner.own().releasing.remove(bot);
     inner.wake.notify_one();
     result.map(|_| ())
 }

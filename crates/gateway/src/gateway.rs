@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use shardgate_metrics::{Direction, IdempotentHit, Metrics};
 use shardgate_proto::v1 as pb;
-use shardgate_registry::{BotState, Fleet, Registry, SessionStatus, unix_now};
-use shardgate_router::{Node, ShardKey};
+use shardgate_registry::{BotState, Fleet, Registry, unix_now};
+use shardgate_router::ShardKey;
 use shardgate_telegram::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, info_span};
 
 use crate::config::GatewayConfig;
-use crate::dispatcher::{BotHandle, Context, Dispatcher, Envelope, LocalState};
+use crate::dispatcher::{BotHandle, Context, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
 use crate::peers::{Forward, Peers};
 use crate::reply::{Outcome, Reply};
@@ -72,19 +72,19 @@ impl Pending {
     }
 }
 
-struct Inner {
-    config: Arc<GatewayConfig>,
-    registry: Arc<dyn Registry>,
-    table: SharedTable,
-    ctx: Context,
-    seq: AtomicU64,
-    idempotency: IdempotencyCache,
-    migrations: Migrations,
-    dispatchers: Mutex<HashMap<String, BotHandle>>,
-    peers: Peers,
-    ready: watch::Sender<bool>,
+pub(crate) struct Inner {
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) table: SharedTable,
+    pub(crate) ctx: Context,
+    pub(crate) seq: AtomicU64,
+    pub(crate) idempotency: IdempotencyCache,
+    pub(crate) migrations: Migrations,
+    pub(crate) dispatchers: Mutex<HashMap<String, BotHandle>>,
+    pub(crate) peers: Peers,
+    pub(crate) ready: watch::Sender<bool>,
     /// Set when a stop was requested: streams stop reading new requests.
-    stopping: watch::Sender<bool>,
+    pub(crate) stopping: watch::Sender<bool>,
 }
 
 /// The gateway of one instance. Cheap to clone.
@@ -144,10 +144,12 @@ impl Gateway {
         let fleet = registry.fleet();
         gw.reconcile(&fleet.borrow().clone());
         tokio::spawn(
-            supervise(Arc::downgrade(&gw.inner), fleet).instrument(info_span!("supervisor")),
+            crate::supervisor::supervise(Arc::downgrade(&gw.inner), fleet)
+                .instrument(info_span!("supervisor")),
         );
         tokio::spawn(
-            reroute(Arc::downgrade(&gw.inner), reroute_rx).instrument(info_span!("reroute")),
+            crate::supervisor::reroute(Arc::downgrade(&gw.inner), reroute_rx)
+                .instrument(info_span!("reroute")),
         );
         gw
     }
@@ -365,13 +367,13 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
 }
 
 impl Inner {
-    fn lock_dispatchers(&self) -> std::sync::MutexGuard<'_, HashMap<String, BotHandle>> {
+    pub(crate) fn lock_dispatchers(&self) -> std::sync::MutexGuard<'_, HashMap<String, BotHandle>> {
         self.dispatchers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Routes and queues (or forwards); gives the envelope back with the
     /// reason on failure.
-    fn route(&self, env: Box<Envelope>) -> Result<(), (Box<Envelope>, SendError)> {
+    pub(crate) fn route(&self, env: Box<Envelope>) -> Result<(), (Box<Envelope>, SendError)> {
         let table = self.table.load();
         let key = ShardKey::new(env.msg.chat_id, env.msg.user_id);
         let mut env = env;
@@ -449,167 +451,6 @@ impl Inner {
                 let e = not_owner(&env.msg.bot);
                 Err((env, e))
             }
-        }
-    }
-
-    /// Brings dispatchers, peer links and the routing table in line with the
-    /// fleet.
-    fn reconcile(&self, fleet: &Fleet) {
-        let now = unix_now();
-        let me = self.registry.instance_id().to_owned();
-        let mut dispatchers = self.lock_dispatchers();
-        for (name, view) in &fleet.bots {
-            let state = view.state(now);
-            let wanted =
-                fleet.may_drive(name) && matches!(state, BotState::Healthy | BotState::Throttled);
-            let existing = dispatchers
-                .get(name)
-                .filter(|h| h.is_alive() && h.shared.state() != LocalState::Gone);
-            match (existing, wanted) {
-                (Some(h), true) => {
-                    // The dispatcher ignores a token equal to the one it has.
-                    h.set_token(view.spec.token.clone());
-                    if h.handing_over.load(Ordering::Relaxed)
-                        && !fleet.handing_off().any(|b| b == name)
-                    {
-                        h.resume();
-                    }
-                }
-                (Some(h), false) => {
-                    let why = if fleet.may_drive(name) {
-                        state.as_str()
-                    } else {
-                        "driven by another instance now"
-                    };
-                    info!(bot = %name, reason = why, "dispatcher leaving");
-                    h.leave(why);
-                    dispatchers.remove(name);
-                }
-                (None, true) => {
-                    info!(bot = %name, token = %view.spec.token.redacted(), "starting dispatcher");
-                    let h = Dispatcher::spawn(name, view.spec.token.clone(), self.ctx.clone());
-                    dispatchers.insert(name.clone(), h);
-                }
-                (None, false) => {
-                    dispatchers.remove(name);
-                }
-            }
-        }
-        let gone: Vec<String> = dispatchers
-            .keys()
-            .filter(|n| !fleet.bots.contains_key(*n))
-            .cloned()
-            .collect();
-        for name in gone {
-            self.ctx.metrics.remove_bot(&name);
-            if let Some(h) = dispatchers.remove(&name) {
-                info!(bot = %name, "bot removed from the fleet");
-                h.leave("removed");
-            }
-        }
-        let addr_of = |instance: &str| {
-            fleet
-                .members
-                .iter()
-                .find(|m| m.instance_id == instance)
-                .map(|m| m.grpc.clone())
-        };
-        self.peers
-            .retain(|i| fleet.members.iter().any(|m| m.instance_id == i));
-        let routes = fleet
-            .bots
-            .iter()
-            .map(|(name, view)| {
-                let target = match dispatchers.get(name) {
-                    Some(h) => Target::Local(h.clone()),
-                    None => match view.owner.as_deref() {
-                        Some(owner) if owner != me => match addr_of(owner) {
-                            Some(addr) => Target::Remote(self.peers.link(owner, &addr)),
-                            None => Target::Nobody,
-                        },
-                        _ => Target::Nobody,
-                    },
-                };
-                Route {
-                    node: Node::new(name.clone()),
-                    view: view.clone(),
-                    target,
-                }
-            })
-            .collect();
-        for bot in fleet.handing_off() {
-            if let Some(h) = dispatchers.get(bot) {
-                self.hand_over(h.clone());
-            }
-        }
-        drop(dispatchers);
-        let table = Table::new(routes);
-        let any = table
-            .routes
-            .iter()
-            .any(|r| r.view.routable(now) && !matches!(r.target, Target::Nobody));
-        self.table.store(table);
-        self.ctx
-            .metrics
-            .set_etcd_session(fleet.session == SessionStatus::Ok);
-        self.ready
-            .send_if_modified(|r| std::mem::replace(r, any) != any);
-    }
-}
-
-impl Inner {
-    /// Graceful handoff of a bot whose desired owner is another instance:
-    /// stop sending, wait for in-flight requests, release ownership. The
-    /// queue stays until the fleet shows the bot gone from `owned`; then the
-    /// dispatcher leaves and its queue is routed (forwarded to the new owner
-    /// once it has claimed the bot).
-    fn hand_over(&self, h: BotHandle) {
-        if h.handing_over.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        h.pause();
-        let registry = self.registry.clone();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + HANDOFF_IN_FLIGHT_WAIT;
-            while h.shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            info!(bot = %h.name, "releasing the bot to its new owner");
-            if let Err(e) = registry.release(&h.name).await {
-                warn!(bot = %h.name, error = %e, "release failed; the registry releases it after its handoff timeout");
-            }
-        });
-    }
-}
-
-/// How long a handoff waits for in-flight requests before releasing anyway.
-const HANDOFF_IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
-
-async fn supervise(inner: std::sync::Weak<Inner>, mut fleet: watch::Receiver<Arc<Fleet>>) {
-    loop {
-        if fleet.changed().await.is_err() {
-            debug!("registry closed; supervisor stops");
-            return;
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let snapshot = fleet.borrow_and_update().clone();
-        inner.reconcile(&snapshot);
-    }
-}
-
-async fn reroute(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Box<Envelope>>) {
-    while let Some(env) = rx.recv().await {
-        let Some(inner) = inner.upgrade() else {
-            env.reply
-                .finish(Err(SendError::Unavailable("the gateway stopped".into())));
-            continue;
-        };
-        let span = env.span.clone();
-        let _e = span.enter();
-        debug!(avoid = ?env.avoid, "re-routing a message");
-        if let Err((env, err)) = inner.route(env) {
-            warn!(error = %err, "could not re-route a message");
-            env.reply.finish(Err(err));
         }
     }
 }

@@ -9,13 +9,15 @@
 //! - [`reply`]: the completion sink every accepted message carries, so that
 //!   each one ends delivered or with an error, exactly once;
 //! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
-//! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`;
+//! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`,
+//!   and [`bot_handle`]: the envelope and the handle others use to reach it;
 //! - [`routing`]: the table of bots a message may go to, and who drives each;
 //! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
-//! - [`gateway`]: [`Gateway`], which ties these together, plus the supervisor
-//!   that follows the registry and the re-router for messages a bot gives back;
+//! - [`gateway`]: [`Gateway`], which ties these together; `supervisor`: the
+//!   tasks that follow the registry and re-route messages a bot gives back;
 //! - [`service`] and [`server`]: the tonic service, health and reflection.
 
+pub mod bot_handle;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod reply;
 pub mod routing;
 pub mod server;
 pub mod service;
+mod supervisor;
 
 pub use config::GatewayConfig;
 pub use error::SendError;

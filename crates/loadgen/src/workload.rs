@@ -194,8 +194,8 @@ impl Workload {
     /// The ceiling per bot: `min(bot rate, sum over the chats routed to the
     /// bot of min(chat or group rate, the demand of that chat on that bot))`,
     /// the same math as `Limits::ceiling_per_s` plus finite demand. Also per
-    /// class (each class's share of its bots' ceilings, pro rata when the
-    /// bot limit binds).
+    /// class: when the bot limit binds, its rate is shared max-min fairly
+    /// among its chats (water-filling).
     pub fn ceiling(&self, rates: Rates, regular_demand: f64, shape: &Shape) -> Ceiling {
         let demand = self.demand(regular_demand, shape);
         // (bot, chat) -> (class, demand)
@@ -204,21 +204,25 @@ impl Workload {
             let e = pairs.entry((k.bot, k.chat_id)).or_insert((k.class, 0.0));
             e.1 += d;
         }
-        let mut per_bot_class: Vec<BTreeMap<Class, f64>> = vec![BTreeMap::new(); self.bots.len()];
+        // Per bot: each chat's cap, then the bot's rate shared max-min fairly
+        // (water-filling), which is how the scheduler's oldest-head-first
+        // heap shares a saturated bot: a hot chat gets no more than any other.
+        let mut caps: Vec<Vec<(Class, f64)>> = vec![Vec::new(); self.bots.len()];
         for ((bot, chat_id), (class, d)) in pairs {
             let limit = if chat_id < 0 { rates.group } else { rates.chat };
-            *per_bot_class[bot].entry(class).or_default() += limit.min(d);
+            caps[bot].push((class, limit.min(d)));
         }
         let mut per_bot = Vec::with_capacity(self.bots.len());
         let mut per_class: BTreeMap<Class, f64> = BTreeMap::new();
-        for classes in &per_bot_class {
-            let want: f64 = classes.values().sum();
-            let got = want.min(rates.bot);
-            per_bot.push(got);
-            for (c, v) in classes {
-                let share = if want > 0.0 { v / want } else { 0.0 };
-                *per_class.entry(*c).or_default() += got * share;
+        for chats in &mut caps {
+            let level = water_level(chats.iter().map(|c| c.1).collect(), rates.bot);
+            let mut got = 0.0;
+            for (class, cap) in chats.iter() {
+                let share = cap.min(level);
+                got += share;
+                *per_class.entry(*class).or_default() += share;
             }
+            per_bot.push(got);
         }
         Ceiling {
             total: per_bot.iter().sum(),
@@ -242,6 +246,22 @@ impl Workload {
         }
         out
     }
+}
+
+/// The level L at which `sum(min(cap, L)) == capacity` (infinity when the
+/// caps fit).
+fn water_level(mut caps: Vec<f64>, capacity: f64) -> f64 {
+    caps.sort_by(|a, b| a.total_cmp(b));
+    let mut left = capacity;
+    let n = caps.len();
+    for (i, c) in caps.iter().enumerate() {
+        let rest = (n - i) as f64;
+        if c * rest >= left {
+            return left / rest;
+        }
+        left -= c;
+    }
+    f64::INFINITY
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -313,6 +333,27 @@ mod tests {
         let w = Workload::new(&s, &bots(2));
         let c = w.ceiling(Rates::telegram(), 0.1, &s);
         assert!((c.total - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_saturated_bot_is_shared_max_min_fairly() {
+        assert_eq!(water_level(vec![1.0, 1.0], 5.0), f64::INFINITY);
+        assert!((water_level(vec![0.1, 1.0, 1.0], 1.1) - 0.5).abs() < 1e-12);
+        assert!((water_level(vec![0.3, 0.3, 0.3, 0.3], 0.6) - 0.15).abs() < 1e-12);
+        // One hot group among 99 private chats on one bot bound by 30/s:
+        // everybody gets 0.3/s, the group (cap 1/3) too.
+        let s = Shape {
+            chats: 99,
+            group_share: 0.0,
+            users_per_chat: 1,
+            hot_chats: 1,
+            hot_rate: 50.0,
+        };
+        let w = Workload::new(&s, &bots(1));
+        let c = w.ceiling(Rates::telegram(), f64::INFINITY, &s);
+        assert!((c.total - 30.0).abs() < 1e-9);
+        assert!((c.per_class[&Class::Hot] - 0.3).abs() < 1e-9);
+        assert!((c.per_class[&Class::Private] - 29.7).abs() < 1e-9);
     }
 
     #[test]

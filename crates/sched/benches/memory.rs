@@ -9,6 +9,7 @@
 //!   refill time, so `gc` may not drop them yet);
 //! - `after gc`: the same once the buckets are full again and `gc` ran: the
 //!   memory should return to the empty scheduler's.
+//!
 //! Then the same measure for plain `HashMap<i64, [u8; S]>` maps, the floor a
 //! per-chat layout of S bytes would cost in a std HashMap.
 //!
