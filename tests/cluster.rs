@@ -779,15 +779,13 @@ async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
     // return can be watched (SPEC's drill uses 4310 s and a 30 s threshold).
     let c = Cluster::start_with(3, "[limits]\nbot_throttle_threshold_secs = 2\n").await;
     let victim = FLEET[4];
-    c.control
-        .throttle(victim.id, 3, Some(Duration::from_secs(3)));
-    let at = Instant::now();
+    let began: Arc<Mutex<Option<Instant>>> = Arc::default();
     let load = async {
         let futs = (0..3).map(|i| {
             stream_through(
                 &c,
                 i,
-                requests(&format!("h{i}-"), 60, 60, 70_000 + i as i64 * 100),
+                requests(&format!("h{i}-"), 150, 150, 70_000 + i as i64 * 1_000),
             )
         });
         futures::future::join_all(futs)
@@ -797,6 +795,11 @@ async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
             .collect::<Vec<_>>()
     };
     let everywhere = async {
+        // Under steady load, then the throttle.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        c.control
+            .throttle(victim.id, 3, Some(Duration::from_secs(3)));
+        *began.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         wait_for(Duration::from_secs(10), || async {
             for (i, _) in c.live() {
                 let throttled = c.status(i).await.is_some_and(|s| {
@@ -813,6 +816,10 @@ async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
         .await
     };
     let (all, out) = tokio::join!(load, everywhere);
+    let at = began
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .expect("throttle set");
     let out = out.expect("throttled on every instance");
     eprintln!("throttle: out of rotation on all 3 instances {out:?} after the throttle began");
     assert!(out <= Duration::from_secs(2), "{out:?}");

@@ -218,7 +218,8 @@ impl Dispatcher {
             self.give_back(env);
             return;
         }
-        let pinned_here = env.msg.bot.is_some() && !env.msg.allow_failover;
+        // A forwarded message goes back to its forwarder, which routes it on.
+        let pinned_here = !env.forwarded && env.msg.bot.is_some() && !env.msg.allow_failover;
         if self.shared.state() == LocalState::Throttled && !pinned_here {
             self.give_back(env);
             return;

@@ -309,6 +309,49 @@ struct Phase {
     delivered_per_s: f64,
     latency: Latency,
     per_second: Vec<u64>,
+    /// CPU time of this whole process (load generator, and in embedded mode
+    /// the gateway and the emulator too) from the start of the load to its
+    /// end, per message answered in that time.
+    cpu_user_us_per_msg: Option<f64>,
+    cpu_sys_us_per_msg: Option<f64>,
+    /// Average cores busy over the load.
+    cpu_cores_busy: Option<f64>,
+}
+
+/// (user, system) CPU seconds of this process so far.
+fn cpu_times() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let tick = 100.0;
+    Some((
+        f.get(11)?.parse::<f64>().ok()? / tick,
+        f.get(12)?.parse::<f64>().ok()? / tick,
+    ))
+}
+
+/// Reads the CPU times at `at`.
+fn cpu_at(at: Instant) -> tokio::task::JoinHandle<Option<(f64, f64)>> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        cpu_times()
+    })
+}
+
+fn set_cpu(
+    p: &mut Phase,
+    c0: Option<(f64, f64)>,
+    c1: Option<(f64, f64)>,
+    answered: u64,
+    secs: f64,
+) {
+    if let (Some(a), Some(b)) = (c0, c1) {
+        let n = answered.max(1) as f64;
+        p.cpu_user_us_per_msg = Some((b.0 - a.0) * 1e6 / n);
+        p.cpu_sys_us_per_msg = Some((b.1 - a.1) * 1e6 / n);
+        p.cpu_cores_busy = Some((b.0 - a.0 + b.1 - a.1) / secs.max(1e-9));
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -543,6 +586,9 @@ fn phase_of(
             delivered_per_s: delivered as f64 / len,
             latency: Latency::of(&rec.latency),
             per_second: rec.per_second(),
+            cpu_user_us_per_msg: None,
+            cpu_sys_us_per_msg: None,
+            cpu_cores_busy: None,
         },
         per_bot,
         per_class,
@@ -674,6 +720,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.bare_only {
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(args.duration);
+        let cpu0 = cpu_times();
+        let cpu1 = cpu_at(deadline);
         let rec = Shared(Arc::new(Mutex::new(Recorder::new(
             start,
             Duration::from_secs_f64(warmup),
@@ -730,7 +778,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Api::Unary => "gateway-unary",
         };
         let conc = (args.api == Api::Unary).then_some(args.concurrency);
-        let (phase, pb, pc) = phase_of(name, conc, &r, from, to, note.clone());
+        let (mut phase, pb, pc) = phase_of(name, conc, &r, from, to, note.clone());
+        let answered: u64 = r
+            .window(Duration::ZERO, Duration::from_secs_f64(args.duration))
+            .0
+            .iter()
+            .sum();
+        set_cpu(
+            &mut phase,
+            cpu0,
+            cpu1.await.ok().flatten(),
+            answered,
+            args.duration,
+        );
         per_bot_window = pb;
         per_class_window = pc;
         for (c, h) in &r.latency_class {
@@ -760,6 +820,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let conc = args.bare_concurrency.unwrap_or(args.concurrency);
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(args.duration);
+        let cpu0 = cpu_times();
+        let cpu1 = cpu_at(deadline);
         let rec = Shared(Arc::new(Mutex::new(Recorder::new(
             start,
             Duration::from_secs_f64(warmup),
@@ -799,7 +861,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!();
         }
         let r = rec.lock();
-        let (phase, _, _) = phase_of("bare-http", Some(conc), &r, from, to, note.clone());
+        let (mut phase, _, _) = phase_of("bare-http", Some(conc), &r, from, to, note.clone());
+        let answered: u64 = r
+            .window(Duration::ZERO, Duration::from_secs_f64(args.duration))
+            .0
+            .iter()
+            .sum();
+        set_cpu(
+            &mut phase,
+            cpu0,
+            cpu1.await.ok().flatten(),
+            answered,
+            args.duration,
+        );
         bare = Some(phase);
     }
 
@@ -1247,6 +1321,15 @@ fn print_table(r: &Report) {
         );
         if !b.errors.is_empty() {
             println!("  errors: {:?}", b.errors);
+        }
+        if let (Some(u), Some(sy), Some(c)) = (
+            b.cpu_user_us_per_msg,
+            b.cpu_sys_us_per_msg,
+            b.cpu_cores_busy,
+        ) {
+            println!(
+                "  CPU of this process per message: {u:.1} us user + {sy:.1} us system ({c:.2} cores busy)"
+            );
         }
         if let Some(x) = r.gateway_vs_bare {
             println!("  gateway / bare throughput: {x:.3}");
