@@ -210,6 +210,24 @@ impl Cluster {
         .await
     }
 
+    /// Nodes 1 and 2 (gw-2, gw-3) both see every bot owned by one of them
+    /// (polled every 10 ms for up to 30 s).
+    async fn survivors_own_every_bot(&self) -> bool {
+        wait_for(Duration::from_secs(30), || async {
+            for i in [1, 2] {
+                let owners = self.owners(i).await;
+                if owners.len() != FLEET.len()
+                    || owners.values().any(|o| o != "gw-2" && o != "gw-3")
+                {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .is_some()
+    }
+
     fn kill(&mut self, i: usize) -> Node {
         let mut node = self.nodes[i].take().expect("live node");
         node.child.kill().expect("SIGKILL");
@@ -310,6 +328,26 @@ async fn record_owner_history(etcd: &EtcdServer, history: History) {
     });
 }
 
+/// `n` rounds of 40 messages over 40 chats through each of the 3 instances.
+async fn rounds(c: &Cluster, prefix: &str, n: usize, base: i64) -> Vec<SendResponse> {
+    let mut all = Vec::new();
+    for round in 0..n {
+        let futs = (0..3).map(|i| {
+            let reqs = requests(
+                &format!("{prefix}{round}n{i}-"),
+                40,
+                40,
+                base + i as i64 * 100,
+            );
+            stream_through(c, i, reqs)
+        });
+        for r in futures::future::join_all(futs).await {
+            all.extend(r);
+        }
+    }
+    all
+}
+
 /// Streams `reqs` through node `i`, returning every response.
 async fn stream_through(c: &Cluster, i: usize, reqs: Vec<SendRequest>) -> Vec<SendResponse> {
     let mut client = c.client(i).await;
@@ -382,22 +420,7 @@ async fn a_revoked_token_leaves_every_instance_within_two_seconds_and_nothing_is
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(3).await;
     let victim = FLEET[2];
-    let load = async {
-        let mut all = Vec::new();
-        for round in 0..6 {
-            let futs = (0..3).map(|i| {
-                stream_through(
-                    &c,
-                    i,
-                    requests(&format!("r{round}n{i}-"), 40, 40, 20_000 + i as i64 * 100),
-                )
-            });
-            for r in futures::future::join_all(futs).await {
-                all.extend(r);
-            }
-        }
-        all
-    };
+    let load = rounds(&c, "r", 6, 20_000);
     let revoke = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let at = Instant::now();
@@ -470,17 +493,7 @@ async fn a_sigkilled_owner_is_taken_over_and_retries_deliver_once() {
     };
     let (first, killed_at) = tokio::join!(load, kill);
     drop(c.kill(0));
-    wait_for(Duration::from_secs(30), || async {
-        for i in [1, 2] {
-            let owners = c.owners(i).await;
-            if owners.len() != FLEET.len() || owners.values().any(|o| o != "gw-2" && o != "gw-3") {
-                return false;
-            }
-        }
-        true
-    })
-    .await
-    .expect("survivors took over");
+    assert!(c.survivors_own_every_bot().await, "survivors took over");
     // Measured from the kill (the poll runs every 10 ms).
     let takeover = killed_at.elapsed();
     eprintln!("SIGKILL: survivors own every bot {takeover:?} after the kill");
@@ -539,22 +552,7 @@ async fn a_token_rotated_through_etcd_under_load_loses_nothing_and_the_old_token
     let new_id = 6_000_042;
     let new_token = shardgate_mock::test_token(new_id);
     let etcd = c.etcd_endpoint.clone();
-    let load = async {
-        let mut all = Vec::new();
-        for round in 0..5 {
-            let futs = (0..3).map(|i| {
-                stream_through(
-                    &c,
-                    i,
-                    requests(&format!("t{round}n{i}-"), 40, 40, 40_000 + i as i64 * 100),
-                )
-            });
-            for r in futures::future::join_all(futs).await {
-                all.extend(r);
-            }
-        }
-        all
-    };
+    let load = rounds(&c, "t", 5, 40_000);
     let rotate = async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let out = tokio::task::spawn_blocking(move || {
@@ -739,17 +737,7 @@ async fn sigterm_drains_hands_over_at_once_and_loses_nothing() {
         Instant::now()
     };
     let (all, termed_at) = tokio::join!(load, term);
-    wait_for(Duration::from_secs(30), || async {
-        for i in [1, 2] {
-            let owners = c.owners(i).await;
-            if owners.len() != FLEET.len() || owners.values().any(|o| o != "gw-2" && o != "gw-3") {
-                return false;
-            }
-        }
-        true
-    })
-    .await
-    .expect("survivors took over");
+    assert!(c.survivors_own_every_bot().await, "survivors took over");
     let takeover = termed_at.elapsed();
     let node = c.nodes[0].as_mut().expect("node");
     let status = node.child.wait().expect("exit status");
