@@ -71,6 +71,16 @@ impl Gateway {
     /// Starts the emulator with `mock` and a gateway over `bots`, with extra
     /// TOML (for example `[limits]`) in its config file.
     pub async fn start(mock: MockConfig, bots: &[Bot], config_toml: &str) -> Gateway {
+        Gateway::start_with_env(mock, bots, config_toml, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra environment for the daemon.
+    pub async fn start_with_env(
+        mock: MockConfig,
+        bots: &[Bot],
+        config_toml: &str,
+        env: &[(&str, String)],
+    ) -> Gateway {
         let server = MockServer::start(mock, "127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("emulator starts");
@@ -79,7 +89,7 @@ impl Gateway {
         std::fs::write(&bots_file, bots_toml(bots)).expect("write bots");
         let config = dir.path().join("shardgate.toml");
         std::fs::write(&config, config_toml).expect("write config");
-        let (child, addr, logs) = spawn_serve(&server.base_url(), &bots_file, &config);
+        let (child, addr, logs) = spawn_serve(&server.base_url(), &bots_file, &config, env);
         let metrics = logs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -183,6 +193,7 @@ fn spawn_serve(
     api_base: &str,
     bots_file: &std::path::Path,
     config: &std::path::Path,
+    env: &[(&str, String)],
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let args: Vec<std::ffi::OsString> = vec![
         "--bots-file".into(),
@@ -190,7 +201,7 @@ fn spawn_serve(
         "--config".into(),
         config.into(),
     ];
-    spawn_gateway(api_base, &args)
+    spawn_gateway_env(api_base, &args, env)
 }
 
 /// Starts `shardgate serve --listen 127.0.0.1:0 --telegram-api-base API ARGS...`
@@ -198,6 +209,15 @@ fn spawn_serve(
 pub fn spawn_gateway(
     api_base: &str,
     args: &[std::ffi::OsString],
+) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    spawn_gateway_env(api_base, args, &[])
+}
+
+/// [`spawn_gateway`] with extra environment variables.
+pub fn spawn_gateway_env(
+    api_base: &str,
+    args: &[std::ffi::OsString],
+    env: &[(&str, String)],
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
         .args([
@@ -208,6 +228,7 @@ pub fn spawn_gateway(
             api_base,
         ])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "debug")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

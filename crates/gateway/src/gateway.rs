@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use shardgate_metrics::{Direction, IdempotentHit, Metrics};
+use shardgate_metrics::{Direction, HotBy, IdempotentHit, Metrics};
 use shardgate_proto::v1 as pb;
 use shardgate_registry::{BotState, Fleet, Registry, unix_now};
 use shardgate_router::ShardKey;
@@ -141,6 +141,26 @@ impl Gateway {
             );
             m.set_owned_bots(table.routes.iter().filter(|r| r.local().is_some()).count());
         });
+        // The hottest chats in the logs, once a minute when there are any.
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                for (by, label) in [
+                    (HotBy::TooManyRequests, "429s"),
+                    (HotBy::QueueWait, "queue wait"),
+                ] {
+                    let hot = m.hot_chats(by);
+                    if !hot.is_empty() {
+                        let list: Vec<String> =
+                            hot.iter().take(5).map(ToString::to_string).collect();
+                        tracing::info!(by = label, hottest = %list.join("; "), "hot chats");
+                    }
+                }
+            }
+        });
         let fleet = registry.fleet();
         gw.reconcile(&fleet.borrow().clone());
         tokio::spawn(
@@ -202,15 +222,21 @@ impl Gateway {
                 }
             },
         };
-        let (reply, rx) = Reply::new(claim);
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let span = info_span!(
             "message",
-            seq,
+            seq = tracing::field::Empty,
             chat_id = msg.chat_id,
             bot = tracing::field::Empty,
-            attempt = tracing::field::Empty
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            forwarded,
         );
+        if let Some(tp) = &msg.traceparent {
+            shardgate_telemetry::set_parent_from_traceparent(&span, tp);
+        }
+        let (reply, rx) = Reply::new(claim, span.clone());
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
+        span.record("seq", seq);
         let env = Box::new(Envelope {
             seq,
             chat_id: self.inner.migrations.resolve(msg.chat_id),
@@ -275,7 +301,24 @@ impl Gateway {
                 grpc: m.grpc.clone(),
             })
             .collect();
+        let metrics = &self.inner.ctx.metrics;
+        let hot_chats = [
+            (HotBy::TooManyRequests, "429s"),
+            (HotBy::QueueWait, "queue_wait"),
+        ]
+        .into_iter()
+        .flat_map(|(by, label)| {
+            metrics.hot_chats(by).into_iter().map(move |h| pb::HotChat {
+                chat_id: h.chat_id,
+                bot: h.bot,
+                by: label.to_owned(),
+                score: h.score,
+                events: h.events,
+            })
+        })
+        .collect();
         pb::StatusResponse {
+            hot_chats,
             bots,
             members,
             instance_id: self.inner.config.instance_id.clone(),

@@ -25,6 +25,9 @@ pub struct Message {
     pub allow_failover: bool,
     /// Per-message time limit (`timeout_ms`), on top of the call's deadline.
     pub timeout: Option<std::time::Duration>,
+    /// W3C trace context of this message, if the caller (or a forwarding
+    /// instance) gave one.
+    pub traceparent: Option<String>,
 }
 
 impl Message {
@@ -84,6 +87,8 @@ impl Message {
             client_ref: req.client_ref,
             bot: (!req.bot.is_empty()).then_some(req.bot),
             allow_failover: req.allow_failover,
+            traceparent: (!req.traceparent.is_empty() && req.traceparent.len() <= MAX_KEY_BYTES)
+                .then_some(req.traceparent),
             timeout: (req.timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(u64::from(req.timeout_ms))),
         })

@@ -245,6 +245,7 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         bot: bot.to_owned(),
         allow_failover: false,
         timeout_ms,
+        traceparent: shardgate_telemetry::traceparent(&env.span).unwrap_or_default(),
     })
 }
 

@@ -15,15 +15,18 @@ pub type Outcome = Result<Delivered, SendError>;
 pub struct Reply {
     tx: Option<oneshot::Sender<Outcome>>,
     claim: Option<Claim>,
+    /// The message's span: gets the `outcome` attribute when settled.
+    span: tracing::Span,
 }
 
 impl Reply {
-    pub fn new(claim: Option<Claim>) -> (Reply, oneshot::Receiver<Outcome>) {
+    pub fn new(claim: Option<Claim>, span: tracing::Span) -> (Reply, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         (
             Reply {
                 tx: Some(tx),
                 claim,
+                span,
             },
             rx,
         )
@@ -47,6 +50,11 @@ impl Reply {
     }
 
     fn settle(&mut self, outcome: Outcome) {
+        let label = match &outcome {
+            Ok(_) => "delivered",
+            Err(e) => crate::error::code_name(e.code()),
+        };
+        self.span.record("outcome", label);
         if let Some(claim) = self.claim.take() {
             claim.settle(&outcome);
         }
@@ -82,7 +90,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropped_reply_answers_unavailable() {
-        let (reply, rx) = Reply::new(None);
+        let (reply, rx) = Reply::new(None, tracing::Span::none());
         drop(reply);
         let got = rx.await.expect("answered");
         assert!(matches!(got, Err(SendError::Unavailable(_))));
@@ -90,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn abandoned_once_the_caller_is_gone() {
-        let (reply, rx) = Reply::new(None);
+        let (reply, rx) = Reply::new(None, tracing::Span::none());
         assert!(!reply.is_abandoned());
         drop(rx);
         assert!(reply.is_abandoned());

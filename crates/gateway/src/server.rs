@@ -14,8 +14,12 @@ use tracing::info;
 use crate::Gateway;
 use crate::service::GatewayService;
 
-/// The name the health service reports the gateway under.
+/// The name the health service reports the gateway under: SERVING once a
+/// bot can take traffic.
 pub const SERVICE_NAME: &str = "shardgate.v1.Gateway";
+/// Always SERVING while the process answers: for liveness probes, since
+/// "no bot can take traffic" is not fixed by a restart.
+pub const LIVENESS_NAME: &str = "shardgate.liveness";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -33,6 +37,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(LIVENESS_NAME, ServingStatus::Serving)
+        .await;
     let mut ready = gateway.ready();
     tokio::spawn(async move {
         loop {
