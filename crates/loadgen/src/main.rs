@@ -69,7 +69,9 @@ struct Args {
     /// Embedded: bots in the fleet.
     #[arg(long, default_value_t = 3)]
     bots: usize,
-    /// Embedded: lift every limit (emulator and gateway): cost-per-message runs.
+    /// Lift every limit (cost-per-message runs). Embedded: in the emulator
+    /// and the gateway. With `--target`: says the target runs lifted, so no
+    /// ceiling is computed.
     #[arg(long)]
     no_limits: bool,
     /// Embedded: the emulator answers after this many milliseconds.
@@ -85,6 +87,10 @@ struct Args {
     /// added to the bot and group windows.
     #[arg(long)]
     jitter_margin_ms: Option<f64>,
+    /// Report the RSS of this process id (e.g. a `shardgate serve` under
+    /// test) instead of the load generator's own.
+    #[arg(long)]
+    rss_pid: Option<u32>,
     /// Embedded: install a tracing subscriber at this level (writing to a
     /// sink), as `shardgate serve` does at `info`; default none.
     #[arg(long)]
@@ -199,6 +205,9 @@ impl Args {
 fn main() -> anyhow::Result<ExitCode> {
     let mut args = Args::parse();
     args.apply_smoke();
+    // reqwest is built without a default crypto provider (workspace-wide);
+    // the bare-HTTP loop and `--emulator` stats need one even for http://.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if !args.embedded && args.target.is_none() {
         bail!("say where to send: --embedded, or --target URL of a running gateway");
     }
@@ -230,8 +239,15 @@ impl StatsSource {
     }
 }
 
+/// The process whose RSS is reported: this one, or `--rss-pid`.
+static RSS_PID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
 fn rss_kb() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let path = match RSS_PID.get().copied().flatten() {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let s = std::fs::read_to_string(path).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
@@ -462,6 +478,7 @@ struct Sampler {
     task: tokio::task::JoinHandle<()>,
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; each is a distinct knob
 fn start_sampler(
     status: Option<GatewayClient<Channel>>,
     stats: Arc<StatsSource>,
@@ -507,7 +524,11 @@ fn start_sampler(
                     let mut b = base_429.lock().unwrap_or_else(|p| p.into_inner());
                     v - *b.get_or_insert(v)
                 });
-                let rss = if embedded { rss_kb() } else { None };
+                let rss = if embedded || RSS_PID.get().copied().flatten().is_some() {
+                    rss_kb()
+                } else {
+                    None
+                };
                 let (delivered, sent, errors) = {
                     let r = rec.lock();
                     (r.delivered_total, r.sent, r.errors.values().sum::<u64>())
@@ -552,12 +573,10 @@ impl Sampler {
     async fn finish(self) -> Vec<Sample> {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        let s = self
-            .samples
+        self.samples
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        s
+            .clone()
     }
 }
 
@@ -604,6 +623,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_writer(std::io::sink)
             .init();
     }
+    let _ = RSS_PID.set(args.rss_pid);
     let rss_baseline = rss_kb();
     let embedded = if args.embedded {
         Some(
@@ -769,6 +789,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         stats_end = stats_at_end.await.ok().flatten();
         samples = sampler.finish().await;
+        let cpu_end = cpu1.await.ok().flatten();
         if tty {
             eprintln!();
         }
@@ -784,13 +805,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .0
             .iter()
             .sum();
-        set_cpu(
-            &mut phase,
-            cpu0,
-            cpu1.await.ok().flatten(),
-            answered,
-            args.duration,
-        );
+        set_cpu(&mut phase, cpu0, cpu_end, answered, args.duration);
         per_bot_window = pb;
         per_class_window = pc;
         for (c, h) in &r.latency_class {
@@ -857,6 +872,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         drive::run_unary(target, w.clone(), cfg, rec.clone()).await;
         let _ = sampler.finish().await;
+        let cpu_end = cpu1.await.ok().flatten();
         if tty {
             eprintln!();
         }
@@ -867,13 +883,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .0
             .iter()
             .sum();
-        set_cpu(
-            &mut phase,
-            cpu0,
-            cpu1.await.ok().flatten(),
-            answered,
-            args.duration,
-        );
+        set_cpu(&mut phase, cpu0, cpu_end, answered, args.duration);
         bare = Some(phase);
     }
 
@@ -1262,6 +1272,15 @@ fn print_table(r: &Report) {
             "  latency (send to answer, steady window): {}",
             lat(&g.latency)
         );
+        if let (Some(u), Some(sy), Some(c)) = (
+            g.cpu_user_us_per_msg,
+            g.cpu_sys_us_per_msg,
+            g.cpu_cores_busy,
+        ) {
+            println!(
+                "  CPU of this process per message: {u:.1} us user + {sy:.1} us system ({c:.2} cores busy)"
+            );
+        }
     }
     println!(
         "  429s from the emulator: {}{}",
@@ -1291,7 +1310,7 @@ fn print_table(r: &Report) {
         println!("  queue depth (all bots, each second): {}", q.join(" "));
     }
     let kb = |v: Option<u64>| v.map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
-    if r.rss_baseline_kb.is_some() && r.args.embedded {
+    if r.rss_baseline_kb.is_some() && (r.args.embedded || r.args.rss_pid.is_some()) {
         println!(
             "  RSS: baseline {}, peak {}, end of load {}{}",
             kb(r.rss_baseline_kb),

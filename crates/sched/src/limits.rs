@@ -46,7 +46,7 @@ impl Default for Limits {
             bot_window: Duration::from_secs(1),
             bot_burst: 2,
             jitter_margin: Duration::from_millis(20),
-            max_in_flight: 64,
+            max_in_flight: 16,
             queue_max: 100_000,
             chat_queue_max: 1_000,
         }
