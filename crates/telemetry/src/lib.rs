@@ -233,7 +233,15 @@ pub fn init(cfg: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.default_level));
     let writer = Redacting::stderr();
     let fmt_layer = match cfg.format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
+        // Colours only on a terminal (and not with NO_COLOR): CI logs and
+        // files stay plain text.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
