@@ -16,13 +16,13 @@ use std::time::Duration;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use shardgate_gateway::{Gateway, GatewayConfig};
+use shardgate_gateway::GatewayConfig;
+use shardgate_gateway::local::LocalGateway;
 use shardgate_mock::{MockConfig, MockServer, test_token};
 use shardgate_proto::v1::gateway_client::GatewayClient;
 use shardgate_proto::v1::{SendRequest, StatusRequest};
-use shardgate_registry::{BotSpec, BotsFile, EmbeddedRegistry, Registry};
+use shardgate_registry::BotSpec;
 use shardgate_telegram::{BotToken, Client, ClientConfig};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
@@ -69,16 +69,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the gateway")?;
-    let grpc_addr = listener.local_addr()?;
-    let registry = Arc::new(EmbeddedRegistry::new(
-        "demo-1",
-        BotsFile { bots },
-        None,
-        &grpc_addr.to_string(),
-    ));
     let client = Client::new(ClientConfig {
         api_base: mock.base_url(),
         ..ClientConfig::default()
@@ -87,20 +77,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         instance_id: "demo-1".into(),
         ..GatewayConfig::default()
     };
-    let gateway = Gateway::start(
-        config,
-        registry as Arc<dyn Registry>,
-        client,
-        shardgate_metrics::Metrics::new(),
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(shardgate_gateway::server::serve(
-        gateway.clone(),
-        listener,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let local = LocalGateway::start(bots, config, client, shardgate_metrics::Metrics::new())
+        .await
+        .context("starting the gateway")?;
+    let gateway = local.gateway.clone();
+    let grpc_addr = local.addr;
     let mut grpc = connect(&format!("http://{grpc_addr}")).await?;
 
     let total = u64::from(args.rate) * args.seconds + u64::from(HOT_GROUP_MESSAGES);
@@ -272,9 +253,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .map(|r| r.into_inner())
         .ok();
-    let _ = stop_tx.send(());
-    gateway.shutdown(Duration::from_secs(2)).await;
-    let _ = server.await;
+    local
+        .stop(Duration::from_secs(2), Duration::from_secs(30))
+        .await;
     mock.shutdown().await;
 
     let failed: u64 = tally.failed.values().sum();

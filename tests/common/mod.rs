@@ -56,7 +56,12 @@ pub fn bots_toml(bots: &[Bot]) -> String {
         .collect()
 }
 
+/// One daemon at a time per test binary: the limits tests measure arrival
+/// spacing at the emulator, which parallel daemons on 2 cores disturb.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct Gateway {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
     pub mock: MockServer,
     pub control: Control,
     pub addr: SocketAddr,
@@ -81,6 +86,7 @@ impl Gateway {
         config_toml: &str,
         env: &[(&str, String)],
     ) -> Gateway {
+        let serial = SERIAL.lock().await;
         let server = MockServer::start(mock, "127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("emulator starts");
@@ -97,6 +103,7 @@ impl Gateway {
             .find_map(|l| l.strip_prefix("stdout: shardgate listening metrics="))
             .and_then(|a| a.trim().parse().ok());
         Gateway {
+            _serial: serial,
             control: server.control(),
             mock: server,
             addr,

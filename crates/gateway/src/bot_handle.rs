@@ -62,10 +62,6 @@ pub struct BotShared {
     pub queued: AtomicU64,
     pub in_flight: AtomicU32,
     pub active_chats: AtomicU64,
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub retries: AtomicU64,
-    pub too_many_requests: AtomicU64,
     pub reason: Mutex<String>,
 }
 

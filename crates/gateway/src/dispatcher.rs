@@ -343,7 +343,6 @@ impl Dispatcher {
                 chat_id: delivered_to,
             } => {
                 self.sched.complete(chat_id);
-                self.shared.delivered.fetch_add(1, Ordering::Relaxed);
                 self.metrics.delivered();
                 debug!(message_id, "delivered");
                 let delivered = Delivered {
@@ -363,9 +362,6 @@ impl Dispatcher {
                 retry_after,
                 description,
             } => {
-                self.shared
-                    .too_many_requests
-                    .fetch_add(1, Ordering::Relaxed);
                 let scope = if retry_after >= self.ctx.config.bot_throttle_threshold {
                     Scope429::Bot
                 } else {
@@ -435,7 +431,6 @@ impl Dispatcher {
                     .delay(env.attempts, &mut rand::rng());
                 match delay {
                     Some(delay) => {
-                        self.shared.retries.fetch_add(1, Ordering::Relaxed);
                         self.metrics.retry();
                         debug!(?kind, %description, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
                         self.requeue(chat_id, seq, env, now + ticks(delay));
@@ -471,7 +466,6 @@ impl Dispatcher {
     }
 
     fn fail(&self, env: Box<Envelope>, err: SendError) {
-        self.shared.failed.fetch_add(1, Ordering::Relaxed);
         self.metrics.failed(err.code());
         debug!(error = %err, "send failed for good");
         env.reply.finish(Err(err));

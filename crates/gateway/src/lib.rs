@@ -15,7 +15,8 @@
 //! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
 //! - [`gateway`]: [`Gateway`], which ties these together; `supervisor`: the
 //!   tasks that follow the registry and re-route messages a bot gives back;
-//! - [`service`] and [`server`]: the tonic service, health and reflection.
+//! - [`service`] and [`server`]: the tonic service, health and reflection;
+//! - [`local`]: one gateway in this process on a loopback port (demo, load tool).
 
 pub mod bot_handle;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod gateway;
 pub mod idempotency;
+pub mod local;
 pub mod message;
 pub mod peers;
 pub mod reply;

@@ -1,17 +1,15 @@
 //! `--embedded`: the Bot API emulator and the gateway in this process, the way
 //! `shardgate demo` starts them, on loopback ports.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use shardgate_gateway::{Gateway, GatewayConfig};
+use shardgate_gateway::GatewayConfig;
+use shardgate_gateway::local::LocalGateway;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
-use shardgate_registry::{BotSpec, BotsFile, EmbeddedRegistry, Registry};
+use shardgate_registry::BotSpec;
 use shardgate_sched::Limits;
 use shardgate_telegram::{BotToken, Client, ClientConfig};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// First numeric bot id; bot `i` is `BOT_ID_BASE + i`, named `bot-NN`.
 pub const BOT_ID_BASE: u64 = 7_200_000;
@@ -51,12 +49,10 @@ pub struct EmbeddedOptions {
 
 pub struct Embedded {
     pub mock: MockServer,
-    pub gateway: Gateway,
     pub grpc_url: String,
     pub bots: Vec<(String, u64)>,
     pub limits: Limits,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    local: Option<LocalGateway>,
 }
 
 impl Embedded {
@@ -88,16 +84,6 @@ impl Embedded {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the gateway")?;
-        let grpc_addr = listener.local_addr()?;
-        let registry = Arc::new(EmbeddedRegistry::new(
-            "loadgen-1",
-            BotsFile { bots: specs },
-            None,
-            &grpc_addr.to_string(),
-        ));
         let mut client_config = ClientConfig {
             api_base: mock.base_url(),
             ..ClientConfig::default()
@@ -123,48 +109,29 @@ impl Embedded {
             limits: limits.clone(),
             ..GatewayConfig::default()
         };
-        let gateway = Gateway::start(
-            config,
-            registry as Arc<dyn Registry>,
-            client,
-            shardgate_metrics::Metrics::new(),
-        );
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn({
-            let gateway = gateway.clone();
-            async move {
-                let _ = shardgate_gateway::server::serve(gateway, listener, async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            }
-        });
+        let local = LocalGateway::start(specs, config, client, shardgate_metrics::Metrics::new())
+            .await
+            .context("starting the gateway")?;
+        let gateway = local.gateway.clone();
+        let grpc_addr = local.addr;
         // Ready once a bot can take traffic.
         let mut ready = gateway.ready();
         let _ = tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r)).await;
         Ok(Embedded {
             mock,
-            gateway,
             grpc_url: format!("http://{grpc_addr}"),
             bots,
             limits,
-            stop: Some(stop_tx),
-            server: Some(server),
+            local: Some(local),
         })
     }
 
     pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
         // Queued messages of a saturating run are not waited for.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(3),
-            self.gateway.shutdown(Duration::from_millis(200)),
-        )
-        .await;
-        if let Some(s) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+        if let Some(local) = self.local.take() {
+            local
+                .stop(Duration::from_millis(200), Duration::from_secs(5))
+                .await;
         }
         self.mock.shutdown().await;
     }
