@@ -51,6 +51,8 @@ pub struct LimitsFile {
     pub chat_queue_max: Option<usize>,
     pub cooldown_factor: Option<f64>,
     pub bot_throttle_threshold_secs: Option<u64>,
+    /// Caps every cooldown (drills, staging); unset in production.
+    pub max_cooldown_secs: Option<u64>,
 }
 
 /// `[telegram]`: the Bot API client.
@@ -171,6 +173,7 @@ impl Settings {
                 bot_throttle_threshold: l
                     .bot_throttle_threshold_secs
                     .map_or(g.bot_throttle_threshold, Duration::from_secs),
+                max_cooldown: l.max_cooldown_secs.map(Duration::from_secs),
                 backoff,
                 ..g
             },

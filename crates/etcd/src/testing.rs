@@ -119,17 +119,24 @@ impl EtcdServer {
 
     /// Starts etcd again on the same data directory and ports.
     pub async fn restart(&mut self) {
+        if let Err(e) = self.try_restart().await {
+            panic!("cannot restart etcd: {e}");
+        }
+    }
+
+    /// [`restart`](Self::restart), reporting a failure instead of panicking.
+    pub async fn try_restart(&mut self) -> Result<(), String> {
         self.stop();
         let mut last = String::new();
         // The old ports may linger for a moment.
         for _ in 0..5 {
             match self.launch().await {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(e) => last = e,
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("cannot restart etcd: {last}");
+        Err(last)
     }
 
     /// The last lines of etcd's log.

@@ -16,6 +16,10 @@ pub struct GatewayConfig {
     pub cooldown_factor: f64,
     /// A 429 with `retry_after` at or over this throttles the whole bot.
     pub bot_throttle_threshold: Duration,
+    /// The longest cooldown honoured (`None`: every `retry_after` in full).
+    /// For drills and staging, where waiting out a 4310 s `retry_after` is
+    /// not an option; in production an early retry earns another 429.
+    pub max_cooldown: Option<Duration>,
     /// Retries of 5xx, timeouts and broken connections.
     pub backoff: Backoff,
     /// How long a delivered `idempotency_key` is remembered.
@@ -31,9 +35,42 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             cooldown_factor: 1.1,
             bot_throttle_threshold: Duration::from_secs(30),
+            max_cooldown: None,
             backoff: Backoff::default(),
             idempotency_ttl: Duration::from_secs(15 * 60),
             idempotency_max: 1_000_000,
         }
+    }
+}
+
+impl GatewayConfig {
+    /// How long a bot or chat cools down after a 429 with `retry_after`.
+    pub fn cooldown(&self, retry_after: Duration) -> Duration {
+        let c = retry_after.mul_f64(self.cooldown_factor);
+        self.max_cooldown.map_or(c, |max| c.min(max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cooldown_is_the_retry_after_with_its_margin_capped_when_asked() {
+        let mut c = GatewayConfig::default();
+        assert_eq!(c.cooldown(Duration::from_secs(10)), Duration::from_secs(11));
+        assert_eq!(
+            c.cooldown(Duration::from_secs(4310)),
+            Duration::from_secs(4741)
+        );
+        c.max_cooldown = Some(Duration::from_secs(10));
+        assert_eq!(
+            c.cooldown(Duration::from_secs(4310)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            c.cooldown(Duration::from_secs(2)),
+            Duration::from_millis(2_200)
+        );
     }
 }

@@ -1,0 +1,294 @@
+//! The drill's local cluster: etcd, the Bot API emulator (in this process,
+//! with the official limits) and N `shardgate serve` processes, all on
+//! loopback. Everything started here stops when the [`LocalCluster`] is
+//! dropped, which also happens on Ctrl-C and on a failed drill.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use shardgate_etcd::testing::EtcdServer;
+use shardgate_mock::{Control, MockConfig, MockServer, test_token};
+use shardgate_proto::v1::gateway_client::GatewayClient;
+use shardgate_proto::v1::{StatusRequest, StatusResponse};
+use tonic::transport::Channel;
+
+/// The etcd namespace of every drill.
+pub const CLUSTER: &str = "chaos";
+
+/// The emulator's numeric id of `bot-N` (index N-1).
+pub fn bot_id(index: usize) -> u64 {
+    7_000_001 + index as u64
+}
+
+/// The id a rotated token of `bot-N` belongs to (the emulator derives tokens
+/// from ids, so a new token is a new id).
+pub fn rotated_bot_id(index: usize) -> u64 {
+    8_000_001 + index as u64
+}
+
+pub fn bot_name(index: usize) -> String {
+    format!("bot-{}", index + 1)
+}
+
+/// One gateway process.
+pub struct Node {
+    pub id: String,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    pub channel: Channel,
+}
+
+impl Node {
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct LocalCluster {
+    pub etcd: EtcdServer,
+    pub mock: MockServer,
+    pub control: Control,
+    pub nodes: Vec<Node>,
+    pub bots: usize,
+    shardgate: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    /// Starts etcd, the emulator, imports the fleet and starts `instances`
+    /// gateways; returns once every instance sees every bot owned.
+    pub async fn start(
+        shardgate: &Path,
+        instances: usize,
+        bots: usize,
+        gateway_config: &str,
+        logs: &Path,
+    ) -> Result<LocalCluster> {
+        let etcd = EtcdServer::try_start().await.map_err(|e| anyhow!(e))?;
+        let mock = MockServer::start(MockConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("starting the Bot API emulator")?;
+        let dir = tempfile::tempdir().context("temp dir")?;
+        let bots_file = dir.path().join("bots.toml");
+        let fleet: String = (0..bots)
+            .map(|i| {
+                format!(
+                    "[[bot]]\nname = \"{}\"\ntoken = \"{}\"\n",
+                    bot_name(i),
+                    test_token(bot_id(i))
+                )
+            })
+            .collect();
+        std::fs::write(&bots_file, fleet).context("writing the bots file")?;
+        let config = dir.path().join("shardgate.toml");
+        std::fs::write(&config, gateway_config).context("writing the gateway config")?;
+        std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
+        let mut cluster = LocalCluster {
+            control: mock.control(),
+            mock,
+            etcd,
+            nodes: Vec::new(),
+            bots,
+            shardgate: shardgate.to_owned(),
+            _dir: dir,
+        };
+        cluster
+            .admin(&["import", &bots_file.to_string_lossy()], None)
+            .await?;
+        for i in 1..=instances {
+            let node = cluster.spawn(&format!("gw-{i}"), &config, logs).await?;
+            cluster.nodes.push(node);
+        }
+        let settled = tokio::time::timeout(Duration::from_secs(30), async {
+            while !cluster.settled().await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            bail!("the cluster did not settle within 30 s (see the gateway logs)");
+        }
+        Ok(cluster)
+    }
+
+    /// Runs `shardgate bot ARGS` against this cluster's etcd, with `stdin`.
+    pub async fn admin(&self, args: &[&str], stdin: Option<String>) -> Result<()> {
+        let mut cmd = Command::new(&self.shardgate);
+        cmd.args(["bot", "--etcd", &self.etcd.endpoint(), "--cluster", CLUSTER])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let what = format!("shardgate bot {}", args.first().copied().unwrap_or(""));
+        let out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let mut child = cmd.spawn()?;
+            if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
+                pipe.write_all(input.as_bytes())?;
+            }
+            child.wait_with_output()
+        })
+        .await
+        .context("joining the admin command")?
+        .with_context(|| format!("running {what}"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    async fn spawn(&self, id: &str, config: &Path, logs: &Path) -> Result<Node> {
+        let log_path = logs.join(format!("{id}.log"));
+        let mut log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut child = Command::new(&self.shardgate)
+            .args(["serve", "--listen", "127.0.0.1:0", "--telegram-api-base"])
+            .arg(self.mock.base_url())
+            .args(["--etcd", &self.etcd.endpoint(), "--cluster", CLUSTER])
+            .args(["--instance-id", id])
+            .arg("--config")
+            .arg(config)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone().context("log file")?)
+            .spawn()
+            .with_context(|| format!("starting {}", self.shardgate.display()))?;
+        let stdout = child.stdout.take().context("gateway stdout")?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "stdout: {line}");
+                if let Some(addr) = line.strip_prefix("shardgate listening grpc=")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let mut node = Node {
+            id: id.to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child: Some(child),
+            channel: Channel::from_static("http://127.0.0.1:1").connect_lazy(),
+        };
+        let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                node.kill();
+                bail!(
+                    "{id} did not report its address within 30 s; see {}",
+                    log_path.display()
+                );
+            }
+        };
+        node.addr = addr
+            .parse()
+            .with_context(|| format!("{id} printed a bad address {addr:?}"))?;
+        node.channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+            .context("endpoint")?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        Ok(node)
+    }
+
+    /// `Status` of node `i`, or None when it does not answer within 1 s.
+    pub async fn status(&self, i: usize) -> Option<StatusResponse> {
+        if !self.nodes[i].alive() {
+            return None;
+        }
+        status_of(self.nodes[i].channel.clone()).await
+    }
+
+    /// (id, alive, channel) of every node, to poll without holding the cluster.
+    pub fn handles(&self) -> Vec<(String, bool, Channel)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.alive(), n.channel.clone()))
+            .collect()
+    }
+
+    pub fn live_ids(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive())
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// Every live node sees every bot owned by a live node.
+    async fn settled(&self) -> bool {
+        let live = self.live_ids();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.alive() {
+                continue;
+            }
+            let Some(s) = self.status(i).await else {
+                return false;
+            };
+            let owners: BTreeMap<_, _> = s.bots.iter().map(|b| (&b.name, &b.owner)).collect();
+            if owners.len() != self.bots || !owners.values().all(|o| live.contains(o)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// SIGKILL node `i` (instances count from 1 in scenarios: pass index).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// The index of the live node that owns `bot`, as the first live node
+    /// that answers sees it.
+    pub async fn owner_of(&self, bot: &str) -> Option<usize> {
+        for i in 0..self.nodes.len() {
+            if let Some(s) = self.status(i).await {
+                let owner = s.bots.into_iter().find(|b| b.name == bot)?.owner;
+                return self.nodes.iter().position(|n| n.alive() && n.id == owner);
+            }
+        }
+        None
+    }
+}
+
+/// `Status` through `channel`, or None when it does not answer within 1 s.
+pub async fn status_of(channel: Channel) -> Option<StatusResponse> {
+    let mut c = GatewayClient::new(channel);
+    tokio::time::timeout(Duration::from_secs(1), c.status(StatusRequest {}))
+        .await
+        .ok()?
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+impl Node {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        self.etcd.stop();
+    }
+}
