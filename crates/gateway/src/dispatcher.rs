@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use shardgate_metrics::{BotMetrics, Metrics, Scope429};
 use shardgate_registry::{Health, HealthState, Registry, unix_now};
-use shardgate_sched::{Next, PushError, Queued, Scheduler, Tick, ticks};
+use shardgate_sched::{Next, PushError, Queued, Scheduler, Tick, ticks, ticks_ceil};
 use shardgate_telegram::{BotToken, Client, Outcome, SendMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -33,6 +33,10 @@ struct Done {
     /// Which token the request used (a rotation may have happened since).
     token_gen: u64,
     outcome: Outcome,
+    /// When the answer (or the failure) was in hand: Telegram had counted
+    /// the request by then, if ever. The scheduler fixes the request's place
+    /// in the chat bucket and the group and bot windows at this time.
+    finished: Instant,
 }
 
 /// What the dispatcher needs from the gateway.
@@ -108,6 +112,12 @@ impl Dispatcher {
 
     fn tick(&self, at: Instant) -> Tick {
         ticks(at.saturating_duration_since(self.epoch))
+    }
+
+    /// `at` on the scheduler's clock, rounded up: for completion times,
+    /// which must not come out earlier than the real moment.
+    fn tick_ceil(&self, at: Instant) -> Tick {
+        ticks_ceil(at.saturating_duration_since(self.epoch))
     }
 
     fn instant(&self, t: Tick) -> Instant {
@@ -313,13 +323,15 @@ impl Dispatcher {
             async move {
                 let started = Instant::now();
                 let outcome = client.send_message(&token, &msg).await;
-                metrics.telegram_answer(&outcome, started.elapsed());
+                let finished = Instant::now();
+                metrics.telegram_answer(&outcome, finished - started);
                 let _ = results.send(Done {
                     chat_id,
                     seq,
                     env,
                     token_gen,
                     outcome,
+                    finished,
                 });
             }
             .instrument(span),
@@ -333,16 +345,18 @@ impl Dispatcher {
             mut env,
             token_gen,
             outcome,
+            finished,
         } = done;
-        let now_instant = Instant::now();
-        let now = self.tick(now_instant);
+        let now = self.tick(Instant::now());
+        // Every outcome completes the request at `finished`, a failure too:
+        // a request that timed out or broke may still have reached Telegram.
+        self.sched.complete(chat_id, self.tick_ceil(finished));
         let _enter = env.span.clone().entered();
         match outcome {
             Outcome::Delivered {
                 message_id,
                 chat_id: delivered_to,
             } => {
-                self.sched.complete(chat_id);
                 self.metrics.delivered();
                 debug!(message_id, "delivered");
                 let delivered = Delivered {
@@ -371,7 +385,6 @@ impl Dispatcher {
                 let cooldown = retry_after.mul_f64(self.ctx.config.cooldown_factor);
                 let until = now + ticks(cooldown);
                 self.requeue(chat_id, seq, env, 0);
-                self.sched.complete(chat_id);
                 if retry_after >= self.ctx.config.bot_throttle_threshold {
                     warn!(retry_after_s = retry_after.as_secs(), %description, "429 for the whole bot; throttling it and moving its shard");
                     self.throttle_bot(until, cooldown, &description);
@@ -381,7 +394,6 @@ impl Dispatcher {
                 }
             }
             Outcome::Revoked { code, description } => {
-                self.sched.complete(chat_id);
                 if token_gen != self.token_gen {
                     // Sent with a token rotated away since: retry with the new one.
                     debug!("answer {code} for a rotated-out token; resending");
@@ -393,7 +405,6 @@ impl Dispatcher {
                 }
             }
             Outcome::Forbidden { description } => {
-                self.sched.complete(chat_id);
                 self.fail(
                     env,
                     SendError::Unreachable {
@@ -409,12 +420,10 @@ impl Dispatcher {
                 info!(from = chat_id, to = to_chat_id, %description, "group migrated; resending to the supergroup");
                 self.ctx.migrations.record(chat_id, to_chat_id);
                 env.chat_id = to_chat_id;
-                self.sched.complete(chat_id);
                 self.sched.rename_chat(chat_id, to_chat_id, now);
                 self.requeue(to_chat_id, seq, env, 0);
             }
             Outcome::Rejected { code, description } => {
-                self.sched.complete(chat_id);
                 let err = if description.contains("chat not found") {
                     SendError::Unreachable { code, description }
                 } else {
@@ -423,7 +432,6 @@ impl Dispatcher {
                 self.fail(env, err);
             }
             Outcome::Transient { kind, description } => {
-                self.sched.complete(chat_id);
                 let delay = self
                     .ctx
                     .config

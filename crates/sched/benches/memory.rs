@@ -108,7 +108,7 @@ fn scheduler(n: u64, groups: bool) {
     }
     assert_eq!(sent.len() as u64, n);
     for c in &sent {
-        s.complete(*c);
+        s.complete(*c, now);
     }
     drop(sent);
     let limited_exact = live() - base;

@@ -27,6 +27,12 @@ pub fn ticks(d: std::time::Duration) -> Tick {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Converts a duration to ticks, rounding up (saturating): for completion
+/// times, which must not come out earlier than the real moment.
+pub fn ticks_ceil(d: std::time::Duration) -> Tick {
+    u64::try_from(d.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX)
+}
+
 /// Converts ticks back to a duration.
 pub fn duration(t: Tick) -> std::time::Duration {
     std::time::Duration::from_micros(t)

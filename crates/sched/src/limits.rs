@@ -24,8 +24,12 @@ pub struct Limits {
     /// whole window's allowance arrive at once. 2 absorbs timer lateness
     /// without losing rate.
     pub bot_burst: u32,
-    /// Added to both windows: Telegram counts requests when they arrive, and
-    /// network jitter can bring two sends closer than we spaced them.
+    /// Extra slack added to both windows (and to the bot's even spacing).
+    /// Not needed for correctness: the windows count a request in flight as
+    /// "now" and fix it at its completion, so they hold at Telegram's arrival
+    /// count whatever the delay between our send and its arrival (see
+    /// [`crate::Window`]). Kept for a server whose clock might run slow
+    /// against ours; 0 by default.
     pub jitter_margin: Duration,
     /// Requests of this bot waiting for Telegram's answer at once.
     pub max_in_flight: u32,
@@ -45,7 +49,7 @@ impl Default for Limits {
             bot_max: 30,
             bot_window: Duration::from_secs(1),
             bot_burst: 2,
-            jitter_margin: Duration::from_millis(20),
+            jitter_margin: Duration::ZERO,
             max_in_flight: 16,
             queue_max: 100_000,
             chat_queue_max: 1_000,

@@ -1,15 +1,34 @@
 //! The per-bot scheduler: per-chat FIFO queues and a ready-heap ordered by
 //! the time each chat's head message may go.
 //!
-//! Invariants (checked by the property tests below):
-//! - a chat never gets more than its bucket allows, a group never more than
-//!   `group_max` per `group_window + jitter_margin`, the bot never more than
-//!   `bot_max` per `bot_window + jitter_margin`;
+//! Invariants (checked by the property tests in `scheduler/tests.rs`):
+//! - limits hold at the server's *arrival* count, for any arrival time
+//!   between a request's dispatch and its completion: a chat never gets more
+//!   than its bucket allows, a group never more than `group_max` in any
+//!   `group_window`, the bot never more than `bot_max` in any `bot_window`
+//!   (`jitter_margin` is only extra slack on top);
 //! - one request per chat is in flight at a time, and a chat's messages leave
 //!   in `seq` order (FIFO per chat, hence per (chat, user));
 //! - nothing leaves during a chat's or the bot's cooldown;
 //! - a chat that must wait never holds up another chat: the heap is ordered by
 //!   each chat's own earliest time, then by the age of its head message.
+//!
+//! # Counting at completion
+//!
+//! The windows count a request in flight as "now" and fix it at its
+//! completion (see [`Window`] for the rule and its proof). The chat bucket
+//! does the same, which is simpler there because a chat has one request in
+//! flight at a time: the request is checked at dispatch (`tat - tolerance <=
+//! d`) and consumed at completion (`tat = max(tat, c) + interval`). The
+//! emulator's bucket is the same GCRA applied at arrival. For requests
+//! `i < j` of one chat, every consume adds at least `interval`, so
+//! `tat` before `j` is at least `c_i + (j - i) * interval`, and `j` was
+//! allowed, so `c_i + (j - i) * interval - (burst - 1) * interval <= d_j`.
+//! With `a_i <= c_i` and `d_j <= a_j`:
+//! `j - i + 1 <= burst + (a_j - a_i) / interval`, which for every pair is
+//! exactly what a token bucket of `burst` at `1 / interval` accepts. Our
+//! interval (1/0.9 s) is longer than the emulator's (1 s), so its bucket
+//! accepts every arrival pattern ours allows, whatever the delays.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -226,12 +245,24 @@ impl<T> Scheduler<T> {
         self.reschedule(chat_id);
     }
 
-    /// Marks the request of `chat_id` done: its next message may go.
-    pub fn complete(&mut self, chat_id: i64) {
+    /// Marks the request of `chat_id` done at `at`: its next message may go.
+    ///
+    /// `at` must be no earlier than the server could have counted the
+    /// request (when its answer was in hand, or when the attempt was given
+    /// up: a request that failed may still have arrived). The chat's bucket
+    /// and the group and bot windows count the request at `at`; until now
+    /// the windows counted it as "now". Completions may be reported out of
+    /// order.
+    pub fn complete(&mut self, chat_id: i64, at: Tick) {
         if let Some(chat) = self.chats.get_mut(&chat_id)
             && chat.in_flight
         {
             chat.in_flight = false;
+            chat.tat = self.bucket.consume(chat.tat, at);
+            if let Some(group) = chat.group.as_mut() {
+                group.finish(at);
+            }
+            self.bot.finish(at);
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         self.reschedule(chat_id);
@@ -315,10 +346,11 @@ impl<T> Scheduler<T> {
             if at > now {
                 return Next::WaitUntil(at);
             }
-            let bot_free = self
-                .bot
-                .next_free()
-                .max(self.bot_pace.next_free(self.bot_tat));
+            // Every slot of the bot window is held by a request in flight.
+            let Some(window_free) = self.bot.next_free() else {
+                return Next::Idle;
+            };
+            let bot_free = window_free.max(self.bot_pace.next_free(self.bot_tat));
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
@@ -335,12 +367,12 @@ impl<T> Scheduler<T> {
                 self.reschedule(chat_id);
                 continue;
             }
-            chat.tat = self.bucket.consume(chat.tat, now);
+            // The bucket is consumed and the windows fixed at completion.
             if let Some(group) = chat.group.as_mut() {
-                group.record(now);
+                group.start();
             }
             chat.in_flight = true;
-            self.bot.record(now);
+            self.bot.start();
             self.bot_tat = self.bot_pace.consume(self.bot_tat, now);
             self.queued -= 1;
             self.in_flight += 1;
@@ -391,7 +423,16 @@ impl<T> Scheduler<T> {
             chat.scheduled = None;
             return;
         };
-        let group_free = chat.group.as_ref().map_or(0, |g| g.next_free());
+        let group_free = match chat.group.as_ref().map(|g| g.next_free()) {
+            None => 0,
+            Some(Some(t)) => t,
+            // Only when group_max requests are in flight, which one request
+            // per chat rules out; a completion reschedules anyway.
+            Some(None) => {
+                chat.scheduled = None;
+                return;
+            }
+        };
         let at = self
             .bucket
             .next_free(chat.tat)

@@ -41,7 +41,7 @@ fn private_chat_gets_a_burst_of_three_then_the_refill_rate() {
         match s.next(now, |_| true) {
             Next::Send(d) => {
                 sent.push((now, d.seq));
-                s.complete(d.chat_id);
+                s.complete(d.chat_id, now);
             }
             Next::WaitUntil(t) => now = t,
             Next::Idle => panic!("idle with work queued"),
@@ -68,7 +68,7 @@ fn taking_over_waits_a_bot_window_and_starts_chats_empty() {
         match s.next(now, |_| true) {
             Next::Send(d) => {
                 times.push(now);
-                s.complete(d.chat_id);
+                s.complete(d.chat_id, now);
             }
             Next::WaitUntil(t) => now = t,
             Next::Idle => panic!("idle"),
@@ -82,7 +82,7 @@ fn taking_over_waits_a_bot_window_and_starts_chats_empty() {
     }
     let mut burst = 0;
     while let Next::Send(d) = s.next(4 * S, |_| true) {
-        s.complete(d.chat_id);
+        s.complete(d.chat_id, 4 * S);
         burst += 1;
     }
     assert_eq!(burst, 3);
@@ -95,7 +95,7 @@ fn one_request_per_chat_in_flight() {
     s.push(7, 1, 1, 0).expect("room");
     assert_eq!(drain_now(&mut s, 0), vec![(7, 0)]);
     assert!(matches!(s.next(0, |_| true), Next::Idle));
-    s.complete(7);
+    s.complete(7, 0);
     assert_eq!(drain_now(&mut s, 0), vec![(7, 1)]);
 }
 
@@ -107,11 +107,11 @@ fn a_waiting_chat_does_not_hold_up_others() {
     }
     let first = drain_now(&mut s, 0);
     assert_eq!(first, vec![(1, 0)]);
-    s.complete(1);
+    s.complete(1, 0);
     drain_now(&mut s, 0);
-    s.complete(1);
+    s.complete(1, 0);
     drain_now(&mut s, 0);
-    s.complete(1);
+    s.complete(1, 0);
     // Chat 1 is out of tokens; a newcomer goes at once.
     s.push(2, 100, 100, 0).expect("room");
     assert_eq!(drain_now(&mut s, 0), vec![(2, 100)]);
@@ -133,7 +133,7 @@ fn group_never_exceeds_its_window() {
         match s.next(now, |_| true) {
             Next::Send(d) => {
                 times.push(now);
-                s.complete(d.chat_id);
+                s.complete(d.chat_id, now);
             }
             Next::WaitUntil(t) => now = t,
             Next::Idle => panic!("idle with work queued"),
@@ -158,7 +158,7 @@ fn bot_sends_are_spaced_evenly_at_thirty_per_second() {
         match s.next(now, |_| true) {
             Next::Send(d) => {
                 times.push(now);
-                s.complete(d.chat_id);
+                s.complete(d.chat_id, now);
             }
             Next::WaitUntil(t) => now = t,
             Next::Idle => panic!("idle with work queued"),
@@ -172,6 +172,72 @@ fn bot_sends_are_spaced_evenly_at_thirty_per_second() {
     for w in times.windows(31) {
         assert!(w[30] - w[0] >= S);
     }
+}
+
+#[test]
+fn a_request_holds_its_bot_slot_as_now_until_it_completes() {
+    let mut s = Scheduler::new(Limits {
+        bot_max: 3,
+        ..limits()
+    });
+    for chat in 1..=6 {
+        s.push(chat, chat as u64, 0, 0).expect("room");
+    }
+    assert_eq!(drain_now(&mut s, 0), vec![(1, 1), (2, 2), (3, 3)]);
+    // Three in flight: whatever the time, only a completion frees a slot.
+    assert!(matches!(s.next(5 * S, |_| true), Next::Idle));
+    s.complete(1, 10 * MS);
+    s.complete(2, 10 * MS);
+    // Chat 3 is still in flight (it may not have arrived yet): it counts as
+    // now, so two slots free a window after the two completions, not after
+    // the dispatch.
+    assert!(matches!(s.next(S, |_| true), Next::WaitUntil(t) if t == S + 10 * MS));
+    assert_eq!(drain_now(&mut s, S + 10 * MS), vec![(4, 4), (5, 5)]);
+    assert!(matches!(s.next(9 * S, |_| true), Next::Idle));
+    // Chat 3's answer came at 1.5 s: its slot frees at 2.5 s.
+    s.complete(3, 1_500 * MS);
+    assert!(matches!(s.next(2 * S, |_| true), Next::WaitUntil(t) if t == 2_500 * MS));
+    assert_eq!(drain_now(&mut s, 2_500 * MS), vec![(6, 6)]);
+}
+
+#[test]
+fn a_group_slot_is_fixed_at_completion() {
+    let mut s = Scheduler::new(Limits {
+        chat_burst: 100,
+        chat_rate: 100.0,
+        group_max: 2,
+        ..limits()
+    });
+    for seq in 0..3 {
+        s.push(-7, seq, seq, 0).expect("room");
+    }
+    assert_eq!(drain_now(&mut s, 0), vec![(-7, 0)]);
+    // The first answer took 2 s: it may have arrived at the server then.
+    s.complete(-7, 2 * S);
+    assert_eq!(drain_now(&mut s, 2 * S), vec![(-7, 1)]);
+    s.complete(-7, 2 * S);
+    // So the third waits until the first's completion leaves the window,
+    // not its dispatch.
+    assert!(matches!(s.next(3 * S, |_| true), Next::WaitUntil(t) if t == 62 * S));
+    assert!(drain_now(&mut s, 62 * S - 1).is_empty());
+    assert_eq!(drain_now(&mut s, 62 * S), vec![(-7, 2)]);
+}
+
+#[test]
+fn chat_bucket_is_consumed_at_completion() {
+    let mut s = Scheduler::new(Limits {
+        chat_burst: 1,
+        chat_rate: 1.0,
+        ..limits()
+    });
+    s.push(7, 0, 0, 0).expect("room");
+    s.push(7, 1, 1, 0).expect("room");
+    assert_eq!(drain_now(&mut s, 0), vec![(7, 0)]);
+    // Answered after 300 ms: it may have arrived then, so the next one goes
+    // a whole interval later.
+    s.complete(7, 300 * MS);
+    assert!(matches!(s.next(300 * MS, |_| true), Next::WaitUntil(t) if t == 1_300 * MS));
+    assert_eq!(drain_now(&mut s, 1_300 * MS), vec![(7, 1)]);
 }
 
 #[test]
@@ -218,7 +284,7 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
     let order: Vec<u64> = (0..3)
         .map(|_| match s.next(0, |_| true) {
             Next::Send(d) => {
-                s.complete(1);
+                s.complete(1, 0);
                 d.seq
             }
             other => panic!("expected a send, got {other:?}"),
@@ -252,7 +318,7 @@ fn dropped_candidates_spend_no_limit() {
     let mut sent = Vec::new();
     while let Next::Send(d) = s.next(0, |item| *item >= 7) {
         sent.push(d.seq);
-        s.complete(1);
+        s.complete(1, 0);
     }
     assert_eq!(sent, vec![7, 8, 9]);
     assert_eq!(s.queued(), 0);
@@ -273,7 +339,7 @@ fn rename_moves_the_queue_in_order() {
             Next::Send(d) => {
                 assert_eq!(d.chat_id, -1_005);
                 order.push(d.seq);
-                s.complete(d.chat_id);
+                s.complete(d.chat_id, now);
             }
             Next::WaitUntil(t) => now = t,
             Next::Idle => panic!("idle"),
@@ -304,7 +370,7 @@ fn idle_chats_are_forgotten() {
     let mut now = 0;
     while s.queued() > 0 {
         match s.next(now, |_| true) {
-            Next::Send(d) => s.complete(d.chat_id),
+            Next::Send(d) => s.complete(d.chat_id, now),
             Next::WaitUntil(t) => now = t,
             Next::Idle => break,
         }
@@ -317,19 +383,40 @@ fn idle_chats_are_forgotten() {
 /// One step of a random workload.
 #[derive(Debug, Clone)]
 enum Op {
-    Push { chat: i64 },
-    Advance { ms: u64 },
-    CompleteOldest,
-    Retry429 { secs: u64 },
-    BotThrottle { secs: u64 },
+    Push {
+        chat: i64,
+    },
+    Advance {
+        ms: u64,
+    },
+    /// Completes one in-flight request (picked by index), answered `back_ms`
+    /// before now (never before its dispatch): answers reach the scheduler
+    /// late and out of order.
+    Complete {
+        pick: usize,
+        back_ms: u64,
+    },
+    Retry429 {
+        secs: u64,
+    },
+    /// A failed attempt (it may still have reached the server), retried
+    /// after a backoff.
+    Transient {
+        pick: usize,
+        backoff_ms: u64,
+    },
+    BotThrottle {
+        secs: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (-3i64..6).prop_map(|c| Op::Push { chat: if c == 0 { 9 } else { c } }),
         4 => (0u64..700).prop_map(|ms| Op::Advance { ms }),
-        4 => Just(Op::CompleteOldest),
+        4 => (0usize..8, prop_oneof![Just(0u64), 0u64..400]).prop_map(|(pick, back_ms)| Op::Complete { pick, back_ms }),
         1 => (1u64..4).prop_map(|secs| Op::Retry429 { secs }),
+        1 => (0usize..8, 0u64..2_000).prop_map(|(pick, backoff_ms)| Op::Transient { pick, backoff_ms }),
         1 => (1u64..3).prop_map(|secs| Op::BotThrottle { secs }),
     ]
 }
@@ -341,8 +428,8 @@ fn random_limits() -> impl Strategy<Value = Limits> {
         1u32..5,
         1u64..3,
         2u32..8,
-        0u64..20,
-        1u32..6,
+        prop_oneof![Just(0u64), 0u64..20],
+        1u32..10,
         1u32..4,
     )
         .prop_map(
@@ -364,36 +451,92 @@ fn random_limits() -> impl Strategy<Value = Limits> {
         )
 }
 
+/// One attempt of one message: dispatched at `d`, completed at `c`; the
+/// server counted it at some time in `[d, c]`.
 #[derive(Debug, Clone, Copy)]
-struct Sent {
+struct Attempt {
     /// How many ops had run when it was sent (orders it against cooldowns).
     step: usize,
-    at: Tick,
     chat: i64,
     seq: u64,
+    d: Tick,
+    c: Tick,
+}
+
+/// Checks that, for *every* choice of arrival times `d <= a <= c`, no
+/// half-open window of length `window` holds more than `max` arrivals.
+///
+/// Arrivals can be chosen independently, so some choice puts `max + 1` in
+/// one window `[s, s + window)` exactly when `max + 1` intervals `[d, c]`
+/// meet it (`d < s + window` and `c >= s`). Sliding `s` up to the smallest
+/// `c` of those keeps them all, so trying `s = c_i` for every `i` is exact.
+fn every_arrival_fits_window(xs: &[Attempt], max: u32, window: Tick) -> Result<(), String> {
+    for x in xs {
+        let s = x.c;
+        let inside: Vec<&Attempt> = xs.iter().filter(|y| y.c >= s && y.d < s + window).collect();
+        if inside.len() > max as usize {
+            return Err(format!(
+                "{} requests can arrive in [{s}, {}): {inside:?}",
+                inside.len(),
+                s + window
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that, for every choice of arrival times, one chat's attempts (in
+/// order) fit a token bucket of `burst` refilled at `rate`/s: a sequence
+/// fits exactly when every run `i..=j` has `j - i + 1 <= burst + rate *
+/// (a_j - a_i)`, and the worst arrivals for a run are `a_i = c_i`,
+/// `a_j = d_j`.
+fn every_arrival_fits_bucket(xs: &[Attempt], burst: u32, rate: f64) -> Result<(), String> {
+    for i in 0..xs.len() {
+        for j in i + 1..xs.len() {
+            let n = (j - i + 1) as f64;
+            let span = xs[j].d as f64 - xs[i].c as f64;
+            if n > f64::from(burst) + rate * span / S as f64 + 1e-9 {
+                return Err(format!(
+                    "{n} requests of chat {} can arrive within {span} µs",
+                    xs[i].chat
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Random pushes, completions, 429s and clock jumps: every limit holds at
-    /// every send, order per chat is kept, and everything is sent in the end.
+    /// Random pushes, completions (late, out of order), 429s, failures and
+    /// clock jumps: order per chat is kept, nothing goes during a cooldown,
+    /// everything completes once in the end, and every limit holds at the
+    /// server for every possible arrival time (see [`Window`]).
     #[test]
-    fn limits_order_and_liveness_hold(l in random_limits(), ops in prop::collection::vec(op(), 1..200)) {
+    fn arrivals_fit_the_servers_limits(
+        l in random_limits(),
+        ops in prop::collection::vec(op(), 1..200),
+        placement in prop::collection::vec(0u8..=255, 400),
+    ) {
         let mut s: Scheduler<u64> = Scheduler::new(l.clone());
         let mut now: Tick = 0;
         let mut seq = 0u64;
-        let mut sent: Vec<Sent> = Vec::new();
-        let mut in_flight: Vec<(i64, u64)> = Vec::new();
+        let mut done: Vec<Attempt> = Vec::new();
+        let mut in_flight: Vec<Attempt> = Vec::new();
         // (chat or None for the bot, step it was set at, until): nothing may go in between.
         let mut cools: Vec<(Option<i64>, usize, Tick)> = Vec::new();
         let mut delivered = 0u64;
 
-        let pump = |s: &mut Scheduler<u64>, step: usize, now: Tick, sent: &mut Vec<Sent>, in_flight: &mut Vec<(i64, u64)>| {
+        let pump = |s: &mut Scheduler<u64>, step: usize, now: Tick, in_flight: &mut Vec<Attempt>| {
             while let Next::Send(d) = s.next(now, |_| true) {
-                sent.push(Sent { step, at: now, chat: d.chat_id, seq: d.seq });
-                in_flight.push((d.chat_id, d.seq));
+                in_flight.push(Attempt { step, chat: d.chat_id, seq: d.seq, d: now, c: Tick::MAX });
             }
+        };
+        let finish = |s: &mut Scheduler<u64>, done: &mut Vec<Attempt>, mut x: Attempt, at: Tick| {
+            x.c = at.max(x.d);
+            s.complete(x.chat, x.c);
+            done.push(x);
         };
 
         for (step, op) in ops.into_iter().enumerate() {
@@ -403,21 +546,28 @@ proptest! {
                     seq += 1;
                 }
                 Op::Advance { ms } => now += ms * MS,
-                Op::CompleteOldest => {
+                Op::Complete { pick, back_ms } => {
                     if !in_flight.is_empty() {
-                        let (chat, _) = in_flight.remove(0);
-                        s.complete(chat);
+                        let x = in_flight.remove(pick % in_flight.len());
+                        finish(&mut s, &mut done, x, now.saturating_sub(back_ms * MS));
                         delivered += 1;
                     }
                 }
                 Op::Retry429 { secs } => {
                     if !in_flight.is_empty() {
-                        let (chat, q) = in_flight.remove(0);
+                        let x = in_flight.remove(0);
                         let until = now + secs * S;
-                        s.cool_chat(chat, until);
-                        s.requeue(chat, Queued { seq: q, not_before: 0, item: q }, now);
-                        s.complete(chat);
-                        cools.push((Some(chat), step, until));
+                        s.cool_chat(x.chat, until);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, item: x.seq }, now);
+                        finish(&mut s, &mut done, x, now);
+                        cools.push((Some(x.chat), step, until));
+                    }
+                }
+                Op::Transient { pick, backoff_ms } => {
+                    if !in_flight.is_empty() {
+                        let x = in_flight.remove(pick % in_flight.len());
+                        finish(&mut s, &mut done, x, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, item: x.seq }, now);
                     }
                 }
                 Op::BotThrottle { secs } => {
@@ -425,23 +575,23 @@ proptest! {
                     s.cool_bot(now + secs * S);
                 }
             }
-            pump(&mut s, step, now, &mut sent, &mut in_flight);
+            pump(&mut s, step, now, &mut in_flight);
             prop_assert!(s.in_flight() <= l.max_in_flight);
+            prop_assert_eq!(s.in_flight() as usize, in_flight.len());
         }
         // Let everything finish.
         let mut guard = 0;
         while s.queued() > 0 || !in_flight.is_empty() {
             guard += 1;
             prop_assert!(guard < 100_000, "no progress");
-            if let Some((chat, _)) = in_flight.first().copied() {
-                in_flight.remove(0);
-                s.complete(chat);
+            if !in_flight.is_empty() {
+                let x = in_flight.remove(0);
+                finish(&mut s, &mut done, x, now);
                 delivered += 1;
             }
             match s.next(now, |_| true) {
                 Next::Send(d) => {
-                    sent.push(Sent { step: usize::MAX, at: now, chat: d.chat_id, seq: d.seq });
-                    in_flight.push((d.chat_id, d.seq));
+                    in_flight.push(Attempt { step: usize::MAX, chat: d.chat_id, seq: d.seq, d: now, c: Tick::MAX });
                 }
                 Next::WaitUntil(t) => { prop_assert!(t > now); now = t; }
                 Next::Idle => prop_assert!(!in_flight.is_empty() || s.queued() == 0, "idle with work queued"),
@@ -449,47 +599,72 @@ proptest! {
         }
         prop_assert_eq!(delivered, seq, "every pushed message completes once");
 
-        let real = sent;
         for (who, from_step, until) in &cools {
-            for x in &real {
-                let hit = who.is_none_or(|c| c == x.chat) && x.step >= *from_step && x.at < *until;
+            for x in &done {
+                let hit = who.is_none_or(|c| c == x.chat) && x.step >= *from_step && x.d < *until;
                 prop_assert!(!hit, "sent during a cooldown: {:?} in {:?}", x, (who, from_step, until));
             }
         }
 
+        // The server's windows, with the margin as extra slack (so the
+        // claim is checked at its tightest, `margin = 0`, too).
         let margin = ticks(l.jitter_margin);
-        // Bot window.
-        let bot_window = ticks(l.bot_window) + margin;
-        let mut times: Vec<Tick> = real.iter().map(|x| x.at).collect();
-        times.sort_unstable();
-        for w in times.windows(l.bot_max as usize + 1) {
-            prop_assert!(w[l.bot_max as usize] - w[0] >= bot_window, "bot window broken: {:?}", w);
+        if let Err(e) = every_arrival_fits_window(&done, l.bot_max, ticks(l.bot_window) + margin) {
+            prop_assert!(false, "bot window: {}", e);
         }
-        let mut by_chat: HashMap<i64, Vec<Sent>> = HashMap::new();
-        for x in &real {
+        let mut by_chat: HashMap<i64, Vec<Attempt>> = HashMap::new();
+        for x in &done {
             by_chat.entry(x.chat).or_default().push(*x);
         }
-        for (chat, xs) in by_chat {
+        for (chat, mut xs) in by_chat {
+            xs.sort_by_key(|x| x.d);
             // FIFO: a chat's seqs never go backwards (a retry repeats one).
             for w in xs.windows(2) {
                 prop_assert!(w[0].seq <= w[1].seq, "chat {} out of order: {:?}", chat, xs);
+                prop_assert!(w[0].c <= w[1].d, "chat {} had two in flight: {:?}", chat, w);
             }
-            // Bucket: any run of sends fits burst + rate * elapsed.
-            for i in 0..xs.len() {
-                for j in i..xs.len() {
-                    let n = (j - i + 1) as f64;
-                    let elapsed = (xs[j].at - xs[i].at) as f64 / S as f64;
-                    prop_assert!(n <= l.chat_burst as f64 + l.chat_rate * elapsed + 1e-6,
-                        "chat {} bucket broken: {} sends in {}s", chat, n, elapsed);
-                }
+            if let Err(e) = every_arrival_fits_bucket(&xs, l.chat_burst, l.chat_rate) {
+                prop_assert!(false, "chat bucket: {}", e);
             }
-            if chat < 0 {
-                let gw = ticks(l.group_window) + margin;
-                let g = l.group_max as usize;
-                for w in xs.windows(g + 1) {
-                    prop_assert!(w[g].at - w[0].at >= gw, "group window broken");
-                }
+            if chat < 0
+                && let Err(e) = every_arrival_fits_window(&xs, l.group_max, ticks(l.group_window) + margin)
+            {
+                prop_assert!(false, "group window: {}", e);
             }
+        }
+
+        // And the emulator itself, fed one concrete choice of arrivals
+        // (biased to the ends of each interval, where the worst cases are):
+        // it must accept every attempt.
+        let epoch = std::time::Instant::now();
+        let mut limiter = shardgate_mock::Limiter::new(
+            shardgate_mock::Limits {
+                chat_burst: l.chat_burst,
+                chat_rate_per_s: l.chat_rate,
+                group_max: l.group_max,
+                group_window: l.group_window,
+                bot_max: l.bot_max,
+                bot_window: l.bot_window,
+            },
+            epoch,
+        );
+        let mut arrivals: Vec<(Tick, i64)> = done
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let p = placement[i % placement.len()];
+                let a = match p {
+                    0..=99 => x.d,
+                    100..=199 => x.c,
+                    _ => x.d + (x.c - x.d) * u64::from(p - 200) / 55,
+                };
+                (a, x.chat)
+            })
+            .collect();
+        arrivals.sort_unstable();
+        for (a, chat) in arrivals {
+            let verdict = limiter.check(1, chat, epoch + Duration::from_micros(a));
+            prop_assert!(verdict.is_ok(), "the emulator refused chat {} at {} µs: {:?}", chat, a, verdict);
         }
     }
 }
