@@ -9,6 +9,11 @@
 //! - **Session** (`session.rs`): a lease with the member key, kept alive
 //!   every TTL/3. Ownership is valid until `valid_until` (last confirmed
 //!   keep-alive + TTL − margin); a "lease gone" answer ends it at once.
+//! - **Extension** (`extension.rs`): while etcd cannot be reached, ownership
+//!   outlives that bound only as long as every other known member says,
+//!   within the last second, that it cannot reach etcd either; an instance
+//!   that (re)gains etcd takes no bot for a grace longer than that. The
+//!   rule, its safety argument and its one hole are written there.
 //! - **Watch** (`watch.rs`): one prefix watch after a full read, resumed
 //!   from the last revision, re-read after a compaction, checked with
 //!   progress requests; into the mirror of all keys (`mirror.rs`).
@@ -25,6 +30,7 @@
 
 mod admin;
 mod error;
+mod extension;
 pub mod keys;
 mod mirror;
 mod ownership;
@@ -39,6 +45,7 @@ pub mod testing;
 
 pub use admin::{Admin, BotRow, ImportReport, OPERATOR};
 pub use error::EtcdError;
+pub use extension::ExtensionRules;
 pub use keys::{Keys, MemberValue, valid_instance_id};
 pub use ownership::{Claim, OwnershipChange, OwnershipEvent};
 pub use registry::{EtcdConfig, EtcdRegistry, connect, settled};

@@ -11,6 +11,10 @@
 //!   and calls `release`; after `handoff_timeout` it is released anyway.
 //! - A claim is dropped locally at once when the session is not live, when
 //!   the owner key changes or disappears, or when a fenced write fails.
+//! - A bot is only taken into `owned` (a claim recorded, a key adopted)
+//!   when etcd has been reachable, without a break, for the claim grace
+//!   (`extension.rs`: peers may keep driving their bots on this instance's
+//!   word "etcd unreachable" for less than that). Claims wait for it too.
 //! - Keys with this instance's id that it does not hold (from a claim whose
 //!   answer was lost, or a previous process with the same id) are adopted
 //!   when they are under the current lease and wanted, else deleted
@@ -28,6 +32,7 @@ use shardgate_registry::{Health, SessionStatus, unix_now};
 use shardgate_telegram::redact_tokens;
 
 use crate::error::{EtcdError, call};
+use crate::extension::{grace_ends, may_start_driving};
 use crate::keys;
 use crate::mirror::Mirror;
 use crate::registry::Inner;
@@ -184,6 +189,7 @@ pub(crate) fn plan(
     me: &str,
     now: Instant,
     handoff_timeout: Duration,
+    claim_grace: Duration,
 ) -> Plan {
     own.drop_unbacked(me, session, now);
     let Some(lease) = session.live_lease(now) else {
@@ -216,6 +222,8 @@ pub(crate) fn plan(
 
     let nodes = mirror.member_nodes();
     let mut plan = Plan::default();
+    let may_start = may_start_driving(session.contact, now, claim_grace);
+    let mut held_back = false;
 
     // Keys with my id that I do not hold.
     for (bot, o) in &mirror.owners {
@@ -226,7 +234,9 @@ pub(crate) fn plan(
             && mirror.bots.contains_key(bot)
             && !own.shutting_down;
         let retired = own.retired.contains(&(bot.clone(), o.mod_revision));
-        if o.lease == lease && wanted && !retired {
+        if o.lease == lease && wanted && !retired && !may_start {
+            held_back = true; // adopted once the grace is over
+        } else if o.lease == lease && wanted && !retired {
             own.owned.insert(
                 bot.clone(),
                 Claim {
@@ -274,19 +284,26 @@ pub(crate) fn plan(
     own.handoff_since
         .retain(|bot, _| own.owned.contains_key(bot));
 
-    // New claims: only with a confirmed session.
+    // New claims: only with a confirmed session, after the grace.
     if session.status == SessionStatus::Ok && !own.shutting_down {
         for bot in mirror.bots.keys() {
             if !mirror.owners.contains_key(bot)
                 && !own.owned.contains_key(bot)
                 && mirror.desired_owner(bot, &nodes) == Some(me)
             {
-                plan.actions.push(Action::Claim {
-                    bot: bot.clone(),
-                    lease,
-                });
+                if may_start {
+                    plan.actions.push(Action::Claim {
+                        bot: bot.clone(),
+                        lease,
+                    });
+                } else {
+                    held_back = true;
+                }
             }
         }
+    }
+    if held_back && let Some(end) = grace_ends(session.contact, now, claim_grace) {
+        plan.next_deadline = Some(plan.next_deadline.map_or(end, |d| d.min(end)));
     }
     plan
 }
@@ -327,6 +344,7 @@ async fn reconcile(inner: &Inner) -> Option<Instant> {
             &inner.cfg.instance_id,
             now,
             inner.cfg.handoff_timeout,
+            inner.cfg.claim_grace,
         )
     };
     inner.publish();
@@ -402,13 +420,19 @@ async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
         });
     };
     let session = inner.session_tx.borrow().clone();
+    let now = Instant::now();
     let mut own = inner.own();
-    if session.live_lease(Instant::now()) == Some(lease) && !own.shutting_down {
+    // Checked again now that we would start driving: etcd must still have
+    // been reachable, without a break, for the grace (see `extension.rs`).
+    if session.live_lease(now) == Some(lease)
+        && may_start_driving(session.contact, now, inner.cfg.claim_grace)
+        && !own.shutting_down
+    {
         own.owned.insert(bot.to_owned(), Claim { revision, lease });
         own.record(me, bot, OwnershipChange::Claimed, Some(revision));
     } else {
-        // The session ended meanwhile: the key goes with its lease, or is
-        // deleted as stale.
+        // The session ended or etcd was lost meanwhile: the key goes with
+        // its lease, or is deleted as stale.
         own.retired.insert((bot.to_owned(), revision));
     }
     Ok(())
@@ -540,17 +564,22 @@ mod tests {
     use super::*;
     use crate::keys::Keys;
     use crate::mirror::KvMeta;
+    use shardgate_registry::StoreContact;
     use shardgate_router::{Node, key_of_name, pick};
 
     const T1: &str = "123456:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const LEASE: i64 = 0x77;
+    const NO_GRACE: Duration = Duration::ZERO;
 
+    /// A live session whose etcd contact began at `now`.
     fn live(now: Instant) -> SessionInfo {
         SessionInfo {
             status: SessionStatus::Ok,
             lease: Some(LEASE),
             valid_until: Some(now + Duration::from_secs(5)),
+            extended: false,
             generation: 1,
+            contact: StoreContact::reachable_since(now),
         }
     }
 
@@ -595,6 +624,25 @@ mod tests {
         }
     }
 
+    /// `plan` for "i1" with a 10 s handoff timeout.
+    fn plan_i1(
+        own: &mut OwnState,
+        w: &World,
+        session: &SessionInfo,
+        now: Instant,
+        grace: Duration,
+    ) -> Plan {
+        plan(
+            own,
+            &w.mirror,
+            session,
+            "i1",
+            now,
+            Duration::from_secs(10),
+            grace,
+        )
+    }
+
     /// A bot name whose rendezvous winner over `members` is `want`.
     fn bot_for(want: &str, members: &[&str]) -> String {
         let nodes: Vec<Node> = members.iter().map(|m| Node::new(*m)).collect();
@@ -611,14 +659,7 @@ mod tests {
         let theirs = bot_for("i2", &["i1", "i2"]);
         let w = World::new(&["i1", "i2"], &[&mine, &theirs]);
         let mut own = OwnState::default();
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert_eq!(
             p.actions,
             vec![Action::Claim {
@@ -631,8 +672,57 @@ mod tests {
         s.status = SessionStatus::Degraded {
             until: now + Duration::from_secs(5),
         };
-        let p = plan(&mut own, &w.mirror, &s, "i1", now, Duration::from_secs(10));
+        let p = plan_i1(&mut own, &w, &s, now, NO_GRACE);
         assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn claims_and_adoptions_wait_for_the_grace_after_etcd_comes_back() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(3);
+        let mine = bot_for("i1", &["i1"]);
+        let other = format!("{mine}-x");
+        let mut w = World::new(&["i1"], &[&mine, &other]);
+        // A key of ours under the current lease whose claim answer was lost.
+        let rev = w.put(w.keys.owner(&other), "i1", LEASE);
+        let mut own = OwnState::default();
+        // etcd reachable since `now`: nothing is taken, look again at the
+        // grace's end.
+        let p = plan_i1(&mut own, &w, &live(now), now, grace);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(own.owned.is_empty());
+        assert_eq!(p.next_deadline, Some(now + grace));
+        // Just before the end: still nothing.
+        let almost = now + grace - Duration::from_millis(1);
+        let p = plan_i1(&mut own, &w, &live(now), almost, grace);
+        assert!(p.actions.is_empty() && own.owned.is_empty());
+        // At the end: claimed and adopted.
+        let t = now + grace;
+        let p = plan_i1(&mut own, &w, &live(now), t, grace);
+        assert_eq!(
+            p.actions,
+            vec![Action::Claim {
+                bot: mine.clone(),
+                lease: LEASE
+            }]
+        );
+        assert_eq!(
+            own.owned.get(&other).map(|c| c.revision),
+            Some(rev),
+            "adopted"
+        );
+        // etcd unreachable (however long ago it was reached): no new claim.
+        let mut s = live(now);
+        s.contact = StoreContact::unreachable_since(now);
+        let mut own = OwnState::default();
+        let later = now + Duration::from_secs(60);
+        s.valid_until = Some(later + Duration::from_secs(5));
+        let p = plan_i1(&mut own, &w, &s, later, grace);
+        assert!(p.actions.is_empty() && own.owned.is_empty(), "{p:?}");
+        assert_eq!(
+            p.next_deadline, None,
+            "nothing to wait for until etcd is back"
+        );
     }
 
     #[test]
@@ -649,27 +739,13 @@ mod tests {
                 lease: LEASE,
             },
         );
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert!(p.actions.is_empty(), "{p:?}");
         assert!(own.owned.contains_key(&mine));
 
         // valid_until passed: dropped without any write.
         let later = now + Duration::from_secs(6);
-        plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            later,
-            Duration::from_secs(10),
-        );
+        plan_i1(&mut own, &w, &live(now), later, NO_GRACE);
         assert!(own.owned.is_empty());
         assert_eq!(
             own.history.back().map(|e| e.change),
@@ -685,14 +761,7 @@ mod tests {
             },
         );
         w.delete(w.keys.owner(&mine));
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert!(own.owned.is_empty());
         // ... and it is claimed again, being still wanted.
         assert_eq!(
@@ -721,12 +790,20 @@ mod tests {
         // i2 joins: the bot should move.
         w.put(w.keys.member("i2"), r#"{"grpc":"h:2"}"#, 0);
         let timeout = Duration::from_secs(10);
-        let p = plan(&mut own, &w.mirror, &live(now), "i1", now, timeout);
+        let p = plan(
+            &mut own,
+            &w.mirror,
+            &live(now),
+            "i1",
+            now,
+            timeout,
+            NO_GRACE,
+        );
         assert!(p.actions.is_empty());
         assert_eq!(p.next_deadline, Some(now + timeout));
         assert!(own.owned.contains_key(&moving), "kept until released");
         let t = now + timeout;
-        let p = plan(&mut own, &w.mirror, &live(t), "i1", t, timeout);
+        let p = plan(&mut own, &w.mirror, &live(t), "i1", t, timeout, NO_GRACE);
         assert_eq!(
             p.actions,
             vec![Action::Release {
@@ -745,14 +822,7 @@ mod tests {
         let r1 = w.put(w.keys.owner(&mine), "i1", LEASE);
         let r2 = w.put(w.keys.owner(&theirs), "i1", LEASE);
         let mut own = OwnState::default();
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert_eq!(
             own.owned.get(&mine),
             Some(&Claim {
@@ -770,14 +840,7 @@ mod tests {
         // A released key is never adopted back.
         let mut own = OwnState::default();
         own.retired.insert((mine.clone(), r1));
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert!(own.owned.is_empty());
         assert!(p.actions.contains(&Action::DeleteStale {
             bot: mine,
@@ -801,26 +864,12 @@ mod tests {
             },
         );
         assert!(
-            plan(
-                &mut own,
-                &w.mirror,
-                &live(now),
-                "i1",
-                now,
-                Duration::from_secs(10)
-            )
-            .actions
-            .is_empty()
+            plan_i1(&mut own, &w, &live(now), now, NO_GRACE)
+                .actions
+                .is_empty()
         );
         w.put(w.keys.bot(&mine), &format!(r#"{{"token":"{T1}"}}"#), 0);
-        let p = plan(
-            &mut own,
-            &w.mirror,
-            &live(now),
-            "i1",
-            now,
-            Duration::from_secs(10),
-        );
+        let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert_eq!(p.actions, vec![Action::ResetHealth { bot: mine }]);
     }
 }

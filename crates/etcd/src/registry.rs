@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions};
-use shardgate_registry::{Fleet, Health, Registry, RegistryError, SessionStatus};
+use shardgate_registry::{
+    Fleet, Health, PeerProbe, Registry, RegistryError, SessionStatus, StoreContact,
+};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::error::EtcdError;
+use crate::extension::{self, ExtensionRules, PeerEvidence};
 use crate::keys::{Keys, valid_instance_id};
 use crate::mirror::Mirror;
 use crate::ownership::{self, Claim, OwnState, OwnershipChange, OwnershipEvent};
@@ -56,6 +59,21 @@ pub struct EtcdConfig {
     pub progress_interval: Duration,
     /// How long `start` tries to reach etcd. Default 10 s.
     pub start_timeout: Duration,
+    /// C: while etcd is unreachable, how long one round of "every other
+    /// member cannot reach etcd either" keeps the bots past the lease's
+    /// bound, counted from when the round was sent; also the bound on a
+    /// round's answers. Default 1 s. See `extension.rs`.
+    pub peer_confirmation_bound: Duration,
+    /// P: how often the other members are asked while etcd is unreachable.
+    /// Under C. Default 500 ms.
+    pub peer_check_interval: Duration,
+    /// G: how long etcd must have been reachable, without a break, before
+    /// this instance starts driving a bot it claimed (at start too). Over
+    /// C + P. Default 3 s.
+    pub claim_grace: Duration,
+    /// The longest the bots are kept past the lease's bound on the other
+    /// members' word (zero: never; the lease's bound only). Default 5 min.
+    pub max_extension: Duration,
 }
 
 impl EtcdConfig {
@@ -77,6 +95,20 @@ impl EtcdConfig {
             op_timeout: Duration::from_secs(3),
             progress_interval: Duration::from_secs(3),
             start_timeout: Duration::from_secs(10),
+            peer_confirmation_bound: Duration::from_secs(1),
+            peer_check_interval: Duration::from_millis(500),
+            claim_grace: Duration::from_secs(3),
+            max_extension: Duration::from_secs(300),
+        }
+    }
+
+    /// The timings of the extension rule (see `extension.rs`).
+    pub fn extension_rules(&self) -> ExtensionRules {
+        ExtensionRules {
+            confirmation_bound: self.peer_confirmation_bound,
+            check_interval: self.peer_check_interval,
+            claim_grace: self.claim_grace,
+            max_extension: self.max_extension,
         }
     }
 
@@ -112,8 +144,24 @@ impl EtcdConfig {
         if self.keepalive_timeout.is_zero()
             || self.op_timeout.is_zero()
             || self.progress_interval.is_zero()
+            || self.peer_check_interval.is_zero()
         {
             return bad("timeouts must be positive".into());
+        }
+        if self.peer_check_interval >= self.peer_confirmation_bound {
+            return bad(format!(
+                "the peer check interval ({:?}) must be under the confirmation bound ({:?})",
+                self.peer_check_interval, self.peer_confirmation_bound
+            ));
+        }
+        if self.claim_grace <= self.peer_confirmation_bound + self.peer_check_interval {
+            return bad(format!(
+                "the claim grace ({:?}) must exceed the confirmation bound plus the check \
+                 interval ({:?}): an instance that answered \"etcd unreachable\" must not claim \
+                 a bot while a peer may still drive it on that answer",
+                self.claim_grace,
+                self.peer_confirmation_bound + self.peer_check_interval
+            ));
         }
         Ok(())
     }
@@ -146,6 +194,10 @@ pub(crate) struct Inner {
     pub wake: Notify,
     /// "etcd says lease X is gone", to the session task.
     pub lease_lost_tx: mpsc::UnboundedSender<i64>,
+    /// The other members' answers while degraded, to the session task.
+    pub evidence_tx: watch::Sender<PeerEvidence>,
+    /// "A peer reaches etcd": the session task tries a keep-alive at once.
+    pub kick: Notify,
 }
 
 impl Inner {
@@ -177,6 +229,32 @@ impl Inner {
         drop(own);
     }
 
+    /// Records the outcome of an exchange with etcd in the session's
+    /// `contact` (what peers are told): a change of state restarts `since`.
+    pub(crate) fn note_contact(&self, reachable: bool) {
+        let now = Instant::now();
+        let changed = self.session_tx.send_if_modified(|s| {
+            if s.contact.reachable == reachable {
+                return false;
+            }
+            s.contact = StoreContact {
+                reachable,
+                since: now,
+            };
+            true
+        });
+        if changed {
+            if reachable {
+                tracing::info!(
+                    grace = ?self.cfg.claim_grace,
+                    "etcd reachable again; new claims wait for the grace"
+                );
+            } else {
+                tracing::warn!("etcd unreachable");
+            }
+        }
+    }
+
     /// The session changed: drop what it no longer backs, publish at once
     /// (without waiting for the ownership loop, which may be mid-request).
     pub(crate) fn session_changed(&self) {
@@ -193,15 +271,27 @@ pub struct EtcdRegistry {
     session_task: AbortHandle,
     watch_task: AbortHandle,
     ownership_task: AbortHandle,
+    peer_task: Option<AbortHandle>,
 }
 
 impl EtcdRegistry {
-    /// Joins the cluster: grants the session lease, puts the member key,
-    /// reads the cluster, then runs the watch, session and ownership tasks.
-    /// Returns once the fleet snapshot is loaded (claims follow within
-    /// milliseconds; see [`wait_settled`](Self::wait_settled)). Fails if
-    /// etcd cannot be reached within `start_timeout`.
+    /// Joins the cluster without asking peers anything: ownership never
+    /// outlives the lease's bound. See [`start_with_probe`](Self::start_with_probe).
     pub async fn start(config: EtcdConfig) -> Result<EtcdRegistry, EtcdError> {
+        Self::start_with_probe(config, None).await
+    }
+
+    /// Joins the cluster: grants the session lease, puts the member key,
+    /// reads the cluster, then runs the watch, session and ownership tasks
+    /// (and, with a `probe`, the task that asks the other members whether
+    /// they reach etcd while this instance cannot: see `extension.rs`).
+    /// Returns once the fleet snapshot is loaded (claims follow after the
+    /// claim grace; see [`wait_settled`](Self::wait_settled)). Fails if
+    /// etcd cannot be reached within `start_timeout`.
+    pub async fn start_with_probe(
+        config: EtcdConfig,
+        probe: Option<Arc<dyn PeerProbe>>,
+    ) -> Result<EtcdRegistry, EtcdError> {
         config.validate()?;
         let keys = Keys::new(&config.cluster)?;
         let client = connect(&config.endpoints, config.op_timeout).await?;
@@ -214,11 +304,16 @@ impl EtcdRegistry {
             keys,
             client,
             mirror_tx: watch::Sender::new(Arc::new(Mirror::default())),
-            session_tx: watch::Sender::new(SessionInfo::lost(0)),
+            session_tx: watch::Sender::new(SessionInfo::lost(
+                0,
+                StoreContact::unreachable_since(Instant::now()),
+            )),
             fleet_tx: watch::Sender::new(Arc::new(start_fleet)),
             own: Mutex::new(OwnState::default()),
             wake: Notify::new(),
             lease_lost_tx,
+            evidence_tx: watch::Sender::new(PeerEvidence::default()),
+            kick: Notify::new(),
             cfg: config,
         });
         let deadline = Instant::now() + inner.cfg.start_timeout;
@@ -242,7 +337,9 @@ impl EtcdRegistry {
             status: SessionStatus::Ok,
             lease: Some(lease.id),
             valid_until: Some(lease.valid_until),
+            extended: false,
             generation: 1,
+            contact: StoreContact::reachable_since(Instant::now()),
         });
         let mirror = loop {
             match watcher::full_read(&inner.client, &inner.keys, inner.cfg.op_timeout).await {
@@ -264,11 +361,14 @@ impl EtcdRegistry {
             tokio::spawn(session::run(inner.clone(), lease, lease_lost_rx)).abort_handle();
         let watch_task = tokio::spawn(watcher::run(inner.clone())).abort_handle();
         let ownership_task = tokio::spawn(ownership::run(inner.clone())).abort_handle();
+        let peer_task =
+            probe.map(|probe| tokio::spawn(extension::run(inner.clone(), probe)).abort_handle());
         Ok(EtcdRegistry {
             inner,
             session_task,
             watch_task,
             ownership_task,
+            peer_task,
         })
     }
 
@@ -328,6 +428,9 @@ impl Drop for EtcdRegistry {
         self.session_task.abort();
         self.watch_task.abort();
         self.ownership_task.abort();
+        if let Some(t) = &self.peer_task {
+            t.abort();
+        }
     }
 }
 
@@ -356,6 +459,13 @@ impl Registry for EtcdRegistry {
             .map_err(Into::into)
     }
 
+    /// Read from the session, the same value that gates new claims, so an
+    /// answer "unreachable" always holds back this instance's claims for
+    /// the grace.
+    fn store_contact(&self) -> Option<StoreContact> {
+        Some(self.inner.session_tx.borrow().contact)
+    }
+
     /// Leaves gracefully: deletes the member key (so the others become the
     /// bots' desired owners), releases every bot (fenced deletes), then
     /// revokes the lease (which deletes anything left), so that the others
@@ -365,6 +475,9 @@ impl Registry for EtcdRegistry {
         inner.own().shutting_down = true;
         self.session_task.abort();
         self.ownership_task.abort();
+        if let Some(t) = &self.peer_task {
+            t.abort();
+        }
         // Out of the member list first: the others stop waiting for us and
         // claim each bot as soon as it is released.
         let member = inner.keys.member(&inner.cfg.instance_id);
@@ -389,7 +502,7 @@ impl Registry for EtcdRegistry {
         let info = inner.session_tx.borrow().clone();
         inner
             .session_tx
-            .send_replace(SessionInfo::lost(info.generation));
+            .send_replace(SessionInfo::lost(info.generation, info.contact));
         inner.session_changed();
         if let Some(lease) = info.lease {
             if session::revoke(inner, lease).await {

@@ -4,28 +4,40 @@
 //! - A lease (TTL default 10 s) is granted and `members/<instance-id>` put
 //!   under it. Keep-alives go every TTL/3, each round trip with its own
 //!   timeout (default 2 s).
-//! - `valid_until` = the time the last successful keep-alive (or the grant)
-//!   was *sent* + the TTL etcd answered − a safety margin (default 1 s): the
-//!   lease cannot have expired before then.
+//! - The lease's own bound = the time the last successful keep-alive (or
+//!   the grant) was *sent* + the TTL etcd answered − a safety margin
+//!   (default 1 s): the lease cannot have expired before then.
 //! - An answer that the lease is gone (TTL 0, "lease not found", from a
 //!   keep-alive or from any request made under the lease) ends the session
-//!   at once. An unreachable etcd makes it `Degraded { until: valid_until }`;
-//!   at `valid_until` it ends (`Lost`). Either way the ownership loop drops
-//!   every bot at that moment.
+//!   at once. An unreachable etcd makes it `Degraded`; ownership then lasts
+//!   until `valid_until`: the lease's bound, or later while every other
+//!   member confirms that it cannot reach etcd either (`extension.rs`: the
+//!   rule, its safety argument and its hole). When `valid_until` passes the
+//!   session ends (`Lost`). Either way the ownership loop drops every bot
+//!   at that moment.
+//! - While degraded, a member that answered "reachable" makes the next
+//!   keep-alive go at once: etcd is probably back.
+//! - The session also tracks this instance's contact with etcd
+//!   (`SessionInfo::contact`, answered to peers): reachable from the first
+//!   exchange that succeeds, unreachable from the first that fails.
 //! - Then a new session is set up: the old lease is revoked (best effort: it
 //!   may still exist, since restarting etcd resets every lease to its full
 //!   TTL), a new one granted, the member key put again; bots are claimed
-//!   again by the ownership loop.
+//!   again by the ownership loop (after the claim grace, see
+//!   `extension.rs`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
-use shardgate_registry::{SessionStatus, unix_now};
+use shardgate_registry::{SessionStatus, StoreContact, unix_now};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use crate::error::{EtcdError, call, describe, message_says_lease_gone};
+use crate::extension;
 use crate::keys::{self, MemberValue};
 use crate::registry::Inner;
 use crate::retry::Backoff;
@@ -38,19 +50,27 @@ pub struct SessionInfo {
     /// The lease of the session; `None` while `Lost`.
     pub lease: Option<i64>,
     /// Until when ownership may be exercised (see the module doc); `None`
-    /// while `Lost`. Advances with every successful keep-alive.
+    /// while `Lost`. Advances with every successful keep-alive, and with
+    /// every confirmation from the other members while degraded.
     pub valid_until: Option<Instant>,
+    /// `valid_until` is past the lease's own bound, on the other members'
+    /// word that they cannot reach etcd either.
+    pub extended: bool,
     /// How many sessions this registry has set up (1 for the first).
     pub generation: u64,
+    /// This instance's contact with etcd, as it answers peers.
+    pub contact: StoreContact,
 }
 
 impl SessionInfo {
-    pub(crate) fn lost(generation: u64) -> Self {
+    pub(crate) fn lost(generation: u64, contact: StoreContact) -> Self {
         SessionInfo {
             status: SessionStatus::Lost,
             lease: None,
             valid_until: None,
+            extended: false,
             generation,
+            contact,
         }
     }
 
@@ -151,8 +171,9 @@ pub(crate) async fn revoke(inner: &Inner, lease: i64) -> bool {
 enum End {
     /// etcd said the lease does not exist.
     Gone,
-    /// No keep-alive confirmed before `valid_until`.
-    Expired,
+    /// No keep-alive confirmed before `valid_until` (`extended`: which the
+    /// other members' confirmations had pushed past the lease's bound).
+    Expired { extended: bool },
 }
 
 /// The session task: keeps the current lease alive, and sets up a new one
@@ -171,7 +192,9 @@ pub(crate) async fn run(
             Some(lease) => lease,
             None => {
                 if let Some(old) = to_revoke {
-                    if revoke(&inner, old).await {
+                    let gone = revoke(&inner, old).await;
+                    inner.note_contact(gone);
+                    if gone {
                         to_revoke = None;
                     } else {
                         tokio::time::sleep(backoff.next_delay()).await;
@@ -180,10 +203,12 @@ pub(crate) async fn run(
                 }
                 match establish(&inner).await {
                     Ok(lease) => {
+                        inner.note_contact(true);
                         generation += 1;
                         lease
                     }
                     Err(e) => {
+                        inner.note_contact(false);
                         tracing::warn!("cannot start an etcd session: {e}");
                         tokio::time::sleep(backoff.next_delay()).await;
                         continue;
@@ -194,7 +219,10 @@ pub(crate) async fn run(
         backoff.reset();
         let id = lease.id;
         let end = keep_alive(&inner, lease, generation, &mut lease_lost).await;
-        inner.session_tx.send_replace(SessionInfo::lost(generation));
+        let contact = inner.session_tx.borrow().contact;
+        inner
+            .session_tx
+            .send_replace(SessionInfo::lost(generation, contact));
         inner.session_changed();
         match end {
             End::Gone => {
@@ -203,10 +231,18 @@ pub(crate) async fn run(
                     "etcd session lost: the lease is gone"
                 );
             }
-            End::Expired => {
+            End::Expired { extended: false } => {
                 tracing::warn!(
                     lease = format_args!("{id:x}"),
                     "etcd session lost: no keep-alive confirmed before the lease could expire"
+                );
+                to_revoke = Some(id);
+            }
+            End::Expired { extended: true } => {
+                tracing::warn!(
+                    lease = format_args!("{id:x}"),
+                    "etcd session lost: past the lease's bound, and the other members no longer \
+                     confirm that etcd is unreachable for them too"
                 );
                 to_revoke = Some(id);
             }
@@ -223,12 +259,26 @@ enum Round {
     Failed(String),
 }
 
+/// The keep-alive stream (boxed: it is large and travels in events).
+type KeepAlive = Box<(LeaseKeeper, LeaseKeepAliveStream)>;
+
+/// A keep-alive round in flight; it owns the keep-alive stream and hands
+/// it back.
+type RoundFuture<'a> = Pin<Box<dyn Future<Output = (Round, Option<KeepAlive>)> + Send + 'a>>;
+
 /// What woke the keep-alive loop.
 enum Event {
+    /// `valid_until` passed.
     Expired,
     /// A request under this lease id was answered "lease not found".
     Reported(i64),
-    Round(Round),
+    /// Time for the next keep-alive.
+    Due,
+    Round(Round, Option<KeepAlive>),
+    /// A round of peer checks finished.
+    Evidence,
+    /// A peer says it reaches etcd: try a keep-alive now.
+    Kick,
 }
 
 /// Keeps `lease` alive until it ends, publishing the session state.
@@ -239,18 +289,51 @@ async fn keep_alive(
     lease_lost: &mut mpsc::UnboundedReceiver<i64>,
 ) -> End {
     let cfg = &inner.cfg;
+    let rules = cfg.extension_rules();
     let interval = (lease.ttl / 3).max(Duration::from_millis(300));
     let retry = (interval / 4).max(Duration::from_millis(250));
-    let mut stream: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
-    let mut status = SessionStatus::Ok;
+    let mut stream: Option<KeepAlive> = None;
+    let mut in_flight: Option<RoundFuture<'_>> = None;
+    let mut degraded = false;
+    let mut was_extended = false;
     let mut next_round = Instant::now() + interval;
+    let mut evidence_rx = inner.evidence_tx.subscribe();
     loop {
+        let deadline = extension::ownership_deadline(
+            lease.valid_until,
+            &evidence_rx.borrow_and_update(),
+            &rules,
+        );
+        if deadline.extended != was_extended {
+            if deadline.extended {
+                tracing::warn!(
+                    lease = format_args!("{:x}", lease.id),
+                    "past the lease's bound without etcd: keeping the bots while every other \
+                     member confirms that it cannot reach etcd either"
+                );
+            } else if !degraded {
+                tracing::info!(
+                    lease = format_args!("{:x}", lease.id),
+                    "the lease is confirmed again; ownership rests on it alone"
+                );
+            }
+            was_extended = deadline.extended;
+        }
+        let status = if degraded {
+            SessionStatus::Degraded {
+                until: deadline.until,
+            }
+        } else {
+            SessionStatus::Ok
+        };
         let changed = inner.session_tx.send_if_modified(|cur| {
             let new = SessionInfo {
                 status,
                 lease: Some(lease.id),
-                valid_until: Some(lease.valid_until),
+                valid_until: Some(deadline.until),
+                extended: deadline.extended,
                 generation,
+                contact: cur.contact,
             };
             let changed = *cur != new;
             *cur = new;
@@ -261,68 +344,102 @@ async fn keep_alive(
         }
         let event = tokio::select! {
             biased;
-            _ = sleep_until(lease.valid_until.into()) => Event::Expired,
+            _ = sleep_until(deadline.until.into()) => Event::Expired,
             Some(id) = lease_lost.recv() => Event::Reported(id),
-            r = async {
-                sleep_until(next_round.into()).await;
-                round(inner, lease.id, lease.ttl, &mut stream).await
-            } => Event::Round(r),
+            (r, s) = async {
+                match in_flight.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Round(r, s),
+            _ = sleep_until(next_round.into()), if in_flight.is_none() => Event::Due,
+            r = evidence_rx.changed() => match r {
+                Ok(()) => Event::Evidence,
+                Err(_) => Event::Expired, // the registry is going away
+            },
+            _ = inner.kick.notified() => Event::Kick,
         };
         match event {
-            Event::Expired => return End::Expired,
-            Event::Reported(id) if id == lease.id => return End::Gone,
-            Event::Reported(_) => {}
-            Event::Round(Round::Alive { sent, ttl }) => {
-                lease.valid_until = sent + ttl.saturating_sub(cfg.safety_margin);
-                if status != SessionStatus::Ok {
-                    tracing::info!(
-                        lease = format_args!("{:x}", lease.id),
-                        "etcd session recovered"
-                    );
-                }
-                status = SessionStatus::Ok;
-                next_round = sent + interval;
-            }
-            Event::Round(Round::Gone) => return End::Gone,
-            Event::Round(Round::Failed(why)) => {
-                stream = None;
-                if status == SessionStatus::Ok {
-                    tracing::warn!(
-                        lease = format_args!("{:x}", lease.id),
-                        "etcd keep-alive failed ({why}); keeping ownership for at most {:?}",
-                        lease.valid_until.saturating_duration_since(Instant::now())
-                    );
-                }
-                status = SessionStatus::Degraded {
-                    until: lease.valid_until,
+            Event::Expired => {
+                return End::Expired {
+                    extended: deadline.extended,
                 };
-                next_round = Instant::now() + retry;
+            }
+            Event::Reported(id) if id == lease.id => {
+                inner.note_contact(true); // etcd answered
+                return End::Gone;
+            }
+            Event::Reported(_) | Event::Evidence => {}
+            Event::Kick => {
+                if degraded && in_flight.is_none() {
+                    next_round = Instant::now();
+                }
+            }
+            Event::Due => {
+                in_flight = Some(Box::pin(round(inner, lease.id, lease.ttl, stream.take())));
+            }
+            Event::Round(r, s) => {
+                in_flight = None;
+                stream = s;
+                match r {
+                    Round::Alive { sent, ttl } => {
+                        inner.note_contact(true);
+                        lease.valid_until = sent + ttl.saturating_sub(cfg.safety_margin);
+                        if degraded {
+                            tracing::info!(
+                                lease = format_args!("{:x}", lease.id),
+                                "etcd session recovered"
+                            );
+                        }
+                        degraded = false;
+                        next_round = sent + interval;
+                    }
+                    Round::Gone => {
+                        inner.note_contact(true); // etcd answered
+                        return End::Gone;
+                    }
+                    Round::Failed(why) => {
+                        inner.note_contact(false);
+                        stream = None;
+                        if !degraded {
+                            tracing::warn!(
+                                lease = format_args!("{:x}", lease.id),
+                                "etcd keep-alive failed ({why}); keeping ownership for at most {:?} \
+                                 unless the other members confirm that etcd is unreachable for them too",
+                                lease.valid_until.saturating_duration_since(Instant::now())
+                            );
+                        }
+                        degraded = true;
+                        next_round = Instant::now() + retry;
+                    }
+                }
             }
         }
     }
 }
 
 /// Sends one keep-alive and waits (bounded) for its answer, opening the
-/// keep-alive stream first if there is none.
+/// keep-alive stream first if there is none. Hands the stream back.
 async fn round(
     inner: &Inner,
     id: i64,
     granted: Duration,
-    stream: &mut Option<(LeaseKeeper, LeaseKeepAliveStream)>,
-) -> Round {
+    mut stream: Option<KeepAlive>,
+) -> (Round, Option<KeepAlive>) {
     let sent = Instant::now();
     let limit = inner.cfg.keepalive_limit();
     let answer = tokio::time::timeout(limit, async {
-        match stream {
+        match &mut stream {
             None => match inner.client.lease_client().keep_alive(id).await {
                 // Opening sends a first keep-alive and checks its TTL > 0.
                 Ok(opened) => {
-                    *stream = Some(opened);
+                    stream = Some(Box::new(opened));
                     Round::Alive { sent, ttl: granted }
                 }
                 Err(e) => classify(&e),
             },
-            Some((keeper, responses)) => {
+            Some(opened) => {
+                let (keeper, responses) = &mut **opened;
                 if let Err(e) = keeper.keep_alive().await {
                     return Round::Failed(describe(&e));
                 }
@@ -340,8 +457,11 @@ async fn round(
     })
     .await;
     match answer {
-        Ok(r) => r,
-        Err(_) => Round::Failed(format!("no keep-alive answer within {limit:?}")),
+        Ok(r) => (r, stream),
+        Err(_) => (
+            Round::Failed(format!("no keep-alive answer within {limit:?}")),
+            stream,
+        ),
     }
 }
 
@@ -365,7 +485,9 @@ mod tests {
             status: SessionStatus::Ok,
             lease: Some(7),
             valid_until: Some(now + Duration::from_secs(1)),
+            extended: false,
             generation: 1,
+            contact: StoreContact::reachable_since(now),
         };
         assert_eq!(s.live_lease(now), Some(7));
         assert_eq!(s.live_lease(now + Duration::from_secs(1)), None);
@@ -373,6 +495,9 @@ mod tests {
             until: now + Duration::from_secs(1),
         };
         assert_eq!(s.live_lease(now), Some(7));
-        assert_eq!(SessionInfo::lost(1).live_lease(now), None);
+        assert_eq!(
+            SessionInfo::lost(1, StoreContact::reachable_since(now)).live_lease(now),
+            None
+        );
     }
 }

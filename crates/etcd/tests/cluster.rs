@@ -12,12 +12,36 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use shardgate_etcd::testing::{Proxy, check_local_exclusive, check_owner_history, owner_changes};
-use shardgate_etcd::{EtcdRegistry, Keys, OwnershipChange};
+use shardgate_etcd::{EtcdConfig, EtcdRegistry, Keys, OwnershipChange};
 use shardgate_registry::{
     BotState, Health, HealthState, Registry, RegistryError, SessionStatus, unix_now,
 };
 
+/// The claims `reg` made.
+fn claims(reg: &EtcdRegistry) -> Vec<shardgate_etcd::OwnershipEvent> {
+    reg.ownership_history()
+        .into_iter()
+        .filter(|e| e.change == OwnershipChange::Claimed)
+        .collect()
+}
+
 const LIMIT: Duration = Duration::from_secs(20);
+
+/// Two registries, i1 and i2, that ask each other whether they reach etcd
+/// (in process, as the daemon does over gRPC), with their releasers, and
+/// settled.
+async fn probed_pair(
+    cfg_a: EtcdConfig,
+    cfg_b: EtcdConfig,
+) -> (Arc<EtcdRegistry>, Arc<EtcdRegistry>, Arc<InProcessProbe>) {
+    let probe = InProcessProbe::new();
+    let a = start_probed(cfg_a, &probe).await;
+    let b = start_probed(cfg_b, &probe).await;
+    spawn_releaser(a.clone());
+    spawn_releaser(b.clone());
+    assert!(a.wait_settled(LIMIT).await && b.wait_settled(LIMIT).await);
+    (a, b, probe)
+}
 
 /// Plays the gateway's part in a handoff: releases every bot the registry
 /// says it is handing off.
@@ -312,18 +336,28 @@ async fn a_partitioned_owner_lets_go_before_the_other_claims() {
     let client = server.client().await;
     let bots = seed_bots(&client, "c6", 8).await;
     let proxy = Proxy::start(server.client_addr()).await;
-    let a = Arc::new(start(config(&proxy.endpoint(), "c6", "i1")).await);
-    let b = Arc::new(start(config(&server.endpoint(), "c6", "i2")).await);
-    let _r1 = spawn_releaser(a.clone());
-    let _r2 = spawn_releaser(b.clone());
-    assert!(a.wait_settled(LIMIT).await && b.wait_settled(LIMIT).await);
+    // As the daemon runs: i1 asks i2 whether it reaches etcd, and i2 does.
+    let (a, b, _probe) = probed_pair(
+        config(&proxy.endpoint(), "c6", "i1"),
+        config(&server.endpoint(), "c6", "i2"),
+    )
+    .await;
     let sampler = spawn_overlap_sampler(a.clone(), b.clone());
     assert!(!owned(&a).is_empty());
 
     proxy.cut();
     let cut = Instant::now();
-    wait_for("i1 drops its bots", LIMIT, || owned(&a).is_empty()).await;
+    let mut extended = false;
+    wait_for("i1 drops its bots", LIMIT, || {
+        extended |= a.session().borrow().extended;
+        owned(&a).is_empty()
+    })
+    .await;
     let dropped = cut.elapsed();
+    assert!(
+        !extended,
+        "i2 reaches etcd: i1 must not keep its bots past the lease"
+    );
     wait_for("i2 owns every bot", LIMIT, || owned(&b).len() == bots.len()).await;
     let taken = cut.elapsed();
     println!(
@@ -343,7 +377,6 @@ async fn a_partitioned_owner_lets_go_before_the_other_claims() {
         cut.elapsed()
     );
     check_local_exclusive(&[a.ownership_history(), b.ownership_history()]).expect("no overlap");
-    drop(_r1);
     drop(sampler);
 }
 
@@ -469,9 +502,13 @@ async fn handoff_by_release_and_by_timeout() {
     );
     assert_eq!(fleet(&a).members.len(), 1, "member key gone");
 
-    // A third instance joins; this time the "gateway" releases.
+    // A third instance joins; this time the "gateway" releases. A new
+    // instance takes nothing before its claim grace (it reached etcd just
+    // now), then everything released to it at once.
     let _r = spawn_releaser(a.clone());
-    let c = start(config(&server.endpoint(), "c8", "i3")).await;
+    let cfg3 = config(&server.endpoint(), "c8", "i3");
+    let grace = cfg3.claim_grace;
+    let c = start(cfg3).await;
     let moving3: BTreeSet<String> = bots
         .iter()
         .filter(|bot| desired(bot, &bots, &["i1", "i3"]) == "i3")
@@ -479,10 +516,11 @@ async fn handoff_by_release_and_by_timeout() {
         .collect();
     let took = wait_for("i3 owns its bots", LIMIT, || owned(&c) == moving3).await;
     println!(
-        "handoff with release: i3 owned its {} bots {took:?} after it started",
+        "handoff with release: i3 owned its {} bots {took:?} after it started (claim grace {grace:?})",
         moving3.len()
     );
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(took >= grace - Duration::from_millis(500), "{took:?}");
+    assert!(took < grace + Duration::from_secs(2), "{took:?}");
     let changes = owner_changes(&client, "c8").await.expect("history");
     check_owner_history(&changes).expect("etcd owner history");
 }
@@ -542,4 +580,185 @@ async fn a_raw_token_put_resets_health_through_the_owner() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_stopped_both_keep_their_bots_on_each_others_word_and_resume_on_the_same_leases() {
+    let mut server = etcd().await;
+    let client = server.client().await;
+    seed_bots(&client, "c10", 8).await;
+    let (a, b, _probe) = probed_pair(
+        config(&server.endpoint(), "c10", "i1"),
+        config(&server.endpoint(), "c10", "i2"),
+    )
+    .await;
+    let (had_a, had_b) = (owned(&a), owned(&b));
+    assert!(
+        !had_a.is_empty() && !had_b.is_empty(),
+        "{had_a:?} {had_b:?}"
+    );
+    let lease_a = a.session().borrow().lease;
+
+    server.stop();
+    let stopped = Instant::now();
+    // Twice the lease TTL (4 s): nobody lets go of anything.
+    let mut extended = Duration::ZERO;
+    let mut last = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(8) {
+        assert_eq!(owned(&a), had_a, "i1 let go after {:?}", stopped.elapsed());
+        assert_eq!(owned(&b), had_b, "i2 let go after {:?}", stopped.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if a.session().borrow().extended && b.session().borrow().extended {
+            extended += last.elapsed();
+        }
+        last = Instant::now();
+    }
+    println!("etcd stopped 8 s (TTL 4 s): both kept every bot, {extended:?} of it past the lease");
+    assert!(extended > Duration::from_secs(3), "{extended:?}");
+    assert!(matches!(fleet(&a).session, SessionStatus::Degraded { .. }));
+    assert_eq!(a.store_contact().map(|c| c.reachable), Some(false));
+
+    server.restart().await;
+    let back = wait_for("both sessions ok again", LIMIT, || {
+        fleet(&a).session == SessionStatus::Ok && fleet(&b).session == SessionStatus::Ok
+    })
+    .await;
+    println!("etcd back: both sessions ok {back:?} after the restart");
+    assert_eq!(owned(&a), had_a);
+    assert_eq!(owned(&b), had_b);
+    assert_eq!(
+        a.session().borrow().lease,
+        lease_a,
+        "same lease: etcd renewed it"
+    );
+    assert_eq!(a.session().borrow().generation, 1);
+    assert_eq!(a.store_contact().map(|c| c.reachable), Some(true));
+    for reg in [&a, &b] {
+        let since: Vec<_> = reg
+            .ownership_history()
+            .into_iter()
+            .filter(|e| e.at >= stopped)
+            .collect();
+        assert!(since.is_empty(), "ownership changed: {since:?}");
+    }
+    let client = server.client().await;
+    let changes = owner_changes(&client, "c10").await.expect("history");
+    check_owner_history(&changes).expect("etcd owner history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_answer_confirms_nothing() {
+    let mut server = etcd().await;
+    let client = server.client().await;
+    seed_bots(&client, "c11", 8).await;
+    let (a, b, probe) = probed_pair(
+        config(&server.endpoint(), "c11", "i1"),
+        config(&server.endpoint(), "c11", "i2"),
+    )
+    .await;
+    let had_b = owned(&b);
+    assert!(!owned(&a).is_empty() && !had_b.is_empty());
+    // i2 does not answer i1 (i1 still answers i2).
+    probe.set_silent("i2", true);
+    let bound = a.session().borrow().valid_until.expect("valid_until");
+
+    server.stop();
+    wait_for("i1 drops its bots", LIMIT, || owned(&a).is_empty()).await;
+    let late = Instant::now().saturating_duration_since(bound);
+    println!("etcd stopped, i2 silent: i1 dropped its bots {late:?} after its lease's bound");
+    assert!(!a.session().borrow().extended);
+    assert!(Instant::now() >= bound, "dropped before the lease's bound");
+    assert!(late < Duration::from_secs(4), "{late:?}");
+    // i2 heard i1 say "unreachable": it keeps its bots past its own bound.
+    wait_for("i2 extended", LIMIT, || b.session().borrow().extended).await;
+    assert_eq!(owned(&b), had_b);
+
+    server.restart().await;
+    wait_for("both settled again", LIMIT, || {
+        shardgate_etcd::settled(&fleet(&a), "i1") && shardgate_etcd::settled(&fleet(&b), "i2")
+    })
+    .await;
+    check_local_exclusive(&[a.ownership_history(), b.ownership_history()]).expect("no overlap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_cut_off_from_a_live_etcd_keep_on_each_others_word_and_the_grace_keeps_them_apart() {
+    let server = etcd().await;
+    let client = server.client().await;
+    let bots = seed_bots(&client, "c12", 8).await;
+    let (pa, pb) = (
+        Proxy::start(server.client_addr()).await,
+        Proxy::start(server.client_addr()).await,
+    );
+    let cfg = config(&pb.endpoint(), "c12", "i2");
+    let grace = cfg.claim_grace;
+    let (a, b, _probe) = probed_pair(config(&pa.endpoint(), "c12", "i1"), cfg).await;
+    let had_a = owned(&a);
+    assert!(!had_a.is_empty());
+    let sampler = spawn_overlap_sampler(a.clone(), b.clone());
+
+    // Both cut off; etcd lives on and lets both leases expire (TTL 4 s).
+    pa.cut();
+    pb.cut();
+    let cut = Instant::now();
+    let keys = Keys::new("c12").expect("keys");
+    let mut kv = client.kv_client();
+    loop {
+        let left = kv
+            .get(
+                keys.prefix(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .expect("read")
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() != 0)
+            .count();
+        if left == 0 {
+            break;
+        }
+        assert!(cut.elapsed() < LIMIT, "leases never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "both cut off: every key under their leases gone from etcd {:?} after the cut",
+        cut.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(owned(&a), had_a, "i1 keeps its bots on i2's word");
+    assert!(a.session().borrow().extended && b.session().borrow().extended);
+
+    // i2 comes back: its lease is gone, it answers "reachable" at once;
+    // i1 stops within C; i2 claims only after its grace.
+    pb.heal();
+    let healed = Instant::now();
+    wait_for("i1 drops its bots", LIMIT, || owned(&a).is_empty()).await;
+    let dropped = healed.elapsed();
+    wait_for("i2 owns every bot", LIMIT, || owned(&b).len() == bots.len()).await;
+    let taken = healed.elapsed();
+    let regained = b.store_contact().expect("contact");
+    assert!(regained.reachable);
+    let first_claim = claims(&b)
+        .into_iter()
+        .filter(|e| e.at > healed)
+        .map(|e| e.at)
+        .min()
+        .expect("i2 claimed after the heal");
+    println!(
+        "owners cut off {:?}: after i2 healed, i1 stopped in {dropped:?}, i2 claimed from {:?} \
+         (grace {grace:?} from its regain {:?} after the heal)",
+        healed.duration_since(cut),
+        first_claim.duration_since(healed),
+        regained.since.saturating_duration_since(healed)
+    );
+    assert!(
+        first_claim >= regained.since + grace,
+        "claimed within the grace"
+    );
+    assert!(dropped < taken);
+    check_local_exclusive(&[a.ownership_history(), b.ownership_history()]).expect("no overlap");
+    let changes = owner_changes(&client, "c12").await.expect("history");
+    check_owner_history(&changes).expect("etcd owner history");
+    drop(sampler);
 }

@@ -133,7 +133,8 @@ pub enum SessionStatus {
     Ok,
     /// etcd is not answering keep-alives. `Fleet::owned` may still be driven
     /// until `until` (the last confirmed lease expiry minus a safety
-    /// margin); at `until` the registry drops every bot (`Lost`).
+    /// margin, or later while every other member confirms that it cannot
+    /// reach etcd either); at `until` the registry drops every bot (`Lost`).
     Degraded { until: Instant },
     /// No session (lease gone, expired, or not yet granted): this instance
     /// owns nothing; it re-establishes a session and claims again.

@@ -7,10 +7,12 @@
 //! etcd registry implements the same trait for clusters.
 
 mod bots_file;
+mod contact;
 mod embedded;
 mod fleet;
 
 pub use bots_file::{BotsFile, BotsFileError, valid_bot_name};
+pub use contact::{PeerAnswer, PeerProbe, ProbeFuture, StoreContact};
 pub use embedded::EmbeddedRegistry;
 pub use fleet::{
     BotSpec, BotState, BotView, Fleet, Health, HealthState, Member, SessionStatus, unix_now,
@@ -57,4 +59,11 @@ pub trait Registry: Send + Sync + 'static {
     /// Leaves the cluster gracefully: releases every owned bot and ends the
     /// session so that other instances take over at once. Embedded: no-op.
     async fn shutdown(&self);
+
+    /// Cluster mode: whether this instance can reach the store now, as it
+    /// answers peers that ask (see [`StoreContact`]). `None` when there is
+    /// no store to reach (embedded).
+    fn store_contact(&self) -> Option<StoreContact> {
+        None
+    }
 }

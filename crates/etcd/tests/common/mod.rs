@@ -138,3 +138,77 @@ pub fn init_logs() {
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
+
+/// Peers in one process: asks the registry registered under an instance id
+/// for its `store_contact`, as the daemon does over gRPC `Status`. Members
+/// marked silent, or not registered, do not answer.
+#[derive(Default)]
+pub struct InProcessProbe {
+    peers: Mutex<std::collections::BTreeMap<String, std::sync::Weak<EtcdRegistry>>>,
+    silent: Mutex<BTreeSet<String>>,
+}
+
+impl InProcessProbe {
+    pub fn new() -> Arc<InProcessProbe> {
+        Arc::new(InProcessProbe::default())
+    }
+
+    pub fn register(&self, reg: &Arc<EtcdRegistry>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(reg.instance_id().to_owned(), Arc::downgrade(reg));
+    }
+
+    pub fn set_silent(&self, id: &str, silent: bool) {
+        let mut s = self.silent.lock().unwrap_or_else(|p| p.into_inner());
+        if silent {
+            s.insert(id.to_owned());
+        } else {
+            s.remove(id);
+        }
+    }
+}
+
+impl shardgate_registry::PeerProbe for InProcessProbe {
+    fn ask<'a>(
+        &'a self,
+        instance: &'a str,
+        _addr: &'a str,
+        _timeout: Duration,
+    ) -> shardgate_registry::ProbeFuture<'a> {
+        use shardgate_registry::PeerAnswer;
+        let answer = if self
+            .silent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(instance)
+        {
+            PeerAnswer::NoAnswer
+        } else {
+            let peer = self
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(instance)
+                .and_then(std::sync::Weak::upgrade);
+            match peer.and_then(|p| p.store_contact()) {
+                Some(c) if c.reachable => PeerAnswer::Reachable,
+                Some(_) => PeerAnswer::Unreachable,
+                None => PeerAnswer::NoAnswer,
+            }
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// Starts a registry that asks its peers through `probe`, and registers it
+/// there.
+pub async fn start_probed(cfg: EtcdConfig, probe: &Arc<InProcessProbe>) -> Arc<EtcdRegistry> {
+    let reg = EtcdRegistry::start_with_probe(cfg, Some(probe.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("registry start: {e}"));
+    let reg = Arc::new(reg);
+    probe.register(&reg);
+    reg
+}
