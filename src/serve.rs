@@ -54,7 +54,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     if let Some(ttl) = settings.lease_ttl {
                         config.lease_ttl = ttl;
                     }
-                    let reg = EtcdRegistry::start(config)
+                    // Peers are asked over gRPC `Status` whether they reach etcd while
+                    // this instance cannot (the ownership extension).
+                    let probe: Arc<dyn shardgate_registry::PeerProbe> =
+                        Arc::new(shardgate_gateway::peers::StatusProbe::new());
+                    let reg = EtcdRegistry::start_with_probe(config, Some(probe))
                         .await
                         .with_context(|| format!("joining cluster {:?} on etcd {etcd}", settings.cluster))?;
                     (Arc::new(reg), None)

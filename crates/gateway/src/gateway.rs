@@ -317,11 +317,20 @@ impl Gateway {
             })
         })
         .collect();
+        let etcd = self
+            .inner
+            .registry
+            .store_contact()
+            .map(|c| pb::EtcdContact {
+                reachable: c.reachable,
+                for_ms: u64::try_from(c.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
         pb::StatusResponse {
             hot_chats,
             bots,
             members,
             instance_id: self.inner.config.instance_id.clone(),
+            etcd,
         }
     }
 
