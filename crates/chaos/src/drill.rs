@@ -70,24 +70,25 @@ pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outc
     let start = Instant::now();
     let samples: Arc<std::sync::Mutex<Vec<Sample>>> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let poller = tokio::spawn(observe::poll(
+    // Aborted on every way out, so that they release the cluster with us.
+    let mut poller = Aborting(tokio::spawn(observe::poll(
         cluster.clone(),
         start,
         samples.clone(),
         stop_rx,
-    ));
-    let load = tokio::spawn(driver.run(start));
+    )));
+    let load = Aborting(tokio::spawn(driver.run(start)));
     let applied: Arc<std::sync::Mutex<Vec<(Duration, Action)>>> = Arc::default();
     let events = apply_events(plan, cluster.clone(), start, hot_tx, applied.clone());
     let ticker = show_progress(plan, start, progress.clone(), applied.clone());
     let (events, record) = tokio::select! {
-        r = async { tokio::join!(events, load) } => r,
+        r = async { tokio::join!(events, load.wait()) } => r,
         () = ticker => unreachable!("the progress line never ends"),
     };
     let record = record.context("the load task failed")?;
     events?;
     let _ = stop_tx.send(true);
-    let _ = poller.await;
+    let _ = (&mut poller.0).await;
     eprintln!();
     let load_end = start.elapsed();
 
@@ -153,6 +154,21 @@ pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outc
         summary: report.summary(),
         report: md,
     })
+}
+
+/// A task that is aborted when this handle is dropped.
+struct Aborting<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Aborting<T> {
+    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for Aborting<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Applies each event at its time; records when it took effect.
