@@ -326,6 +326,58 @@ async fn a_passed_deadline_answers_deadline_exceeded_and_the_message_is_not_sent
     assert_eq!(texts, vec!["b0", "b1", "b2", "after"]);
 }
 
+/// An error answer must mean "not sent": a message already at Telegram
+/// when its deadline passes is answered with that attempt's outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_flight_at_its_deadline_is_answered_with_its_outcome() {
+    let mock = MockConfig {
+        faults: Faults {
+            latency_ms: (400, 400),
+            ..Faults::default()
+        },
+        ..MockConfig::default()
+    };
+    let gw = Gateway::start(mock, &BOTS, "").await;
+    let mut client = gw.client().await;
+    // Warm up (connections, first requests), without a deadline, then let
+    // the take-over warm-up pass (a fresh dispatcher starts every chat with
+    // an empty bucket for one refill time, 3.3 s), so the next send goes at once.
+    client
+        .send(text_request(4_343, 4_343, "warm-up", ""))
+        .await
+        .expect("warm-up delivered");
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut req = text_request(4_344, 4_344, "slow answer", "");
+    req.timeout_ms = 100;
+    let started = std::time::Instant::now();
+    let answer = client.send(req).await;
+    let took = started.elapsed();
+    eprintln!("in flight at the deadline: answered after {took:?}");
+    // Whatever was answered, the emulator has answered by now.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let copies = gw
+        .control
+        .deliveries(0)
+        .iter()
+        .filter(|d| d.text == "slow answer")
+        .count();
+    match answer {
+        Ok(r) => {
+            assert!(r.into_inner().message_id > 0);
+            assert_eq!(copies, 1);
+            assert!(
+                took >= Duration::from_millis(350),
+                "answered after {took:?}"
+            );
+        }
+        Err(e) => panic!(
+            "answered {:?} after {took:?}; the emulator delivered {copies} cop(ies)\n{}",
+            e.code(),
+            gw.logs()
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_idempotency_key_is_not_delivered_twice() {
     let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;

@@ -287,11 +287,14 @@ impl Dispatcher {
         self.refresh_state(now);
         loop {
             let next = self.sched.next(now, |env| {
-                if env.expired(now_instant) {
+                if env.reply.is_abandoned() {
+                    false
+                } else if env.expired(now_instant) || !env.reply.gate().begin_send() {
+                    // Past its deadline, or its caller was just told so.
                     env.reply.answer(Err(SendError::DeadlineExceeded));
                     false
                 } else {
-                    !env.reply.is_abandoned()
+                    true
                 }
             });
             match next {
@@ -382,7 +385,7 @@ impl Dispatcher {
                     Scope429::Chat
                 };
                 self.metrics.too_many_requests(scope, chat_id, retry_after);
-                let cooldown = retry_after.mul_f64(self.ctx.config.cooldown_factor);
+                let cooldown = self.ctx.config.cooldown(retry_after);
                 let until = now + ticks(cooldown);
                 self.requeue(chat_id, seq, env, 0);
                 if retry_after >= self.ctx.config.bot_throttle_threshold {
@@ -457,6 +460,7 @@ impl Dispatcher {
     }
 
     fn requeue(&mut self, chat_id: i64, seq: u64, mut env: Box<Envelope>, not_before: Tick) {
+        env.reply.gate().end_attempt();
         if self.leaving {
             self.give_back(env);
             return;
@@ -482,6 +486,7 @@ impl Dispatcher {
     /// Hands a message to the re-router, marking this bot as one to avoid;
     /// a message pinned here without failover fails instead.
     fn give_back(&self, mut env: Box<Envelope>) {
+        env.reply.gate().end_attempt();
         if env.forwarded {
             // The forwarding instance routes it again; nothing was sent here.
             env.reply.finish(Err(SendError::NotOwner(format!(

@@ -25,7 +25,7 @@ use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
 use crate::peers::{Forward, Peers};
-use crate::reply::{Outcome, Reply};
+use crate::reply::{Gate, Outcome, Reply};
 use crate::routing::{Migrations, Route, SharedTable, Table, Target};
 use crate::{Message, SendError};
 
@@ -45,31 +45,50 @@ pub struct Delivered {
 /// A message accepted (or refused) at once, whose outcome may still come.
 pub enum Pending {
     Done(Outcome),
-    Waiting(oneshot::Receiver<Outcome>),
+    Waiting(oneshot::Receiver<Outcome>, Gate),
     Joined(watch::Receiver<Option<Outcome>>),
 }
 
 impl Pending {
-    /// The outcome, or `DEADLINE_EXCEEDED` once `deadline` passes.
+    /// The outcome, or `DEADLINE_EXCEEDED` once `deadline` passes while the
+    /// message is not at Telegram. A message in flight at its deadline is
+    /// answered with that attempt's outcome (at most [`IN_FLIGHT_GRACE`]
+    /// later), so that an error always means "not sent".
     pub async fn wait(self, deadline: Option<Instant>) -> Outcome {
-        let fut = async {
-            match self {
-                Pending::Done(o) => o,
-                Pending::Waiting(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(SendError::Unavailable(
-                        "the message was dropped by the gateway".into(),
-                    ))
-                }),
-                Pending::Joined(w) => idempotency::wait(w).await,
+        match self {
+            Pending::Done(o) => o,
+            Pending::Joined(w) => match deadline {
+                Some(d) => tokio::time::timeout_at(d, idempotency::wait(w))
+                    .await
+                    .unwrap_or(Err(SendError::DeadlineExceeded)),
+                None => idempotency::wait(w).await,
+            },
+            Pending::Waiting(mut rx, gate) => {
+                let Some(d) = deadline else {
+                    return received(rx.await);
+                };
+                match tokio::time::timeout_at(d, &mut rx).await {
+                    Ok(r) => received(r),
+                    Err(_) if gate.give_up() => Err(SendError::DeadlineExceeded),
+                    Err(_) => tokio::time::timeout_at(d + IN_FLIGHT_GRACE, rx)
+                        .await
+                        .map_or(Err(SendError::DeadlineExceeded), received),
+                }
             }
-        };
-        match deadline {
-            Some(d) => tokio::time::timeout_at(d, fut)
-                .await
-                .unwrap_or(Err(SendError::DeadlineExceeded)),
-            None => fut.await,
         }
     }
+}
+
+/// How long past its deadline a caller waits for an attempt that was in
+/// flight at the deadline (longer than a Bot API request may take).
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(20);
+
+fn received(r: Result<Outcome, oneshot::error::RecvError>) -> Outcome {
+    r.unwrap_or_else(|_| {
+        Err(SendError::Unavailable(
+            "the message was dropped by the gateway".into(),
+        ))
+    })
 }
 
 pub(crate) struct Inner {
@@ -235,6 +254,7 @@ impl Gateway {
             shardgate_telemetry::set_parent_from_traceparent(&span, tp);
         }
         let (reply, rx) = Reply::new(claim, span.clone());
+        let gate = reply.gate().clone();
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         span.record("seq", seq);
         let env = Box::new(Envelope {
@@ -252,7 +272,7 @@ impl Gateway {
         if let Err((env, err)) = self.inner.route(env) {
             env.reply.finish(Err(err));
         }
-        Pending::Waiting(rx)
+        Pending::Waiting(rx, gate)
     }
 
     /// Submits and waits.

@@ -202,7 +202,12 @@ async fn run_link(
                                 fail_all(&mut pending, &link);
                                 return;
                             };
-                            let Some(req) = to_request(&bot, &env, &next_ref) else {
+                            // The owner decides from here: its answer (a
+                            // delivery, or DEADLINE_EXCEEDED if it never sent)
+                            // is the truth, so the caller waits for it.
+                            let sendable = env.reply.gate().begin_send();
+                            let req = to_request(&bot, &env, &next_ref).filter(|_| sendable);
+                            let Some(req) = req else {
                                 env.reply.finish(Err(SendError::DeadlineExceeded));
                                 continue;
                             };
@@ -224,6 +229,7 @@ async fn run_link(
                 if broken == "stream ended" {
                     debug!(peer = %link.instance, unread = pending.len(), "owner closed the stream; routing unread messages again");
                     for (_, (bot, mut env)) in pending.drain() {
+                        env.reply.gate().end_attempt();
                         env.avoid.push(bot);
                         if let Err(e) = reroute.send(env) {
                             e.0.reply.finish(Err(SendError::Unavailable(
@@ -333,6 +339,7 @@ fn settle(
         Some(e) => match SendError::from_proto(&e) {
             // Not the owner any more and nothing was sent: route again.
             None => {
+                env.reply.gate().end_attempt();
                 env.avoid.push(bot);
                 if let Err(e) = reroute.send(env) {
                     e.0.reply.finish(Err(SendError::Unavailable(

@@ -4,6 +4,12 @@
 //! caller (if still waiting) and settles the message's idempotency entry.
 //! Dropping an unfinished one (a bug, or shutdown) answers `UNAVAILABLE`, so
 //! no accepted message can end without an answer.
+//!
+//! The [`Gate`] settles the race between a caller's deadline and a send:
+//! an error answer must mean "not sent", so a caller may retry safely.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::oneshot;
 
@@ -12,8 +18,54 @@ use crate::{Delivered, SendError};
 
 pub type Outcome = Result<Delivered, SendError>;
 
+/// Shared by a message's [`Reply`] and its waiting caller: whether the
+/// message is (possibly) at Telegram right now, or the caller gave up.
+/// Exactly one side wins when the deadline meets a send: either the caller
+/// answers `DEADLINE_EXCEEDED` and nothing is sent, or the send goes ahead
+/// and its outcome is the answer.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<AtomicU8>);
+
+const OPEN: u8 = 0;
+const SENDING: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+impl Gate {
+    /// About to hand the message to Telegram (or to its owner instance).
+    /// False: the caller was already told `DEADLINE_EXCEEDED`; do not send.
+    pub fn begin_send(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, SENDING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == SENDING,
+        }
+    }
+
+    /// The attempt came back without a delivery; the message waits again.
+    pub fn end_attempt(&self) {
+        let _ = self
+            .0
+            .compare_exchange(SENDING, OPEN, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The caller's deadline passed: true when nothing is being sent, so
+    /// that `DEADLINE_EXCEEDED` is the truth and nothing will be sent later.
+    pub fn give_up(&self) -> bool {
+        match self
+            .0
+            .compare_exchange(OPEN, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == GAVE_UP,
+        }
+    }
+}
+
 pub struct Reply {
     tx: Option<oneshot::Sender<Outcome>>,
+    gate: Gate,
     claim: Option<Claim>,
     /// The message's span: gets the `outcome` attribute when settled.
     span: tracing::Span,
@@ -25,11 +77,17 @@ impl Reply {
         (
             Reply {
                 tx: Some(tx),
+                gate: Gate::default(),
                 claim,
                 span,
             },
             rx,
         )
+    }
+
+    /// The gate the waiting caller shares (see [`Gate`]).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Answers once; later calls are impossible (it is consumed).
@@ -94,6 +152,22 @@ mod tests {
         drop(reply);
         let got = rx.await.expect("answered");
         assert!(matches!(got, Err(SendError::Unavailable(_))));
+    }
+
+    #[test]
+    fn the_deadline_and_a_send_never_both_win() {
+        let g = Gate::default();
+        assert!(g.begin_send(), "an open message may be sent");
+        assert!(!g.give_up(), "in flight: the outcome will be the answer");
+        g.end_attempt();
+        assert!(g.give_up(), "back in a queue: the deadline wins");
+        assert!(!g.begin_send(), "and nothing is sent after it");
+        assert!(g.give_up(), "giving up twice is still giving up");
+        g.end_attempt();
+        assert!(
+            !g.begin_send(),
+            "end_attempt does not reopen a gate given up"
+        );
     }
 
     #[tokio::test]
