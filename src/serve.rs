@@ -51,6 +51,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     }
                     let endpoints: Vec<String> = etcd.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
                     let mut config = EtcdConfig::new(endpoints, &settings.cluster, &instance, &advertise);
+                    if let Some(max) = settings.max_outage_extension {
+                        config.max_extension = max;
+                    }
+                    if let Some(grace) = settings.claim_grace {
+                        config.claim_grace = grace;
+                    }
                     if let Some(ttl) = settings.lease_ttl {
                         config.lease_ttl = ttl;
                     }

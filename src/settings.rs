@@ -32,6 +32,14 @@ pub struct ConfigFile {
     /// Cluster mode: the etcd lease TTL in whole seconds (default 10), i.e.
     /// how long a dead instance's bots wait before survivors take them over.
     pub lease_ttl_secs: Option<u64>,
+    /// Cluster mode: how long past its lease an instance keeps driving its
+    /// bots while every other member confirms etcd is unreachable too
+    /// (default 300; 0 turns the extension off: bots stop at the lease).
+    pub max_outage_extension_secs: Option<u64>,
+    /// Cluster mode: how long etcd must have been reachable before this
+    /// instance starts driving a bot (default 3000; must exceed the peer
+    /// confirmation bound plus the peer check interval, 1.5 s).
+    pub claim_grace_ms: Option<u64>,
 }
 
 /// `[limits]`: every bot's limits and the cooldown policy.
@@ -76,6 +84,8 @@ pub struct Settings {
     pub bots_file: Option<PathBuf>,
     pub advertise: Option<String>,
     pub lease_ttl: Option<Duration>,
+    pub max_outage_extension: Option<Duration>,
+    pub claim_grace: Option<Duration>,
     pub gateway: GatewayConfig,
     pub client: ClientConfig,
 }
@@ -166,6 +176,8 @@ impl Settings {
             bots_file: args.bots_file.or(file.bots_file),
             advertise: args.advertise.or(file.advertise),
             lease_ttl: file.lease_ttl_secs.map(Duration::from_secs),
+            max_outage_extension: file.max_outage_extension_secs.map(Duration::from_secs),
+            claim_grace: file.claim_grace_ms.map(Duration::from_millis),
             gateway: GatewayConfig {
                 instance_id,
                 limits,
@@ -192,7 +204,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\n[telegram]\nmax_attempts = 9\n",
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nmax_cooldown_secs = 10\n[telegram]\nmax_attempts = 9\n",
         )
         .expect("write");
         let s = Settings::resolve(ServeArgs {
@@ -207,6 +219,9 @@ mod tests {
         assert_eq!(s.gateway.limits.chat_rate, 9.0);
         assert_eq!(s.gateway.backoff.max_attempts, 9);
         assert_eq!(s.cluster, "default");
+        assert_eq!(s.max_outage_extension, Some(Duration::ZERO));
+        assert_eq!(s.claim_grace, Some(Duration::from_millis(2_500)));
+        assert_eq!(s.gateway.max_cooldown, Some(Duration::from_secs(10)));
     }
 
     #[test]
