@@ -103,7 +103,7 @@ struct Conn {
 }
 
 enum Ev {
-    Answer(usize, SendResponse),
+    Answer(SendResponse),
     Closed(usize, u64),
 }
 
@@ -206,13 +206,12 @@ impl Driver {
                     }
                 }
                 Some(ev) = ev_rx.recv() => match ev {
-                    Ev::Answer(node, resp) => {
+                    Ev::Answer(resp) => {
                         let Some((idx, _)) = pending.remove(&resp.client_ref) else { continue };
                         let outcome = match resp.error {
                             None => Outcome::Delivered { bot: resp.bot },
                             Some(e) => Outcome::Failed { code: e.code },
                         };
-                        let _ = node;
                         settle(&mut msgs, idx, &mut retries, max_attempts, outcome, elapsed, &self.progress);
                     }
                     Ev::Closed(node, generation) => {
@@ -357,7 +356,7 @@ fn open(
         if let Ok(resp) = client.send_stream(ReceiverStream::new(rx)).await {
             let mut answers = resp.into_inner();
             while let Some(Ok(a)) = answers.next().await {
-                if events.send(Ev::Answer(i, a)).await.is_err() {
+                if events.send(Ev::Answer(a)).await.is_err() {
                     return;
                 }
             }

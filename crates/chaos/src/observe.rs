@@ -1,6 +1,6 @@
 //! What the operator would watch during the drill: every live instance's
 //! `Status` (bot states, owners, queue depths) and the emulator's counters,
-//! sampled every 100 ms. The verdict reads failover, takeover and re-sync
+//! sampled every [`POLL`]. The verdict reads failover, takeover and re-sync
 //! moments off these samples.
 
 use std::sync::Arc;
@@ -11,6 +11,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
 use crate::cluster::{LocalCluster, status_of};
+
+/// How often every instance's `Status` is read.
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// One bot as one instance reported it.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct View {
     /// None: the instance did not answer.
     pub bots: Option<Vec<BotView>>,
     pub members: usize,
+    /// The instance's own word on reaching etcd (None: not reported).
+    pub etcd_reachable: Option<bool>,
 }
 
 /// One round of polls.
@@ -63,6 +68,13 @@ impl Sample {
         })
     }
 
+    /// Every live instance says it reaches etcd (`Some(true)`), or says it
+    /// does not (`Some(false)`).
+    pub fn etcd_everywhere(&self, reachable: bool) -> bool {
+        self.live_views()
+            .all(|v| v.etcd_reachable == Some(reachable))
+    }
+
     fn live_views(&self) -> impl Iterator<Item = &View> {
         self.views.iter().filter(|v| self.live.contains(&v.node))
     }
@@ -75,7 +87,7 @@ pub async fn poll(
     out: Arc<std::sync::Mutex<Vec<Sample>>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -103,6 +115,7 @@ pub async fn poll(
                 View {
                     node,
                     members: status.as_ref().map_or(0, |s| s.members.len()),
+                    etcd_reachable: status.as_ref().and_then(|s| s.etcd).map(|e| e.reachable),
                     bots: status.map(|s| {
                         s.bots
                             .into_iter()

@@ -60,6 +60,12 @@ impl Report<'_> {
         if self.checks.is_empty() {
             let _ = writeln!(md, "| (none set) | | | |");
         }
+        let _ = writeln!(
+            md,
+            "\nMoments (failover, takeover, re-sync) are read off every instance's `Status`, \
+             polled every {} ms: that is their resolution.",
+            crate::observe::POLL.as_millis()
+        );
         let _ = writeln!(md, "\n## Timeline\n");
         let _ = writeln!(md, "| t (s) | event |");
         let _ = writeln!(md, "|---:|---|");

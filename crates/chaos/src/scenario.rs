@@ -251,8 +251,9 @@ pub struct Criteria {
     /// From a `kill` event to every bot owned by a live instance, as every
     /// live instance sees it.
     pub takeover_within_s: Option<f64>,
-    /// From `etcd-start` to every live instance seeing every bot owned by a
-    /// live instance and every live member.
+    /// From `etcd-start` to every live instance reaching etcd again (its own
+    /// word in `Status`), seeing every bot owned by a live instance and every
+    /// live member.
     pub resync_within_s: Option<f64>,
     /// Requests with a rotated-out token later than 1 s after the new token's
     /// first delivery.

@@ -177,9 +177,13 @@ impl Figures {
                     (d, "survivors drive every bot".to_owned())
                 }
                 Action::EtcdStart => {
-                    let d = after(*t, &|s| s.settled(run.bots));
+                    let d = after(*t, &|s| s.etcd_everywhere(true) && s.settled(run.bots));
                     self.resync.push(d);
                     (d, "cluster re-synced".to_owned())
+                }
+                Action::EtcdStop => {
+                    let d = after(*t, &|s| s.etcd_everywhere(false));
+                    (d, "every instance sees etcd down".to_owned())
                 }
                 Action::Rotate { .. } => {
                     let d = self.read_rotation(run, *t, bot);
@@ -484,6 +488,7 @@ mod tests {
                 .map(|n| View {
                     node: n.to_string(),
                     members: live.len(),
+                    etcd_reachable: Some(true),
                     bots: Some(vec![BotView {
                         name: "bot-1".into(),
                         state: state.into(),

@@ -561,7 +561,11 @@ impl Dispatcher {
 
     fn throttle_bot(&mut self, until: Tick, cooldown: Duration, description: &str) {
         self.sched.cool_bot(until);
-        let until_unix = unix_now() + cooldown.as_secs_f64().ceil() as u64;
+        // Rounded up: other instances count the bot healthy once this whole
+        // second has passed, which must not be before our own cooldown ends.
+        let until_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| (now + cooldown).as_secs_f64().ceil() as u64);
         self.shared
             .throttled_until
             .store(until_unix, Ordering::Relaxed);
