@@ -111,6 +111,14 @@ impl Report<'_> {
             ("429 from the emulator's limits", f.rate_limited.to_string()),
             ("429 forced by the drill", f.forced_429.to_string()),
             (
+                "Bot API requests the emulator received",
+                f.bot_api_requests.to_string(),
+            ),
+            (
+                "faults injected: 5xx answers / dropped connections",
+                format!("{} / {}", f.injected_5xx, f.injected_drops),
+            ),
+            (
                 "largest queue depth of one bot",
                 f.max_queue_depth.to_string(),
             ),

@@ -53,6 +53,11 @@ pub struct Figures {
     pub undelivered: u64,
     pub rate_limited: u64,
     pub forced_429: u64,
+    /// Faults the emulator injected: 5xx answers and dropped connections.
+    pub injected_5xx: u64,
+    pub injected_drops: u64,
+    /// Bot API requests the emulator received (every attempt of every bot).
+    pub bot_api_requests: u64,
     pub max_queue_depth: u64,
     pub out_of_rotation: Vec<Option<Duration>>,
     pub back: Vec<Option<Duration>>,
@@ -137,6 +142,9 @@ impl Figures {
         f.failed = failed;
         f.forced_429 = run.stats.totals.rate_limited_forced;
         f.rate_limited = run.stats.totals.rate_limited - f.forced_429;
+        f.injected_5xx = run.stats.totals.injected_5xx;
+        f.injected_drops = run.stats.totals.injected_drops;
+        f.bot_api_requests = run.stats.totals.requests;
         f.max_queue_depth = run
             .samples
             .iter()
