@@ -2,8 +2,9 @@
 //! live, exact) and cross-checked with the process RSS.
 //!
 //! For N chats (1,000 / 100,000 / 1,000,000) it reports, per chat:
-//! - `queued`: every chat has one message queued (item: an 8-byte value, the
-//!   size of the gateway's `Box<Envelope>`; the envelope itself is not counted);
+//! - `queued`: every chat has one message queued (item: a `NonZeroU64`, the
+//!   size of the gateway's `Box<Envelope>` and like it with a niche; the
+//!   envelope itself is not counted);
 //! - `limited`: every message was sent and completed, the queues are empty and
 //!   only limiter state is left (the chats are still inside their bucket's
 //!   refill time, so `gc` may not drop them yet);
@@ -20,21 +21,25 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicIsize, Ordering};
-
-use std::collections::VecDeque;
 
 use shardgate_sched::{Limits, Next, Queued, Scheduler, Tick, Window};
 
-/// A field-for-field mirror of the scheduler's private per-chat state
-/// (`scheduler.rs`, `struct Chat<T>`), for `size_of` only. Keep in step.
+/// Field-for-field mirrors of the scheduler's private per-chat state and
+/// slab slot (`scheduler.rs`, `struct Chat` and `struct Node<T>`), for
+/// `size_of` only. Keep in step.
 #[allow(dead_code)]
-struct ChatMirror<T> {
+struct ChatMirror {
     tat: Tick,
-    group: Option<Box<Window>>,
-    queue: VecDeque<Queued<T>>,
-    in_flight: bool,
-    scheduled: Option<(Tick, u64)>,
+    tail: u32,
+    flags: u32,
+}
+
+#[allow(dead_code)]
+struct NodeMirror<T> {
+    queued: Option<Queued<T>>,
+    next: u32,
 }
 
 struct Counting;
@@ -94,10 +99,11 @@ fn scheduler(n: u64, groups: bool) {
     };
     let base = live();
     let rss0 = rss_kb();
-    let mut s: Scheduler<u64> = Scheduler::new(limits);
+    let mut s: Scheduler<NonZeroU64> = Scheduler::new(limits);
     let empty = live() - base;
     for i in 0..n {
-        s.push(chat_id(i, groups), i, i, 0).expect("room");
+        s.push(chat_id(i, groups), i, NonZeroU64::MIN.saturating_add(i), 0)
+            .expect("room");
     }
     let queued = live() - base;
     let rss_queued = rss_kb() - rss0;
@@ -150,13 +156,14 @@ fn plain_map<const S: usize>(n: u64) {
 fn main() {
     // `cargo bench` passes `--bench`; filters are ignored here.
     println!(
-        "layout: Chat<Box<Envelope>> {} B (+ 8 B key = {} B per map entry, + 1 control byte, / load 0.44..0.87); \
-         Queued<Box<_>> {} B, a VecDeque's first buffer holds 4 = {} B; ready-heap entry (Tick, u64, i64) {} B",
-        std::mem::size_of::<ChatMirror<Box<u64>>>(),
-        std::mem::size_of::<(i64, ChatMirror<Box<u64>>)>(),
-        std::mem::size_of::<Queued<Box<u64>>>(),
-        4 * std::mem::size_of::<Queued<Box<u64>>>(),
+        "layout: Chat {} B (+ 8 B key = {} B per map entry, + 1 control byte, / load 0.44..0.87); \
+         slab slot Node<Box<Envelope>> {} B while queued; ready-heap entry (Tick, u64, i64) {} B while waiting; \
+         group Window {} B + 8 B key per group that sent, + its completions",
+        std::mem::size_of::<ChatMirror>(),
+        std::mem::size_of::<(i64, ChatMirror)>(),
+        std::mem::size_of::<NodeMirror<Box<u64>>>(),
         std::mem::size_of::<(Tick, u64, i64)>(),
+        std::mem::size_of::<Window>(),
     );
     println!(
         "scheduler memory per chat (heap bytes counted by the allocator; RSS delta in parentheses):"

@@ -29,9 +29,24 @@
 //! exactly what a token bucket of `burst` at `1 / interval` accepts. Our
 //! interval (1/0.9 s) is longer than the emulator's (1 s), so its bucket
 //! accepts every arrival pattern ours allows, whatever the delays.
+//!
+//! # Layout (memory and lookups)
+//!
+//! A chat costs one 16-byte [`Chat`] in a map keyed by chat id (its GCRA
+//! state, the tail of its queue, an in-flight bit and its queue length).
+//! Queued messages of every chat live in one [`Slab`] shared by the
+//! scheduler, each chat's as a circular list (the tail's link is the head),
+//! so no per-chat buffer survives an empty queue. Group windows live in a
+//! map of their own, keyed by group: only a group that sent something pays
+//! for a window. The ready-heap holds `(eligible at, head seq, chat)` and
+//! no record of which entry is current: an entry is live when it is what the
+//! chat would be scheduled at now (head's seq and eligible time), see
+//! [`Scheduler::next`]. `gc` shrinks the maps, drops stale heap entries and
+//! compacts the slab, so memory returns when chats go idle.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry;
 
 use crate::{Gcra, Limits, Tick, Window, ticks};
 
@@ -74,32 +89,214 @@ pub enum PushError<T> {
     ChatQueueFull(T),
 }
 
-#[derive(Debug)]
-struct Chat<T> {
+/// Maps keyed by chat id, with a fast hasher seeded at random per map (chat
+/// ids come from clients).
+type ChatMap<V> = std::collections::HashMap<i64, V, foldhash::fast::RandomState>;
+
+/// No slot: an empty queue's tail, the end of the free list.
+const NIL: u32 = u32::MAX;
+/// Most messages one scheduler holds (slab slots), so that a chat's queue
+/// length fits next to its in-flight bit. `push` refuses beyond it.
+const MAX_SLOTS: usize = (IN_FLIGHT - 1) as usize;
+/// The in-flight bit of [`Chat::flags`]; the other bits count its queue.
+const IN_FLIGHT: u32 = 1 << 31;
+/// Slab and heap allocations larger than this many entries are released
+/// when they empty; smaller ones are kept for reuse.
+const KEEP_EMPTY: usize = 4_096;
+
+/// One chat's state: 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Chat {
     /// GCRA state of the chat's bucket (includes chat cooldowns).
     tat: Tick,
-    /// Present for groups (chat_id < 0).
-    group: Option<Box<Window>>,
-    queue: VecDeque<Queued<T>>,
-    in_flight: bool,
-    /// The (time, head seq) of this chat's live heap entry, if it has one.
-    scheduled: Option<(Tick, u64)>,
+    /// Slab slot of the last queued message (its `next` is the first), or
+    /// [`NIL`] when the queue is empty.
+    tail: u32,
+    /// [`IN_FLIGHT`] | number of queued messages.
+    flags: u32,
 }
 
-impl<T> Chat<T> {
-    fn new(chat_id: i64, limits: &Limits) -> Self {
+impl Chat {
+    fn new(tat: Tick) -> Self {
         Chat {
-            tat: 0,
-            group: (chat_id < 0).then(|| {
-                Box::new(Window::new(
-                    limits.group_max,
-                    ticks(limits.group_window + limits.jitter_margin),
-                ))
-            }),
-            queue: VecDeque::new(),
-            in_flight: false,
-            scheduled: None,
+            tat,
+            tail: NIL,
+            flags: 0,
         }
+    }
+
+    fn in_flight(&self) -> bool {
+        self.flags & IN_FLIGHT != 0
+    }
+
+    fn len(&self) -> usize {
+        (self.flags & !IN_FLIGHT) as usize
+    }
+}
+
+/// A slab slot: a queued message and the next one of its chat, or a free
+/// slot and the next free one.
+#[derive(Debug)]
+struct Node<T> {
+    queued: Option<Queued<T>>,
+    next: u32,
+}
+
+/// The queued messages of every chat of the scheduler.
+#[derive(Debug)]
+struct Slab<T> {
+    nodes: Vec<Node<T>>,
+    /// First free slot, or [`NIL`].
+    free: u32,
+    /// Occupied slots: the messages queued.
+    live: usize,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            nodes: Vec::new(),
+            free: NIL,
+            live: 0,
+        }
+    }
+
+    /// Stores a message; its link is set by the caller.
+    fn alloc(&mut self, queued: Queued<T>) -> u32 {
+        self.live += 1;
+        if let Some(node) = self.nodes.get_mut(self.free as usize) {
+            let i = self.free;
+            self.free = node.next;
+            node.queued = Some(queued);
+            return i;
+        }
+        assert!(
+            self.nodes.len() < MAX_SLOTS,
+            "more than {MAX_SLOTS} messages queued in one scheduler"
+        );
+        let i = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            queued: Some(queued),
+            next: NIL,
+        });
+        i
+    }
+
+    /// Takes a message out and frees its slot; the slab's memory goes when
+    /// the last message leaves (beyond [`KEEP_EMPTY`] slots).
+    fn release(&mut self, i: u32) -> Option<Queued<T>> {
+        let node = self.nodes.get_mut(i as usize)?;
+        let queued = node.queued.take()?;
+        node.next = self.free;
+        self.free = i;
+        self.live -= 1;
+        if self.live == 0 {
+            self.clear();
+        }
+        Some(queued)
+    }
+
+    fn clear(&mut self) {
+        if self.nodes.capacity() > KEEP_EMPTY {
+            self.nodes = Vec::new();
+        } else {
+            self.nodes.clear();
+        }
+        self.free = NIL;
+        self.live = 0;
+    }
+
+    fn next(&self, i: u32) -> u32 {
+        self.nodes[i as usize].next
+    }
+
+    fn set_next(&mut self, i: u32, next: u32) {
+        self.nodes[i as usize].next = next;
+    }
+
+    fn get(&self, i: u32) -> Option<&Queued<T>> {
+        self.nodes.get(i as usize)?.queued.as_ref()
+    }
+
+    fn seq(&self, i: u32) -> u64 {
+        self.get(i).map_or(0, |q| q.seq)
+    }
+
+    /// The first message of a chat's queue.
+    fn head(&self, chat: &Chat) -> Option<&Queued<T>> {
+        if chat.tail == NIL {
+            return None;
+        }
+        self.get(self.next(chat.tail))
+    }
+
+    /// Inserts a message in `seq` order (after the messages with a lower
+    /// seq); returns true when it became the chat's head.
+    fn link(&mut self, chat: &mut Chat, queued: Queued<T>) -> bool {
+        let seq = queued.seq;
+        chat.flags += 1;
+        let tail = chat.tail;
+        if tail == NIL {
+            let i = self.alloc(queued);
+            self.set_next(i, i);
+            chat.tail = i;
+            return true;
+        }
+        let head = self.next(tail);
+        if self.seq(tail) < seq {
+            let i = self.alloc(queued);
+            self.set_next(i, head);
+            self.set_next(tail, i);
+            chat.tail = i;
+            return false;
+        }
+        // The tail's seq is at least `seq`: the walk stops there at the latest.
+        let mut prev = tail;
+        let mut at = head;
+        while self.seq(at) < seq {
+            prev = at;
+            at = self.next(at);
+        }
+        let i = self.alloc(queued);
+        self.set_next(i, at);
+        self.set_next(prev, i);
+        at == head
+    }
+
+    /// Takes a chat's first message out.
+    fn pop_front(&mut self, chat: &mut Chat) -> Option<Queued<T>> {
+        let tail = chat.tail;
+        if tail == NIL {
+            return None;
+        }
+        let head = self.next(tail);
+        if head == tail {
+            chat.tail = NIL;
+        } else {
+            let second = self.next(head);
+            self.set_next(tail, second);
+        }
+        chat.flags -= 1;
+        self.release(head)
+    }
+
+    /// Moves every queued message into a new, dense slab (keeping each
+    /// chat's order), so its memory follows the number queued.
+    fn compact<'a>(&mut self, chats: impl Iterator<Item = &'a mut Chat>) {
+        let mut dense = Slab {
+            nodes: Vec::with_capacity(self.live),
+            free: NIL,
+            live: 0,
+        };
+        for chat in chats {
+            let mut moved = Chat::new(0);
+            while let Some(q) = self.pop_front(chat) {
+                dense.link(&mut moved, q);
+            }
+            chat.tail = moved.tail;
+            chat.flags = (chat.flags & IN_FLIGHT) | moved.flags;
+        }
+        *self = dense;
     }
 }
 
@@ -108,20 +305,74 @@ impl<T> Chat<T> {
 pub struct Scheduler<T> {
     limits: Limits,
     bucket: Gcra,
-    chats: HashMap<i64, Chat<T>>,
+    chats: ChatMap<Chat>,
+    /// Windows of the groups (chat_id < 0) that sent something while tracked.
+    groups: ChatMap<Window>,
+    slab: Slab<T>,
     bot: Window,
     /// Even spacing of the bot's sends (GCRA over the bot rate).
     bot_pace: Gcra,
     bot_tat: Tick,
     /// (eligible at, head seq, chat). Entries go stale when a chat changes;
-    /// `Chat::scheduled` tells the live one.
+    /// an entry is live when it equals what the chat would get now.
     ready: BinaryHeap<Reverse<(Tick, u64, i64)>>,
-    queued: usize,
     in_flight: u32,
     bot_cooldown_until: Tick,
     /// Chats first seen before this time start with an empty bucket (see
     /// [`Scheduler::taking_over`]).
     cold_until: Tick,
+}
+
+/// The heap entry a chat should have now: (eligible at, head seq), or
+/// `None` when it has nothing to send or something in flight.
+fn entry_of<T>(
+    bucket: &Gcra,
+    slab: &Slab<T>,
+    groups: &ChatMap<Window>,
+    chat_id: i64,
+    chat: &Chat,
+) -> Option<(Tick, u64)> {
+    if chat.in_flight() {
+        return None;
+    }
+    let head = slab.head(chat)?;
+    // Only groups have a window (and only once they sent something).
+    let window = if chat_id < 0 {
+        groups.get(&chat_id)
+    } else {
+        None
+    };
+    let group_free = match window {
+        None => 0,
+        // `None` only when group_max requests are in flight, which one
+        // request per chat rules out; a completion reschedules anyway.
+        Some(window) => window.next_free()?,
+    };
+    let at = bucket
+        .next_free(chat.tat)
+        .max(group_free)
+        .max(head.not_before);
+    Some((at, head.seq))
+}
+
+/// True when nothing of the chat limits anything any more.
+fn is_idle(bucket: &Gcra, chat: &Chat, now: Tick) -> bool {
+    chat.tail == NIL && !chat.in_flight() && bucket.is_idle(chat.tat, now)
+}
+
+/// Pops the heap's top; a large heap's memory goes when it empties.
+fn pop_ready(ready: &mut BinaryHeap<Reverse<(Tick, u64, i64)>>) {
+    ready.pop();
+    if ready.is_empty() && ready.capacity() > KEEP_EMPTY {
+        *ready = BinaryHeap::new();
+    }
+}
+
+/// Releases a map's spare room when it holds under a quarter of it.
+fn shrink<V>(map: &mut ChatMap<V>) {
+    if map.capacity() > 4 * map.len() {
+        map.shrink_to_fit();
+    }
 }
 
 impl<T> Scheduler<T> {
@@ -138,9 +389,10 @@ impl<T> Scheduler<T> {
             ),
             bot_tat: 0,
             limits,
-            chats: HashMap::new(),
+            chats: ChatMap::default(),
+            groups: ChatMap::default(),
+            slab: Slab::new(),
             ready: BinaryHeap::new(),
-            queued: 0,
             in_flight: 0,
             bot_cooldown_until: 0,
             cold_until: 0,
@@ -170,7 +422,7 @@ impl<T> Scheduler<T> {
 
     /// Messages waiting (not in flight).
     pub fn queued(&self) -> usize {
-        self.queued
+        self.slab.live
     }
 
     /// Requests sent and not completed.
@@ -185,7 +437,7 @@ impl<T> Scheduler<T> {
 
     /// Chats with at least one queued message.
     pub fn active_chats(&self) -> usize {
-        self.chats.values().filter(|c| !c.queue.is_empty()).count()
+        self.chats.values().filter(|c| c.tail != NIL).count()
     }
 
     /// End of the bot-wide cooldown (0 when none was set).
@@ -195,54 +447,56 @@ impl<T> Scheduler<T> {
 
     /// Queues a new message at the back of its chat, within the bounds.
     pub fn push(&mut self, chat_id: i64, seq: u64, item: T, now: Tick) -> Result<(), PushError<T>> {
-        if self.queued >= self.limits.queue_max {
+        if self.slab.live >= self.limits.queue_max.min(MAX_SLOTS) {
             return Err(PushError::BotQueueFull(item));
         }
-        if self
-            .chats
-            .get(&chat_id)
-            .is_some_and(|c| c.queue.len() >= self.limits.chat_queue_max)
-        {
-            return Err(PushError::ChatQueueFull(item));
-        }
-        self.insert(
-            chat_id,
-            Queued {
-                seq,
-                not_before: 0,
-                item,
-            },
-            now,
-        );
-        Ok(())
+        let queued = Queued {
+            seq,
+            not_before: 0,
+            item,
+        };
+        self.insert(chat_id, queued, now, self.limits.chat_queue_max)
+            .map_err(|q| PushError::ChatQueueFull(q.item))
     }
 
     /// Puts a message back (a retry, a re-route from another bot, a resend
     /// after a migration) in `seq` order, ignoring the bounds: it was
     /// accepted already and must not be lost.
     pub fn requeue(&mut self, chat_id: i64, queued: Queued<T>, now: Tick) {
-        self.insert(chat_id, queued, now);
+        // A chat holds fewer than `MAX_SLOTS` messages: no bound refuses.
+        let _ = self.insert(chat_id, queued, now, usize::MAX);
     }
 
-    fn insert(&mut self, chat_id: i64, queued: Queued<T>, now: Tick) {
-        let limits = &self.limits;
-        let (bucket, cold_until) = (self.bucket, self.cold_until);
-        let chat = self.chats.entry(chat_id).or_insert_with(|| {
-            let mut c = Chat::new(chat_id, limits);
-            if now < cold_until {
-                // As if the previous driver just emptied the bucket.
-                c.tat = bucket.consume(bucket.cool_until(0, now), now);
-            }
-            c
-        });
-        let pos = chat
-            .queue
-            .iter()
-            .rposition(|q| q.seq < queued.seq)
-            .map_or(0, |p| p + 1);
-        chat.queue.insert(pos, queued);
-        self.queued += 1;
-        self.reschedule(chat_id);
+    /// Queues a message in `seq` order unless its chat already holds
+    /// `chat_max` (then it is handed back), with one map lookup.
+    fn insert(
+        &mut self,
+        chat_id: i64,
+        queued: Queued<T>,
+        now: Tick,
+        chat_max: usize,
+    ) -> Result<(), Queued<T>> {
+        let chat = match self.chats.entry(chat_id) {
+            Entry::Occupied(o) if o.get().len() >= chat_max => return Err(queued),
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(_) if chat_max == 0 => return Err(queued),
+            Entry::Vacant(v) => v.insert(Self::first_seen(self.bucket, self.cold_until, now)),
+        };
+        if self.slab.link(chat, queued) {
+            let chat = *chat;
+            self.schedule(chat_id, &chat);
+        }
+        Ok(())
+    }
+
+    /// A chat's state when a message first makes it tracked.
+    fn first_seen(bucket: Gcra, cold_until: Tick, now: Tick) -> Chat {
+        if now < cold_until {
+            // As if the previous driver just emptied the bucket.
+            Chat::new(bucket.consume(bucket.cool_until(0, now), now))
+        } else {
+            Chat::new(0)
+        }
     }
 
     /// Marks the request of `chat_id` done at `at`: its next message may go.
@@ -254,29 +508,36 @@ impl<T> Scheduler<T> {
     /// the windows counted it as "now". Completions may be reported out of
     /// order.
     pub fn complete(&mut self, chat_id: i64, at: Tick) {
-        if let Some(chat) = self.chats.get_mut(&chat_id)
-            && chat.in_flight
-        {
-            chat.in_flight = false;
-            chat.tat = self.bucket.consume(chat.tat, at);
-            if let Some(group) = chat.group.as_mut() {
-                group.finish(at);
-            }
-            self.bot.finish(at);
-            self.in_flight = self.in_flight.saturating_sub(1);
+        let Some(chat) = self.chats.get_mut(&chat_id) else {
+            return;
+        };
+        if !chat.in_flight() {
+            return;
         }
-        self.reschedule(chat_id);
+        chat.flags &= !IN_FLIGHT;
+        chat.tat = self.bucket.consume(chat.tat, at);
+        if chat_id < 0
+            && let Some(group) = self.groups.get_mut(&chat_id)
+        {
+            group.finish(at);
+        }
+        self.bot.finish(at);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let chat = *chat;
+        self.schedule(chat_id, &chat);
     }
 
     /// No message to `chat_id` before `until` (a 429 for that chat).
     pub fn cool_chat(&mut self, chat_id: i64, until: Tick) {
-        let limits = &self.limits;
-        let chat = self
-            .chats
-            .entry(chat_id)
-            .or_insert_with(|| Chat::new(chat_id, limits));
+        let chat = self.chats.entry(chat_id).or_insert(Chat::new(0));
+        let before = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat);
         chat.tat = self.bucket.cool_until(chat.tat, until);
-        self.reschedule(chat_id);
+        let after = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat);
+        if let Some((at, seq)) = after
+            && after != before
+        {
+            self.ready.push(Reverse((at, seq, chat_id)));
+        }
     }
 
     /// No message from this bot before `until` (a bot-wide 429).
@@ -290,11 +551,12 @@ impl<T> Scheduler<T> {
         let Some(chat) = self.chats.get_mut(&from) else {
             return;
         };
-        let moved: Vec<Queued<T>> = chat.queue.drain(..).collect();
-        chat.scheduled = None;
-        self.queued -= moved.len();
+        let mut moved = Vec::with_capacity(chat.len());
+        while let Some(q) = self.slab.pop_front(chat) {
+            moved.push(q);
+        }
         for q in moved {
-            self.insert(to, q, now);
+            self.requeue(to, q, now);
         }
         self.gc_chat(from, now);
     }
@@ -302,17 +564,18 @@ impl<T> Scheduler<T> {
     /// Takes every queued message out (in flight ones stay), oldest first:
     /// the bot is leaving and its messages go to other bots.
     pub fn drain(&mut self) -> Vec<Dispatch<T>> {
-        let mut out = Vec::with_capacity(self.queued);
+        let mut out = Vec::with_capacity(self.slab.live);
         for (chat_id, chat) in self.chats.iter_mut() {
-            chat.scheduled = None;
-            out.extend(chat.queue.drain(..).map(|q| Dispatch {
-                chat_id: *chat_id,
-                seq: q.seq,
-                item: q.item,
-            }));
+            while let Some(q) = self.slab.pop_front(chat) {
+                out.push(Dispatch {
+                    chat_id: *chat_id,
+                    seq: q.seq,
+                    item: q.item,
+                });
+            }
         }
-        self.ready.clear();
-        self.queued = 0;
+        self.slab.clear();
+        self.ready = BinaryHeap::new();
         out.sort_by_key(|d| d.seq);
         out
     }
@@ -320,10 +583,14 @@ impl<T> Scheduler<T> {
     /// Decides what goes next at `now`. `keep` sees each candidate before it
     /// is sent; returning false drops it (a caller that gave up, a deadline
     /// that passed) without spending any limit on it.
+    ///
+    /// The heap's top entry is live when it is exactly what its chat would
+    /// be scheduled at now (nothing in flight, same head seq, same eligible
+    /// time); anything else is a leftover of an earlier state and is popped.
     pub fn next(&mut self, now: Tick, mut keep: impl FnMut(&mut T) -> bool) -> Next<T> {
         loop {
             if self.bot_cooldown_until > now {
-                return if self.queued == 0 {
+                return if self.slab.live == 0 {
                     Next::Idle
                 } else {
                     Next::WaitUntil(self.bot_cooldown_until)
@@ -335,14 +602,18 @@ impl<T> Scheduler<T> {
             let Some(&Reverse((at, seq, chat_id))) = self.ready.peek() else {
                 return Next::Idle;
             };
-            let live = self
-                .chats
-                .get(&chat_id)
-                .is_some_and(|c| c.scheduled == Some((at, seq)) && !c.in_flight);
-            if !live {
-                self.ready.pop();
-                continue;
-            }
+            let chat = match self.chats.get_mut(&chat_id) {
+                Some(chat)
+                    if entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat)
+                        == Some((at, seq)) =>
+                {
+                    chat
+                }
+                _ => {
+                    pop_ready(&mut self.ready);
+                    continue;
+                }
+            };
             if at > now {
                 return Next::WaitUntil(at);
             }
@@ -354,27 +625,27 @@ impl<T> Scheduler<T> {
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
-            self.ready.pop();
-            let Some(chat) = self.chats.get_mut(&chat_id) else {
-                continue;
-            };
-            chat.scheduled = None;
-            let Some(mut head) = chat.queue.pop_front() else {
+            pop_ready(&mut self.ready);
+            let Some(mut head) = self.slab.pop_front(chat) else {
                 continue;
             };
             if !keep(&mut head.item) {
-                self.queued -= 1;
-                self.reschedule(chat_id);
+                let chat = *chat;
+                self.schedule(chat_id, &chat);
                 continue;
             }
             // The bucket is consumed and the windows fixed at completion.
-            if let Some(group) = chat.group.as_mut() {
-                group.start();
+            chat.flags |= IN_FLIGHT;
+            if chat_id < 0 {
+                let max = self.limits.group_max;
+                let window = ticks(self.limits.group_window + self.limits.jitter_margin);
+                self.groups
+                    .entry(chat_id)
+                    .or_insert_with(|| Window::new(max, window))
+                    .start();
             }
-            chat.in_flight = true;
             self.bot.start();
             self.bot_tat = self.bot_pace.consume(self.bot_tat, now);
-            self.queued -= 1;
             self.in_flight += 1;
             return Next::Send(Dispatch {
                 chat_id,
@@ -384,64 +655,57 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// Forgets chats whose state no longer limits anything. Call it now and
+    /// Forgets chats whose state no longer limits anything and gives the
+    /// memory back: shrinks the maps, drops stale heap entries and compacts
+    /// the slab when they hold much more than what is live. Call it now and
     /// then (for example every few seconds): it walks every tracked chat.
     pub fn gc(&mut self, now: Tick) {
-        let bucket = self.bucket;
-        self.chats.retain(|_, c| !Self::is_idle(&bucket, c, now));
+        let (bucket, groups) = (&self.bucket, &mut self.groups);
+        let mut waiting = 0usize;
+        self.chats.retain(|chat_id, chat| {
+            let idle = is_idle(bucket, chat, now)
+                && (*chat_id >= 0 || groups.get(chat_id).is_none_or(|g| g.is_idle(now)));
+            if idle {
+                groups.remove(chat_id);
+            } else if chat.tail != NIL && !chat.in_flight() {
+                waiting += 1;
+            }
+            !idle
+        });
+        shrink(&mut self.chats);
+        shrink(&mut self.groups);
+        // A waiting chat has one live entry (rarely a duplicate of it).
+        if self.ready.len() > 2 * waiting {
+            let (bucket, slab, groups, chats) =
+                (&self.bucket, &self.slab, &self.groups, &self.chats);
+            self.ready.retain(|Reverse((at, seq, chat_id))| {
+                chats.get(chat_id).is_some_and(|chat| {
+                    entry_of(bucket, slab, groups, *chat_id, chat) == Some((*at, *seq))
+                })
+            });
+            self.ready.shrink_to_fit();
+        }
+        if self.slab.nodes.len() > 4 * self.slab.live + 64 {
+            self.slab.compact(self.chats.values_mut());
+        }
     }
 
     fn gc_chat(&mut self, chat_id: i64, now: Tick) {
-        let bucket = self.bucket;
-        if self
-            .chats
-            .get(&chat_id)
-            .is_some_and(|c| Self::is_idle(&bucket, c, now))
-        {
+        if self.chats.get(&chat_id).is_some_and(|c| {
+            is_idle(&self.bucket, c, now)
+                && self.groups.get(&chat_id).is_none_or(|g| g.is_idle(now))
+        }) {
             self.chats.remove(&chat_id);
+            self.groups.remove(&chat_id);
         }
-    }
-
-    fn is_idle(bucket: &Gcra, c: &Chat<T>, now: Tick) -> bool {
-        c.queue.is_empty()
-            && !c.in_flight
-            && bucket.is_idle(c.tat, now)
-            && c.group.as_ref().is_none_or(|g| g.is_idle(now))
     }
 
     /// Gives a chat a heap entry at the time its head message may go, if it
-    /// has one and nothing of it is in flight.
-    fn reschedule(&mut self, chat_id: i64) {
-        let Some(chat) = self.chats.get_mut(&chat_id) else {
-            return;
-        };
-        if chat.in_flight {
-            chat.scheduled = None;
-            return;
-        }
-        let Some(head) = chat.queue.front() else {
-            chat.scheduled = None;
-            return;
-        };
-        let group_free = match chat.group.as_ref().map(|g| g.next_free()) {
-            None => 0,
-            Some(Some(t)) => t,
-            // Only when group_max requests are in flight, which one request
-            // per chat rules out; a completion reschedules anyway.
-            Some(None) => {
-                chat.scheduled = None;
-                return;
-            }
-        };
-        let at = self
-            .bucket
-            .next_free(chat.tat)
-            .max(group_free)
-            .max(head.not_before);
-        let entry = (at, head.seq);
-        if chat.scheduled != Some(entry) {
-            chat.scheduled = Some(entry);
-            self.ready.push(Reverse((at, head.seq, chat_id)));
+    /// has one and nothing of it is in flight. Called whenever that entry
+    /// may have changed (a new head, a completion, a new `tat`).
+    fn schedule(&mut self, chat_id: i64, chat: &Chat) {
+        if let Some((at, seq)) = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat) {
+            self.ready.push(Reverse((at, seq, chat_id)));
         }
     }
 }

@@ -668,3 +668,264 @@ proptest! {
         }
     }
 }
+
+/// The slab and the per-chat lists agree: every chat's list holds its
+/// `len` messages in `seq` order, the occupied slots are exactly the queued
+/// messages, and every other slot is on the free list. Returns each chat's
+/// queued (seq, item).
+fn check_structure(s: &Scheduler<u64>) -> Result<HashMap<i64, Vec<(u64, u64)>>, String> {
+    let mut queues = HashMap::new();
+    let mut linked = 0;
+    for (id, chat) in &s.chats {
+        let mut seqs = Vec::new();
+        if chat.tail != NIL {
+            let mut at = s.slab.next(chat.tail);
+            loop {
+                let q = s
+                    .slab
+                    .get(at)
+                    .ok_or(format!("chat {id}: free slot {at} linked"))?;
+                seqs.push((q.seq, q.item));
+                if at == chat.tail {
+                    break;
+                }
+                at = s.slab.next(at);
+                if seqs.len() > s.slab.nodes.len() {
+                    return Err(format!("chat {id}: list does not come back to its tail"));
+                }
+            }
+        }
+        if seqs.len() != chat.len() {
+            return Err(format!(
+                "chat {id}: {} linked, len {}",
+                seqs.len(),
+                chat.len()
+            ));
+        }
+        if !seqs.is_sorted_by_key(|(seq, _)| *seq) {
+            return Err(format!("chat {id}: out of seq order {seqs:?}"));
+        }
+        linked += seqs.len();
+        queues.insert(*id, seqs);
+    }
+    let occupied = s.slab.nodes.iter().filter(|n| n.queued.is_some()).count();
+    let mut free = 0;
+    let mut at = s.slab.free;
+    while at != NIL {
+        free += 1;
+        if free > s.slab.nodes.len() || s.slab.get(at).is_some() {
+            return Err(format!("free list broken at {at}"));
+        }
+        at = s.slab.next(at);
+    }
+    if linked != s.queued() || occupied != s.queued() || free + occupied != s.slab.nodes.len() {
+        return Err(format!(
+            "{linked} linked, {occupied} occupied, {free} free, {} slots, {} queued",
+            s.slab.nodes.len(),
+            s.queued()
+        ));
+    }
+    Ok(queues)
+}
+
+/// One step of a workload on the queue structure.
+#[derive(Debug, Clone)]
+enum QOp {
+    Push {
+        chat: i64,
+    },
+    /// Puts back a message sent earlier (picked by index), or an old seq
+    /// from another bot, in `seq` order.
+    Requeue {
+        chat: i64,
+        pick: usize,
+    },
+    /// Asks for the next message; drops it when `drop` is set.
+    Next {
+        drop: bool,
+    },
+    Complete {
+        pick: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Cool {
+        chat: i64,
+        secs: u64,
+    },
+    Rename {
+        from: i64,
+        to: i64,
+    },
+    Gc,
+    Drain,
+}
+
+fn qop() -> impl Strategy<Value = QOp> {
+    let chat = prop_oneof![-3i64..0, 1i64..5];
+    prop_oneof![
+        6 => chat.clone().prop_map(|chat| QOp::Push { chat }),
+        2 => (chat.clone(), 0usize..16).prop_map(|(chat, pick)| QOp::Requeue { chat, pick }),
+        5 => any::<bool>().prop_map(|d| QOp::Next { drop: d }),
+        4 => (0usize..8).prop_map(|pick| QOp::Complete { pick }),
+        3 => (0u64..3_000).prop_map(|ms| QOp::Advance { ms }),
+        1 => (chat.clone(), 1u64..3).prop_map(|(chat, secs)| QOp::Cool { chat, secs }),
+        1 => (chat.clone(), chat).prop_map(|(from, to)| QOp::Rename { from, to }),
+        1 => Just(QOp::Gc),
+        1 => Just(QOp::Drain),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The queues behave like one `seq`-ordered list per chat (checked
+    /// against such a model after every step, through requeues, drops,
+    /// renames and drains), the slab never leaks a slot, `gc` keeps no
+    /// stale heap entries beyond its bound and no sparse slab, and once
+    /// everything is sent and idle the memory is given back.
+    #[test]
+    fn queues_match_a_model_and_the_slab_never_leaks(
+        ops in prop::collection::vec(qop(), 1..300),
+    ) {
+        let mut s: Scheduler<u64> = Scheduler::new(limits());
+        // Each chat's (seq, item); items are unique, seqs may repeat.
+        let mut model: HashMap<i64, Vec<(u64, u64)>> = HashMap::new();
+        let mut item = 0u64;
+        let mut now: Tick = 0;
+        let mut seq = 1_000u64;
+        let mut in_flight: Vec<(i64, u64)> = Vec::new();
+        let mut sent: Vec<u64> = Vec::new();
+        let model_insert = |model: &mut HashMap<i64, Vec<(u64, u64)>>, chat: i64, q: (u64, u64)| {
+            let list = model.entry(chat).or_default();
+            let pos = list.iter().position(|(s, _)| *s >= q.0).unwrap_or(list.len());
+            list.insert(pos, q);
+        };
+        for op in ops {
+            match op {
+                QOp::Push { chat } => {
+                    s.push(chat, seq, item, now).expect("bounds are large");
+                    model_insert(&mut model, chat, (seq, item));
+                    seq += 1;
+                    item += 1;
+                }
+                QOp::Requeue { chat, pick } => {
+                    let old = sent.get(pick).copied().unwrap_or(pick as u64);
+                    s.requeue(chat, Queued { seq: old, not_before: now + 100 * MS, item }, now);
+                    model_insert(&mut model, chat, (old, item));
+                    item += 1;
+                }
+                QOp::Next { drop } => {
+                    let mut dropped = Vec::new();
+                    let next = s.next(now, |item| {
+                        if drop {
+                            dropped.push(*item);
+                        }
+                        !drop
+                    });
+                    for d in dropped {
+                        // A dropped candidate was the head of its chat.
+                        let head = model.values_mut().find(|q| q.first().is_some_and(|h| h.1 == d));
+                        prop_assert!(head.is_some(), "dropped {} was no chat's head", d);
+                        if let Some(q) = head {
+                            q.remove(0);
+                        }
+                    }
+                    match next {
+                    Next::Send(d) => {
+                        let q = model.get_mut(&d.chat_id).expect("a chat the model knows");
+                        prop_assert_eq!(q.first().copied(), Some((d.seq, d.item)), "not the chat's head");
+                        q.remove(0);
+                        prop_assert!(!in_flight.iter().any(|(c, _)| *c == d.chat_id), "two in flight");
+                        in_flight.push((d.chat_id, d.seq));
+                        sent.push(d.seq);
+                    }
+                    Next::WaitUntil(t) => prop_assert!(t > now),
+                    Next::Idle => {}
+                    }
+                }
+                QOp::Complete { pick } => {
+                    if !in_flight.is_empty() {
+                        let (chat, _) = in_flight.remove(pick % in_flight.len());
+                        s.complete(chat, now);
+                    }
+                }
+                QOp::Advance { ms } => now += ms * MS,
+                QOp::Cool { chat, secs } => s.cool_chat(chat, now + secs * S),
+                QOp::Rename { from, to } => {
+                    s.rename_chat(from, to, now);
+                    for q in model.remove(&from).unwrap_or_default() {
+                        model_insert(&mut model, to, q);
+                    }
+                }
+                QOp::Gc => {
+                    s.gc(now);
+                    prop_assert!(s.slab.nodes.len() <= 4 * s.queued() + 64, "sparse slab after gc");
+                    let waiting = s.chats.values().filter(|c| c.tail != NIL && !c.in_flight()).count();
+                    prop_assert!(s.ready.len() <= 2 * waiting, "stale heap entries after gc");
+                }
+                QOp::Drain => {
+                    let out = s.drain();
+                    let mut expect: Vec<(u64, u64)> = model.values().flatten().copied().collect();
+                    expect.sort_unstable();
+                    let mut got: Vec<(u64, u64)> = out.iter().map(|d| (d.seq, d.item)).collect();
+                    prop_assert!(got.is_sorted_by_key(|(seq, _)| *seq), "not oldest first");
+                    got.sort_unstable();
+                    prop_assert_eq!(got, expect);
+                    model.clear();
+                    prop_assert_eq!(s.slab.nodes.len(), 0);
+                }
+            }
+            model.retain(|_, q| !q.is_empty());
+            let queues = check_structure(&s).map_err(TestCaseError::fail)?;
+            let queues: HashMap<i64, Vec<(u64, u64)>> = queues.into_iter().filter(|(_, q)| !q.is_empty()).collect();
+            prop_assert_eq!(&queues, &model);
+            prop_assert_eq!(s.active_chats(), model.len());
+        }
+        // Send and complete everything, then let every limit go idle.
+        for (chat, _) in in_flight.drain(..) {
+            s.complete(chat, now);
+        }
+        let mut guard = 0;
+        while s.queued() > 0 {
+            guard += 1;
+            prop_assert!(guard < 10_000, "no progress");
+            match s.next(now, |_| true) {
+                Next::Send(d) => s.complete(d.chat_id, now),
+                Next::WaitUntil(t) => now = t,
+                Next::Idle => prop_assert!(false, "idle with work queued"),
+            }
+        }
+        s.gc(now + 3_600 * S);
+        prop_assert_eq!(s.tracked_chats(), 0);
+        prop_assert_eq!(s.chats.capacity(), 0, "the chat map keeps its table");
+        prop_assert_eq!(s.groups.capacity(), 0, "the group map keeps its table");
+        prop_assert_eq!(s.slab.nodes.len(), 0);
+        prop_assert!(s.ready.is_empty());
+    }
+}
+
+#[test]
+fn memory_is_given_back_after_many_chats_go_idle() {
+    let mut s = Scheduler::new(limits());
+    for chat in 1..=10_000 {
+        s.push(chat, chat as u64, 0, 0).expect("room");
+    }
+    assert!(s.slab.nodes.capacity() >= 10_000);
+    let mut now = 0;
+    while s.queued() > 0 {
+        match s.next(now, |_| true) {
+            Next::Send(d) => s.complete(d.chat_id, now),
+            Next::WaitUntil(t) => now = t,
+            Next::Idle => panic!("idle with work queued"),
+        }
+    }
+    // Nothing queued: no message storage is left, only the chats' state.
+    assert_eq!(s.slab.nodes.capacity(), 0);
+    assert_eq!(s.ready.capacity(), 0);
+    assert_eq!(s.tracked_chats(), 10_000);
+    s.gc(now + 10 * S);
+    assert_eq!(s.tracked_chats(), 0);
+    assert_eq!(s.chats.capacity(), 0);
+}
