@@ -316,7 +316,13 @@ impl Dispatcher {
         self.metrics.queue_wait(chat_id, env.queued_at.elapsed());
         env.span.record("bot", &*self.name);
         env.span.record("attempt", env.attempts);
-        let span = tracing::info_span!(parent: &env.span, "telegram.send", bot = %self.name, attempt = env.attempts);
+        // Only under an enabled message span: a root span per request would
+        // cost what the message span's level saves (see `Gateway::submit`).
+        let span = if env.span.is_disabled() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(parent: &env.span, "telegram.send", bot = %self.name, attempt = env.attempts)
+        };
         let client = self.ctx.client.clone();
         let token = self.token.clone();
         let token_gen = self.token_gen;

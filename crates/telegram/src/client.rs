@@ -4,9 +4,10 @@
 //! reqwest errors carry the request URL, which contains the token, so they are
 //! stripped (`without_url`) and redacted before they become descriptions.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,6 +20,21 @@ use crate::token::BotToken;
 
 /// Largest answer body read; Bot API answers to these methods are a few KiB.
 const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Tokens whose request URLs are kept parsed; past it the cache starts over
+/// (a fleet has far fewer tokens; rotated ones would otherwise pile up).
+const MAX_CACHED_TOKENS: usize = 4096;
+
+/// The parsed request URLs of one token. They contain the token: never log,
+/// print or return them.
+struct Endpoints {
+    send_message: reqwest::Url,
+    get_me: reqwest::Url,
+}
+
+/// Bot API method URLs, parsed once per token: reqwest takes a `Url` as is,
+/// where a `String` would be parsed again on every request.
+type EndpointCache = RwLock<HashMap<BotToken, Arc<Endpoints>>>;
 
 /// How to reach the Bot API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +94,8 @@ pub struct Client {
     http: reqwest::Client,
     /// `api_base` normalized, without a trailing slash.
     base: Arc<str>,
+    /// Parsed method URLs per token (they hold the token: not in `Debug`).
+    endpoints: Arc<EndpointCache>,
 }
 
 impl fmt::Debug for Client {
@@ -111,6 +129,7 @@ impl Client {
         Ok(Client {
             http,
             base: Arc::from(base),
+            endpoints: Arc::default(),
         })
     }
 
@@ -123,7 +142,10 @@ impl Client {
     /// A `Delivered` answer that omits `result.chat.id` reports `msg.chat_id`.
     pub async fn send_message(&self, token: &BotToken, msg: &SendMessage) -> Outcome {
         let started = Instant::now();
-        let request = self.http.post(self.url(token, "sendMessage")).json(msg);
+        let request = self
+            .http
+            .post(self.endpoints(token).send_message.clone())
+            .json(msg);
         let (status, outcome) = match self.exchange(request).await {
             Ok((status, body)) => (Some(status), classify(status, &body)),
             Err(outcome) => (None, outcome),
@@ -146,7 +168,7 @@ impl Client {
     /// (`Revoked` for a dead token, `Transient` for a network problem, ...).
     pub async fn get_me(&self, token: &BotToken) -> Result<BotInfo, Outcome> {
         let started = Instant::now();
-        let request = self.http.get(self.url(token, "getMe"));
+        let request = self.http.get(self.endpoints(token).get_me.clone());
         let (status, result) = match self.exchange(request).await {
             Ok((status, body)) => (Some(status), parse_get_me(status, &body)),
             Err(outcome) => (None, Err(outcome)),
@@ -155,8 +177,38 @@ impl Client {
         result
     }
 
-    fn url(&self, token: &BotToken, method: &str) -> String {
-        format!("{}/bot{}/{}", self.base, token.expose(), method)
+    /// The token's parsed method URLs, from the cache or parsed now.
+    fn endpoints(&self, token: &BotToken) -> Arc<Endpoints> {
+        if let Some(e) = self
+            .endpoints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+        {
+            return Arc::clone(e);
+        }
+        let e = Arc::new(Endpoints {
+            send_message: self.url(token, "sendMessage"),
+            get_me: self.url(token, "getMe"),
+        });
+        let mut cache = self
+            .endpoints
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_TOKENS {
+            cache.clear();
+        }
+        Arc::clone(cache.entry(token.clone()).or_insert(e))
+    }
+
+    /// `{base}/bot{token}/{method}`, parsed. It cannot fail: the base was
+    /// validated as an http(s) URL and a token is `digits:[A-Za-z0-9_-]`.
+    fn url(&self, token: &BotToken, method: &str) -> reqwest::Url {
+        let text = format!("{}/bot{}/{}", self.base, token.expose(), method);
+        reqwest::Url::parse(&text).unwrap_or_else(|_| {
+            // Unreachable; never panic with (or print) a URL holding a token.
+            panic!("Bot API URL for bot {} does not parse", token.bot_id())
+        })
     }
 
     /// Sends the request and reads the whole (bounded) answer body.
@@ -340,9 +392,19 @@ mod tests {
         assert!(format!("{c:?}").contains("http://127.0.0.1:1/p"));
         let token = BotToken::parse("42:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").expect("token");
         assert_eq!(
-            c.url(&token, "getMe"),
+            c.url(&token, "getMe").as_str(),
             "http://127.0.0.1:1/p/bot42:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/getMe"
         );
+        // Parsed once per token, shared by clones, never in `Debug`.
+        let e = c.endpoints(&token);
+        assert_eq!(
+            e.send_message.as_str(),
+            "http://127.0.0.1:1/p/bot42:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/sendMessage"
+        );
+        assert!(Arc::ptr_eq(&e, &c.clone().endpoints(&token)));
+        let other = BotToken::parse("43:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB").expect("token");
+        assert!(!Arc::ptr_eq(&e, &c.endpoints(&other)));
+        assert!(!format!("{c:?}").contains("AAAAAAAA"));
         // A second client builds fine with the provider already installed.
         Client::new(ClientConfig::default()).expect("second client");
     }
