@@ -11,7 +11,8 @@ use anyhow::{Result, anyhow};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::verdict::{Moment, Series};
+use crate::series::Series;
+use crate::verdict::Moment;
 
 /// Bot colours: distinct, readable on white (Okabe-Ito, then Tableau).
 const BOT_COLORS: [RGBColor; 10] = [

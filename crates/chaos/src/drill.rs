@@ -19,7 +19,8 @@ use crate::load::{Driver, Progress};
 use crate::observe::{self, Sample};
 use crate::report::Report;
 use crate::scenario::{Action, Plan, bot_index};
-use crate::verdict::{self, Figures, Run, Series};
+use crate::series::Series;
+use crate::verdict::{self, Figures, Run};
 
 /// Where the runner finds things and puts its output.
 pub struct Setup {

@@ -15,6 +15,7 @@ mod load;
 mod observe;
 mod report;
 mod scenario;
+mod series;
 mod verdict;
 
 use std::path::PathBuf;
