@@ -12,60 +12,36 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::{BOTS, Bot, Gateway, text_request, wait_for};
+use common::{
+    BOTS, Bot, Gateway, assert_no_429_nor_duplicate, assert_none_failed, spread_over_chats,
+    text_request, wait_for,
+};
 use shardgate_mock::{ChatState, Faults, Limits, MockConfig};
 use shardgate_proto::v1::{SendRequest, SendResponse};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-/// Sends `reqs` over one SendStream and collects every response.
+/// Sends `reqs` over one SendStream to `gw` and collects every response.
 async fn stream_all(gw: &Gateway, reqs: Vec<SendRequest>) -> Vec<SendResponse> {
-    let n = reqs.len();
-    let mut client = gw.client().await;
-    let mut responses = client
-        .send_stream(tokio_stream::iter(reqs))
-        .await
-        .expect("stream opens")
-        .into_inner();
-    let mut out = Vec::with_capacity(n);
-    while let Some(r) = tokio::time::timeout(Duration::from_secs(120), responses.next())
-        .await
-        .expect("responses keep coming")
-    {
-        out.push(r.expect("stream item"));
-    }
-    out
+    common::stream_all(&mut gw.client().await, reqs).await
 }
 
 fn assert_all_delivered(responses: &[SendResponse], expected: usize) {
     assert_eq!(responses.len(), expected, "one response per request");
-    let failed: Vec<_> = responses.iter().filter(|r| r.error.is_some()).collect();
-    assert!(failed.is_empty(), "failures: {failed:?}");
+    assert_none_failed(responses);
     let refs: HashSet<&str> = responses.iter().map(|r| r.client_ref.as_str()).collect();
     assert_eq!(refs.len(), expected, "every client_ref answered once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_500_messages_over_100_chats_and_3_bots_without_a_429() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
-    let reqs: Vec<SendRequest> = (0..500)
-        .map(|i| {
-            let chat = 1_000 + (i % 100) as i64;
-            text_request(chat, chat, format!("m{i}"), format!("r{i}"))
-        })
-        .collect();
+    let gw = Gateway::with_config("").await;
+    let reqs = spread_over_chats(500, 100, 1_000, "m", "r");
     let started = std::time::Instant::now();
     let responses = stream_all(&gw, reqs).await;
     let took = started.elapsed();
     assert_all_delivered(&responses, 500);
-    let stats = gw.control.stats();
-    assert_eq!(
-        stats.totals.rate_limited, 0,
-        "no 429 from the emulator: {:?}",
-        stats.totals
-    );
-    assert_eq!(stats.totals.delivered, 500);
-    assert_eq!(stats.totals.duplicates, 0);
+    assert_no_429_nor_duplicate(&gw.control, Some(500));
     // Every bot took a share.
     let mut per_bot: BTreeMap<String, usize> = BTreeMap::new();
     for r in &responses {
@@ -129,17 +105,12 @@ async fn a_burst_of_30_into_one_group_arrives_in_order_without_a_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_revoked_mid_stream_loses_nothing_and_sees_one_401() {
     // One request in flight per bot, so exactly one request meets the revoked token.
-    let gw = Gateway::start(
-        MockConfig::default(),
-        &BOTS,
-        "[limits]\nmax_in_flight = 1\n",
-    )
-    .await;
+    let gw = Gateway::with_config("[limits]\nmax_in_flight = 1\n").await;
     let victim = BOTS[1];
     let total = 600usize;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let mut client = gw.client().await;
-    let mut responses = client
+    let responses = client
         .send_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .expect("stream")
@@ -159,13 +130,7 @@ async fn a_bot_revoked_mid_stream_loses_nothing_and_sees_one_401() {
             }
         }
     });
-    let mut got = Vec::new();
-    while let Some(r) = tokio::time::timeout(Duration::from_secs(120), responses.next())
-        .await
-        .expect("responses keep coming")
-    {
-        got.push(r.expect("item"));
-    }
+    let got = common::collect(responses).await;
     producer.await.expect("producer");
     assert_all_delivered(&got, total);
     let stats = gw.control.stats();
@@ -174,9 +139,7 @@ async fn a_bot_revoked_mid_stream_loses_nothing_and_sees_one_401() {
         1,
         "the revoked token saw exactly one 401"
     );
-    assert_eq!(stats.totals.rate_limited, 0);
-    assert_eq!(stats.totals.duplicates, 0);
-    assert_eq!(stats.totals.delivered, total as u64);
+    assert_no_429_nor_duplicate(&gw.control, Some(total as u64));
     let status = gw.status().await;
     let state = status
         .bots
@@ -200,12 +163,7 @@ async fn five_xx_and_dropped_connections_still_deliver_exactly_once() {
     // Enough attempts that 25% faults cannot exhaust them (0.25^14 per message).
     let config = "[telegram]\nmax_attempts = 14\nbackoff_base_ms = 10\nbackoff_max_ms = 200\n";
     let gw = Gateway::start(mock, &BOTS, config).await;
-    let reqs: Vec<SendRequest> = (0..300)
-        .map(|i| {
-            let chat = 3_000 + (i % 100) as i64;
-            text_request(chat, chat, format!("f{i}"), format!("f{i}"))
-        })
-        .collect();
+    let reqs = spread_over_chats(300, 100, 3_000, "f", "f");
     let responses = stream_all(&gw, reqs).await;
     assert_all_delivered(&responses, 300);
     let stats = gw.control.stats();
@@ -219,9 +177,8 @@ async fn five_xx_and_dropped_connections_still_deliver_exactly_once() {
         "drops were injected: {:?}",
         stats.totals
     );
-    assert_eq!(stats.totals.delivered, 300, "each message delivered once");
-    assert_eq!(stats.totals.duplicates, 0);
-    assert_eq!(stats.totals.rate_limited, 0);
+    // Each message delivered once.
+    assert_no_429_nor_duplicate(&gw.control, Some(300));
     let retried = responses.iter().filter(|r| r.attempts > 1).count();
     assert!(retried > 0);
     eprintln!(
@@ -233,7 +190,7 @@ async fn five_xx_and_dropped_connections_still_deliver_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_spec_status_codes() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
+    let gw = Gateway::with_config("").await;
     gw.control.set_chat(66, ChatState::Blocked);
     gw.control.set_chat(67, ChatState::Missing);
     let mut client = gw.client().await;
@@ -297,7 +254,7 @@ async fn bad_input_gets_the_spec_status_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_answers_deadline_exceeded_and_the_message_is_not_sent_later() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
+    let gw = Gateway::with_config("").await;
     let mut client = gw.client().await;
     let chat = 4_242;
     // Three go at once (the burst); the fourth must wait about 1.1 s.
@@ -380,7 +337,7 @@ async fn a_message_in_flight_at_its_deadline_is_answered_with_its_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_idempotency_key_is_not_delivered_twice() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
+    let gw = Gateway::with_config("").await;
     let mut client = gw.client().await;
     let req = SendRequest {
         idempotency_key: "order-17-shipped".into(),
@@ -395,7 +352,7 @@ async fn a_retry_with_the_same_idempotency_key_is_not_delivered_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migrated_group_is_resent_to_the_supergroup() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
+    let gw = Gateway::with_config("").await;
     gw.control.set_chat(
         -55,
         ChatState::Migrated {
@@ -422,21 +379,11 @@ async fn a_migrated_group_is_resent_to_the_supergroup() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_429_throttles_the_bot_which_returns_by_itself() {
     // Threshold lowered to 1 s so a 2 s throttle counts as bot-wide.
-    let gw = Gateway::start(
-        MockConfig::default(),
-        &BOTS,
-        "[limits]\nbot_throttle_threshold_secs = 1\n",
-    )
-    .await;
+    let gw = Gateway::with_config("[limits]\nbot_throttle_threshold_secs = 1\n").await;
     let victim = BOTS[2];
     gw.control
         .throttle(victim.id, 2, Some(Duration::from_secs(2)));
-    let reqs: Vec<SendRequest> = (0..90)
-        .map(|i| {
-            let chat = 6_000 + i as i64;
-            text_request(chat, chat, format!("t{i}"), format!("t{i}"))
-        })
-        .collect();
+    let reqs = spread_over_chats(90, 90, 6_000, "t", "t");
     let responses = stream_all(&gw, reqs).await;
     assert_all_delivered(&responses, 90);
     let forced = gw.control.stats().bot(victim.id).rate_limited_forced;
@@ -479,7 +426,7 @@ async fn a_long_429_throttles_the_bot_which_returns_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rotates_a_token_and_the_old_one_is_not_used_again() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
+    let gw = Gateway::with_config("").await;
     let mut client = gw.client().await;
     let pin = |i: usize| SendRequest {
         bot: "alpha".into(),
@@ -530,12 +477,8 @@ async fn sighup_rotates_a_token_and_the_old_one_is_not_used_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_serving_and_reflection_lists_the_service() {
-    let gw = Gateway::start(MockConfig::default(), &BOTS, "").await;
-    let channel = tonic::transport::Endpoint::from_shared(gw.channel_url())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
+    let gw = Gateway::with_config("").await;
+    let channel = gw.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = health
         .check(tonic_health::pb::HealthCheckRequest {

@@ -1,6 +1,9 @@
 //! Test harness: the Bot API emulator in-process on a free loopback port, and
 //! the real `shardgate` binary as a child process pointed at it, with its
 //! logs (at RUST_LOG=debug) captured so tests can check that no token leaks.
+//! Also what every integration test does with a gateway: connect, stream a
+//! batch of sends, check that none failed, signal the process, run the
+//! `shardgate` command line, wait for a condition.
 
 #![allow(dead_code)]
 
@@ -13,7 +16,8 @@ use std::time::Duration;
 
 use shardgate_mock::{Control, MockConfig, MockServer, test_token};
 use shardgate_proto::v1::gateway_client::GatewayClient;
-use shardgate_proto::v1::{SendRequest, StatusResponse};
+use shardgate_proto::v1::{SendRequest, SendResponse, StatusResponse};
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 /// A bot of the test fleet: its name and the emulator's bot id.
@@ -79,6 +83,12 @@ impl Gateway {
         Gateway::start_with_env(mock, bots, config_toml, &[]).await
     }
 
+    /// A gateway over the test fleet [`BOTS`] and a default emulator, with
+    /// `config_toml` in its config file.
+    pub async fn with_config(config_toml: &str) -> Gateway {
+        Gateway::start(MockConfig::default(), &BOTS, config_toml).await
+    }
+
     /// [`start`](Self::start) with extra environment for the daemon.
     pub async fn start_with_env(
         mock: MockConfig,
@@ -119,16 +129,13 @@ impl Gateway {
     }
 
     pub async fn client(&self) -> GatewayClient<Channel> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect to gateway");
-        GatewayClient::new(channel)
+        connect(self.addr).await
     }
 
-    pub fn channel_url(&self) -> String {
-        format!("http://{}", self.addr)
+    /// A plain channel to the gateway, for the other services it serves
+    /// (health, reflection).
+    pub async fn channel(&self) -> Channel {
+        channel(self.addr).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,15 +150,7 @@ impl Gateway {
     /// No token secret of `bots` in the logs; the logs are not empty (so the
     /// check is not vacuous) and show the per-message span fields.
     pub fn assert_no_token_in_logs(&self, bots: &[Bot]) {
-        let logs = self.logs();
-        assert!(logs.len() > 100, "suspiciously few logs: {logs:?}");
-        for b in bots {
-            assert!(
-                !logs.contains(&secret(b.id)),
-                "token of {} leaked into the logs",
-                b.name
-            );
-        }
+        assert_no_token_in(&self.logs(), bots, "gateway");
     }
 
     pub async fn status(&self) -> StatusResponse {
@@ -165,19 +164,12 @@ impl Gateway {
 
     /// Sends SIGHUP (re-read the bots file).
     pub fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("kill -HUP")
-            .success();
-        assert!(ok, "kill -HUP failed");
+        assert!(signal(self.child.id(), "-HUP"), "kill -HUP failed");
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = signal(self.child.id(), "-TERM");
         for _ in 0..300 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
@@ -283,6 +275,136 @@ pub fn spawn_gateway_env(
         }
     };
     (child, addr, logs)
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`, `-9`) to process `pid` with kill(1);
+/// whether kill succeeded.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// No token secret of `bots` in `logs` (the logs of `who`); the logs are not
+/// empty, so the check is not vacuous.
+pub fn assert_no_token_in(logs: &str, bots: &[Bot], who: &str) {
+    assert!(logs.len() > 100, "{who}: suspiciously few logs: {logs:?}");
+    for b in bots {
+        assert!(
+            !logs.contains(&secret(b.id)),
+            "{who}: token of {} leaked into the logs",
+            b.name
+        );
+    }
+}
+
+/// Runs the `shardgate` command line (`bot import`, `bot rotate`, ...) to
+/// completion, with `stdin` (if any) written to its standard input.
+pub fn shardgate(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shardgate");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .expect("write to shardgate's stdin");
+    }
+    child.wait_with_output().expect("run shardgate")
+}
+
+/// A channel to the gateway at `addr`.
+pub async fn channel(addr: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to gateway")
+}
+
+/// A gRPC client of the gateway at `addr`.
+pub async fn connect(addr: SocketAddr) -> GatewayClient<Channel> {
+    GatewayClient::new(channel(addr).await)
+}
+
+/// Sends `reqs` over one SendStream and collects every response (see
+/// [`collect`]).
+pub async fn stream_all(
+    client: &mut GatewayClient<Channel>,
+    reqs: Vec<SendRequest>,
+) -> Vec<SendResponse> {
+    let responses = client
+        .send_stream(tokio_stream::iter(reqs))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    collect(responses).await
+}
+
+/// Every response of an open SendStream, until the gateway ends it; fails
+/// the test if an answer takes more than 120 s or the stream breaks.
+pub async fn collect(mut responses: tonic::Streaming<SendResponse>) -> Vec<SendResponse> {
+    let mut out = Vec::new();
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(120), responses.next())
+        .await
+        .expect("responses keep coming")
+    {
+        match r {
+            Ok(r) => out.push(r),
+            Err(status) => panic!("stream failed: {status}"),
+        }
+    }
+    out
+}
+
+/// What the emulator counted: no 429 and no message delivered twice, and
+/// exactly `delivered` deliveries when given.
+pub fn assert_no_429_nor_duplicate(control: &Control, delivered: Option<u64>) {
+    let totals = control.stats().totals;
+    assert_eq!(
+        totals.rate_limited, 0,
+        "no 429 from the emulator: {totals:?}"
+    );
+    assert_eq!(totals.duplicates, 0, "{totals:?}");
+    if let Some(n) = delivered {
+        assert_eq!(totals.delivered, n, "{totals:?}");
+    }
+}
+
+/// No response carries an error.
+pub fn assert_none_failed(responses: &[SendResponse]) {
+    let failed: Vec<_> = responses.iter().filter(|r| r.error.is_some()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+/// `n` text messages spread over `chats` chats from `base` on (the user is
+/// the chat), the i-th with text `{text}{i}` and client_ref `{client_ref}{i}`.
+pub fn spread_over_chats(
+    n: usize,
+    chats: i64,
+    base: i64,
+    text: &str,
+    client_ref: &str,
+) -> Vec<SendRequest> {
+    (0..n)
+        .map(|i| {
+            let chat = base + (i as i64 % chats);
+            text_request(chat, chat, format!("{text}{i}"), format!("{client_ref}{i}"))
+        })
+        .collect()
 }
 
 pub fn text_request(

@@ -5,18 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shardgate_mock::{ChatState, Faults, Limits, MockConfig, MockServer, Stats, test_token};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn client() -> Result<reqwest::Client, reqwest::Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-}
 
 /// Official limits except that a chat's bucket never refills during a test.
 fn slow_limits() -> Limits {
@@ -39,6 +32,71 @@ async fn start(limits: Option<Limits>) -> std::io::Result<MockServer> {
     .await
 }
 
+/// An HTTP client aimed at one emulator: every request names a path below the emulator's base
+/// URL (`/bot<token>/sendMessage?...`, `/_mock/stats`), and most answers are read as
+/// (status, JSON body), the shape every Bot API answer has.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(server: &MockServer) -> Result<Api, reqwest::Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()?;
+        Ok(Api {
+            http,
+            base: server.base_url(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET `path`; the connection error itself when the emulator drops it.
+    async fn send_get(&self, path: &str) -> Result<reqwest::Response, reqwest::Error> {
+        self.http.get(self.url(path)).send().await
+    }
+
+    /// GET `path` and only its status code.
+    async fn status(&self, path: &str) -> Result<u16, reqwest::Error> {
+        Ok(self.send_get(path).await?.status().as_u16())
+    }
+
+    /// GET `path`, answered as (status, JSON body).
+    async fn get(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
+        json_of(self.send_get(path).await?).await
+    }
+
+    /// GET `path` and decode its JSON body as `T`.
+    async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, reqwest::Error> {
+        self.send_get(path).await?.json().await
+    }
+
+    /// POST `path` without a body.
+    async fn post(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
+        json_of(self.http.post(self.url(path)).send().await?).await
+    }
+
+    /// POST `body` as JSON to `path`.
+    async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, Value), reqwest::Error> {
+        json_of(self.http.post(self.url(path)).json(body).send().await?).await
+    }
+
+    /// POST `form` as `application/x-www-form-urlencoded` to `path`.
+    async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Value), reqwest::Error> {
+        json_of(self.http.post(self.url(path)).form(form).send().await?).await
+    }
+}
+
 async fn json_of(resp: reqwest::Response) -> Result<(u16, Value), reqwest::Error> {
     let status = resp.status().as_u16();
     Ok((status, resp.json::<Value>().await?))
@@ -47,16 +105,13 @@ async fn json_of(resp: reqwest::Response) -> Result<(u16, Value), reqwest::Error
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_message_three_ways_and_get_me() -> TestResult {
     let server = start(Some(slow_limits())).await?;
-    let http = client()?;
-    let base = format!("{}/bot{}", server.base_url(), test_token(1001));
+    let api = Api::new(&server)?;
+    let bot = format!("/bot{}", test_token(1001));
 
     // Query string (GET).
-    let (status, body) = json_of(
-        http.get(format!("{base}/sendMessage?chat_id=10&text=via%20query"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get(&format!("{bot}/sendMessage?chat_id=10&text=via%20query"))
+        .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ok"], true);
     assert_eq!(body["result"]["message_id"], 1);
@@ -72,29 +127,27 @@ async fn send_message_three_ways_and_get_me() -> TestResult {
     );
 
     // JSON body, chat_id as a string.
-    let (status, body) = json_of(
-        http.post(format!("{base}/sendMessage"))
-            .json(&json!({"chat_id": "10", "text": "via json", "parse_mode": "HTML", "extra": 1}))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .post_json(
+            &format!("{bot}/sendMessage"),
+            &json!({"chat_id": "10", "text": "via json", "parse_mode": "HTML", "extra": 1}),
+        )
+        .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["message_id"], 2);
 
     // Form body, to a group.
-    let (status, body) = json_of(
-        http.post(format!("{base}/sendMessage"))
-            .form(&[("chat_id", "-42"), ("text", "via form")])
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .post_form(
+            &format!("{bot}/sendMessage"),
+            &[("chat_id", "-42"), ("text", "via form")],
+        )
+        .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["message_id"], 1);
     assert_eq!(body["result"]["chat"]["type"], "group");
 
-    let (status, body) = json_of(http.post(format!("{base}/getMe")).send().await?).await?;
+    let (status, body) = api.post(&format!("{bot}/getMe")).await?;
     assert_eq!(status, 200);
     assert_eq!(body["result"]["username"], "mock_1001_bot", "{body}");
     assert_eq!(body["result"]["first_name"], "Mock 1001");
@@ -111,18 +164,14 @@ async fn send_message_three_ways_and_get_me() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_shapes() -> TestResult {
     let server = start(Some(slow_limits())).await?;
-    let http = client()?;
-    let url = server.base_url();
-    let token = test_token(2002);
+    let api = Api::new(&server)?;
+    let bot = format!("/bot{}", test_token(2002));
     let control = server.control();
 
     // Malformed token.
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot123:short/sendMessage?chat_id=1&text=x"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get("/bot123:short/sendMessage?chat_id=1&text=x")
+        .await?;
     assert_eq!(status, 404);
     assert_eq!(
         body,
@@ -130,25 +179,19 @@ async fn error_shapes() -> TestResult {
     );
 
     // Validation.
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?text=x"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api.get(&format!("{bot}/sendMessage?text=x")).await?;
     assert_eq!(status, 400);
     assert_eq!(
         body,
         json!({"ok":false,"error_code":400,"description":"Bad Request: chat_id is empty"})
     );
     let long = "ж".repeat(4097);
-    let (status, body) = json_of(
-        http.post(format!("{url}/bot{token}/sendMessage"))
-            .json(&json!({"chat_id": 5, "text": long}))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .post_json(
+            &format!("{bot}/sendMessage"),
+            &json!({"chat_id": 5, "text": long}),
+        )
+        .await?;
     assert_eq!(
         (status, body["description"].as_str()),
         (400, Some("Bad Request: message is too long"))
@@ -156,20 +199,14 @@ async fn error_shapes() -> TestResult {
 
     // Chat burst: 3 pass, the 4th is refused with a long retry_after (1000 s refill).
     for i in 0..3 {
-        let (status, _) = json_of(
-            http.get(format!("{url}/bot{token}/sendMessage?chat_id=7&text=b{i}"))
-                .send()
-                .await?,
-        )
-        .await?;
+        let (status, _) = api
+            .get(&format!("{bot}/sendMessage?chat_id=7&text=b{i}"))
+            .await?;
         assert_eq!(status, 200);
     }
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?chat_id=7&text=b3"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get(&format!("{bot}/sendMessage?chat_id=7&text=b3"))
+        .await?;
     assert_eq!(status, 429);
     let retry_after = body["parameters"]["retry_after"].as_u64().unwrap_or(0);
     assert!((900..=1000).contains(&retry_after), "{body}");
@@ -180,21 +217,15 @@ async fn error_shapes() -> TestResult {
 
     // Chat states.
     control.set_chat(-100, ChatState::Migrated { to: -1001234567890 });
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?chat_id=-100&text=m"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get(&format!("{bot}/sendMessage?chat_id=-100&text=m"))
+        .await?;
     assert_eq!(status, 400);
     assert_eq!(body["parameters"]["migrate_to_chat_id"], -1001234567890i64);
     control.set_chat(8, ChatState::Blocked);
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?chat_id=8&text=m"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get(&format!("{bot}/sendMessage?chat_id=8&text=m"))
+        .await?;
     assert_eq!(
         (status, body["description"].as_str()),
         (403, Some("Forbidden: bot was blocked by the user"))
@@ -202,7 +233,7 @@ async fn error_shapes() -> TestResult {
 
     // Revoked.
     control.revoke(2002);
-    let (status, body) = json_of(http.get(format!("{url}/bot{token}/getMe")).send().await?).await?;
+    let (status, body) = api.get(&format!("{bot}/getMe")).await?;
     assert_eq!(status, 401);
     assert_eq!(
         body,
@@ -217,7 +248,7 @@ async fn error_shapes() -> TestResult {
             ..Faults::default()
         },
     );
-    let (status, body) = json_of(http.get(format!("{url}/bot{token}/getMe")).send().await?).await?;
+    let (status, body) = api.get(&format!("{bot}/getMe")).await?;
     assert!(status == 500 || status == 502, "{status}");
     assert_eq!(body["error_code"], status);
     assert_eq!(body["ok"], false);
@@ -237,13 +268,9 @@ async fn error_shapes() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_deliver_nothing() -> TestResult {
     let server = start(None).await?;
-    let http = client()?;
+    let api = Api::new(&server)?;
     let control = server.control();
-    let token = test_token(3003);
-    let send = format!(
-        "{}/bot{token}/sendMessage?chat_id=1&text=once",
-        server.base_url()
-    );
+    let send = format!("/bot{}/sendMessage?chat_id=1&text=once", test_token(3003));
 
     control.set_faults(
         Some(3003),
@@ -253,7 +280,7 @@ async fn dropped_connections_deliver_nothing() -> TestResult {
         },
     );
     for _ in 0..3 {
-        let result = http.get(&send).send().await;
+        let result = api.send_get(&send).await;
         assert!(
             result.is_err(),
             "expected a connection error, got {result:?}"
@@ -265,10 +292,10 @@ async fn dropped_connections_deliver_nothing() -> TestResult {
     assert_eq!(stats.totals.delivered, 0);
 
     // Other bots are unaffected; clearing the bot's faults lets the retry through, once.
-    let other = format!("{}/bot{}/getMe", server.base_url(), test_token(4));
-    assert_eq!(http.get(&other).send().await?.status().as_u16(), 200);
+    let other = format!("/bot{}/getMe", test_token(4));
+    assert_eq!(api.status(&other).await?, 200);
     control.clear_faults(3003);
-    assert_eq!(http.get(&send).send().await?.status().as_u16(), 200);
+    assert_eq!(api.status(&send).await?, 200);
     let deliveries = control.deliveries(0);
     assert_eq!(deliveries.len(), 1);
     assert_eq!(control.stats().totals.duplicates, 0);
@@ -279,7 +306,7 @@ async fn dropped_connections_deliver_nothing() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_added() -> TestResult {
     let server = start(None).await?;
-    let http = client()?;
+    let api = Api::new(&server)?;
     server.control().set_faults(
         None,
         Faults {
@@ -288,15 +315,13 @@ async fn latency_is_added() -> TestResult {
         },
     );
     let started = Instant::now();
-    let resp = http
-        .get(format!(
-            "{}/bot{}/sendMessage?chat_id=1&text=slow",
-            server.base_url(),
+    let status = api
+        .status(&format!(
+            "/bot{}/sendMessage?chat_id=1&text=slow",
             test_token(5)
         ))
-        .send()
         .await?;
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status, 200);
     assert!(started.elapsed() >= Duration::from_millis(300));
     server.shutdown().await;
     Ok(())
@@ -305,36 +330,39 @@ async fn latency_is_added() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_endpoints_over_http() -> TestResult {
     let server = start(Some(slow_limits())).await?;
-    let http = client()?;
-    let url = server.base_url();
+    let api = Api::new(&server)?;
     let token = test_token(6006);
-    let send = |text: &str| format!("{url}/bot{token}/sendMessage?chat_id=1&text={text}");
-    let post =
-        |path: &str, body: Value| http.post(format!("{url}/_mock/{path}")).json(&body).send();
+    let bot = format!("/bot{token}");
+    let send = |text: &str| format!("{bot}/sendMessage?chat_id=1&text={text}");
+    let post = |path: &str, body: Value| {
+        let path = format!("/_mock/{path}");
+        let api = &api;
+        async move { api.post_json(&path, &body).await }
+    };
 
-    let (status, body) = json_of(http.get(format!("{url}/_mock/health")).send().await?).await?;
+    let (status, body) = api.get("/_mock/health").await?;
     assert_eq!((status, body), (200, json!({"ok": true})));
 
     // Revoke by token, unrevoke by id.
-    let (status, body) = json_of(post("revoke", json!({"token": token})).await?).await?;
+    let (status, body) = post("revoke", json!({"token": token})).await?;
     assert_eq!((status, body), (200, json!({"ok": true})));
-    assert_eq!(http.get(send("a")).send().await?.status().as_u16(), 401);
+    assert_eq!(api.status(&send("a")).await?, 401);
     post("unrevoke", json!({"bot_id": 6006})).await?;
-    assert_eq!(http.get(send("a")).send().await?.status().as_u16(), 200);
+    assert_eq!(api.status(&send("a")).await?, 200);
 
     // A malformed token is refused without being echoed.
-    let (status, body) = json_of(post("revoke", json!({"token": "77:nope-secret"})).await?).await?;
+    let (status, body) = post("revoke", json!({"token": "77:nope-secret"})).await?;
     assert_eq!(status, 400);
     assert!(!body.to_string().contains("nope-secret"), "{body}");
 
     // Forced throttle.
     post("throttle", json!({"bot_id": 6006, "retry_after": 4310})).await?;
-    let (status, body) = json_of(http.get(send("b")).send().await?).await?;
+    let (status, body) = api.get(&send("b")).await?;
     assert_eq!(status, 429);
     assert_eq!(body["parameters"]["retry_after"], 4310);
     assert_eq!(body["description"], "Too Many Requests: retry after 4310");
     post("unthrottle", json!({"bot_id": 6006})).await?;
-    assert_eq!(http.get(send("b")).send().await?.status().as_u16(), 200);
+    assert_eq!(api.status(&send("b")).await?, 200);
 
     // Chat state.
     post(
@@ -342,76 +370,50 @@ async fn control_endpoints_over_http() -> TestResult {
         json!({"chat_id": -5, "state": "migrated", "to": -1005}),
     )
     .await?;
-    let (status, body) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?chat_id=-5&text=g"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, body) = api
+        .get(&format!("{bot}/sendMessage?chat_id=-5&text=g"))
+        .await?;
     assert_eq!(status, 400);
     assert_eq!(body["parameters"]["migrate_to_chat_id"], -1005);
     post("chat", json!({"chat_id": -5, "state": "kicked"})).await?;
-    let (status, _) = json_of(
-        http.get(format!("{url}/bot{token}/sendMessage?chat_id=-5&text=g"))
-            .send()
-            .await?,
-    )
-    .await?;
+    let (status, _) = api
+        .get(&format!("{bot}/sendMessage?chat_id=-5&text=g"))
+        .await?;
     assert_eq!(status, 403);
 
     // Faults.
     post("faults", json!({"bot_id": 6006, "drop": 1.0})).await?;
-    assert!(http.get(send("c")).send().await.is_err());
-    let (_, faults) = json_of(
-        http.get(format!("{url}/_mock/faults?bot_id=6006"))
-            .send()
-            .await?,
-    )
-    .await?;
+    assert!(api.send_get(&send("c")).await.is_err());
+    let (_, faults) = api.get("/_mock/faults?bot_id=6006").await?;
     assert_eq!(faults["drop"], 1.0);
     post("faults", json!({"bot_id": 6006, "clear": true})).await?;
-    let (status, _) = json_of(post("faults", json!({"drop": 2.0})).await?).await?;
+    let (status, _) = post("faults", json!({"drop": 2.0})).await?;
     assert_eq!(status, 400);
 
     // Limits: the chat (burst 3: "a", "b" delivered) has one token left.
-    let (_, limits) = json_of(http.get(format!("{url}/_mock/limits")).send().await?).await?;
+    let (_, limits) = api.get("/_mock/limits").await?;
     assert_eq!(limits["enabled"], true);
     assert_eq!(limits["chat_burst"], 3);
-    assert_eq!(http.get(send("d")).send().await?.status().as_u16(), 200);
-    assert_eq!(http.get(send("e")).send().await?.status().as_u16(), 429);
+    assert_eq!(api.status(&send("d")).await?, 200);
+    assert_eq!(api.status(&send("e")).await?, 429);
     post("limits", json!({"enabled": false})).await?;
-    assert_eq!(http.get(send("e")).send().await?.status().as_u16(), 200);
+    assert_eq!(api.status(&send("e")).await?, 200);
     post("limits", json!({"chat_burst": 1, "chat_rate_per_s": 0.001})).await?;
-    assert_eq!(http.get(send("f")).send().await?.status().as_u16(), 200);
-    assert_eq!(http.get(send("g")).send().await?.status().as_u16(), 429);
+    assert_eq!(api.status(&send("f")).await?, 200);
+    assert_eq!(api.status(&send("g")).await?, 429);
 
     // Stats and deliveries.
-    let stats: Stats = http
-        .get(format!("{url}/_mock/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats: Stats = api.get_as("/_mock/stats").await?;
     assert_eq!(stats.bot(6006).delivered, 5);
     assert_eq!(stats.bot(6006).unauthorized, 1);
     assert_eq!(stats.bot(6006).rate_limited_forced, 1);
     assert_eq!(stats.bot(6006).rate_limited_chat, 2);
     assert_eq!(stats.bot(6006).injected_drops, 1);
     assert_eq!(stats.last_seq, 5);
-    let all: Vec<Value> = http
-        .get(format!("{url}/_mock/deliveries"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let all: Vec<Value> = api.get_as("/_mock/deliveries").await?;
     let texts: Vec<&str> = all.iter().filter_map(|d| d["text"].as_str()).collect();
     assert_eq!(texts, ["a", "b", "d", "e", "f"]);
-    let tail: Vec<Value> = http
-        .get(format!("{url}/_mock/deliveries?since=3&limit=1"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let tail: Vec<Value> = api.get_as("/_mock/deliveries?since=3&limit=1").await?;
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0]["seq"], 4);
     assert_eq!(tail[0]["text"], "e");
@@ -420,16 +422,11 @@ async fn control_endpoints_over_http() -> TestResult {
 
     // Reset.
     post("reset", json!({})).await?;
-    let stats: Stats = http
-        .get(format!("{url}/_mock/stats"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let stats: Stats = api.get_as("/_mock/stats").await?;
     assert_eq!(stats.totals.requests, 0);
     assert_eq!(stats.last_seq, 0);
     assert!(stats.limits_enabled);
-    let (status, body) = json_of(http.get(send("h")).send().await?).await?;
+    let (status, body) = api.get(&send("h")).await?;
     assert_eq!(status, 200);
     assert_eq!(body["result"]["message_id"], 1);
     server.shutdown().await;
@@ -439,12 +436,12 @@ async fn control_endpoints_over_http() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_serving() -> TestResult {
     let server = start(None).await?;
-    let http = client()?;
-    let url = format!("{}/bot{}/getMe", server.base_url(), test_token(7));
-    assert_eq!(http.get(&url).send().await?.status().as_u16(), 200);
+    let api = Api::new(&server)?;
+    let url = format!("/bot{}/getMe", test_token(7));
+    assert_eq!(api.status(&url).await?, 200);
     let control = server.control();
     tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await?;
-    assert!(http.get(&url).send().await.is_err());
+    assert!(api.send_get(&url).await.is_err());
     // The control handle outlives the server.
     assert_eq!(control.stats().totals.requests, 1);
     Ok(())
