@@ -1,5 +1,6 @@
-//! The command line, as SPEC names it. Every flag of `serve` can also come
-//! from `SHARDGATE_<FLAG>` in the environment.
+//! The command line (`docs/cli.md` is generated from these definitions, see
+//! `cli_reference.rs`). Every flag of `serve` can also come from
+//! `SHARDGATE_<FLAG>` in the environment.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,25 @@ pub enum Command {
     Demo(DemoArgs),
     /// Operators' commands on the bots in etcd (cluster mode).
     Bot(BotArgs),
+    /// Generated documentation, for maintainers.
+    #[command(hide = true)]
+    Docs(DocsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DocsArgs {
+    #[command(subcommand)]
+    pub command: DocsCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum DocsCommand {
+    /// The command-line reference of docs/cli.md, from these definitions.
+    Cli {
+        /// Rewrite the generated part of this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        update: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -56,6 +76,7 @@ pub struct BotArgs {
 pub enum BotCommand {
     /// Add a bot (fails if the name exists).
     Add {
+        /// The bot's name: 1-64 letters, digits, '-', '_' or '.'.
         name: String,
         /// The token; `-` reads it from standard input (keeps it out of `ps`).
         #[arg(long, env = "SHARDGATE_BOT_TOKEN", hide_env_values = true)]
@@ -63,6 +84,7 @@ pub enum BotCommand {
     },
     /// Put a new token for a bot: the owner uses it from its next request; health resets.
     Rotate {
+        /// The bot's name.
         name: String,
         /// The new token; `-` reads it from standard input.
         #[arg(long, env = "SHARDGATE_BOT_TOKEN", hide_env_values = true)]
@@ -70,13 +92,17 @@ pub enum BotCommand {
     },
     /// Take a bot out of rotation (its health becomes revoked) until rotated or enabled.
     Revoke {
+        /// The bot's name.
         name: String,
+        /// Why, as `Status` and `bot list` will show it.
         #[arg(long, default_value = "revoked by an operator")]
         reason: String,
     },
     /// Enable a bot (health resets to healthy), or disable it with --disable.
     Enable {
+        /// The bot's name.
         name: String,
+        /// Disable the bot instead (out of rotation until enabled).
         #[arg(long)]
         disable: bool,
     },
@@ -87,7 +113,10 @@ pub enum BotCommand {
         json: bool,
     },
     /// Seed or update bots from a bots file (TOML `[[bot]]` tables).
-    Import { file: PathBuf },
+    Import {
+        /// The bots file: one `[[bot]]` table per bot with `name`, `token` and optional `enabled`.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]

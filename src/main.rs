@@ -4,6 +4,7 @@
 
 mod bot;
 mod cli;
+mod cli_reference;
 mod demo;
 mod serve;
 mod settings;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Mock(args) => serve::run_mock(args),
         Command::Demo(args) => demo::run(args),
         Command::Bot(args) => bot::run(args),
+        Command::Docs(args) => cli_reference::run(args),
     };
     match result {
         Ok(code) => code,

@@ -585,8 +585,8 @@ async fn a_token_rotated_through_etcd_under_load_loses_nothing_and_the_old_token
     c.assert_single_owner_history();
 }
 
-/// SPEC: "etcd down: instances keep serving on the last state they saw and
-/// re-sync when it returns"; the `etcd-outage` drill stops etcd for 30 s
+/// The service level "etcd down: instances keep serving on the last state
+/// they saw and re-sync when it returns"; the `etcd-outage` drill stops etcd for 30 s
 /// under load and wants 99% delivered. Every instance keeps its bots past
 /// its lease while every other one says it cannot reach etcd either; etcd's
 /// restart renews the leases, so the same owners carry on.
@@ -764,7 +764,7 @@ async fn sigterm_drains_hands_over_at_once_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
     // Threshold lowered to 2 s so that a 3 s retry_after is bot-wide and the
-    // return can be watched (SPEC's drill uses 4310 s and a 30 s threshold).
+    // return can be watched (the drill uses 4310 s and a 30 s threshold).
     let c = Cluster::start_with(3, "[limits]\nbot_throttle_threshold_secs = 2\n").await;
     let victim = FLEET[4];
     let began: Arc<Mutex<Option<Instant>>> = Arc::default();

@@ -1,6 +1,6 @@
 //! The peer in BENCHMARKS.md: teloxide-core's `Throttle` adaptor, pointed at
 //! Shardgate's Bot API emulator (in this process, Telegram's limits), driving
-//! the single-bot workloads of issue 3: every private chat keeps `--per-key`
+//! the single-bot workloads of BENCHMARKS.md §4: every private chat keeps `--per-key`
 //! sends outstanding (saturating), for `--duration` seconds.
 //!
 //! Reports delivered/s over the steady-state window (the first `--warmup`

@@ -18,8 +18,8 @@
 //!   off). The first moment this deadline passes ends the session and drops
 //!   every bot at once, as an expired lease always did; nothing extends it
 //!   again (a new session must claim through etcd). A round that does not
-//!   confirm adds nothing, so the bots go at most C after the last round
-//!   that did; if it heard a member say "reachable", the keep-alive is
+//!   confirm adds nothing, so the bots go at most C after the latest
+//!   round that did; if it heard a member say "reachable", the keep-alive is
 //!   tried at once (etcd is probably back). Dropping at once on such a
 //!   round would add margin that the argument below does not need, and
 //!   would make etcd's return drop the bots of whichever instance's

@@ -1,5 +1,5 @@
-//! The etcd layout of one cluster, exactly as SPEC.md writes it, under
-//! `/shardgate/<cluster>/`:
+//! The etcd layout of one cluster (documented for operators in
+//! `docs/etcd.md`), under `/shardgate/<cluster>/`:
 //!
 //! - `bots/<name>` = `{"token": "...", "enabled": true}` (operators)
 //! - `health/<name>` = `{"state": ..., "until": ..., "reason": ..., "instance": ..., "at": ...}`

@@ -1,7 +1,7 @@
 //! Cluster mode on etcd: the [`EtcdRegistry`] (an implementation of
 //! `shardgate_registry::Registry`) and the operator commands ([`Admin`]).
 //!
-//! Layout under `/shardgate/<cluster>/` (see `keys.rs` and SPEC.md):
+//! Layout under `/shardgate/<cluster>/` (see `keys.rs` and `docs/etcd.md`):
 //! `bots/<name>`, `health/<name>`, `members/<instance-id>` (under the
 //! instance's lease), `owners/<name>` (under the owner's lease).
 //!

@@ -233,7 +233,7 @@ async fn default_ttl_crash_takeover_is_measured() {
     );
     assert!(
         took < Duration::from_secs(15),
-        "SPEC: survivors within 15 s: {took:?}"
+        "service level: survivors within 15 s: {took:?}"
     );
 }
 

@@ -3,7 +3,7 @@
 //!
 //! A key is *claimed* by the first send; concurrent sends with the same key
 //! wait for that one. A delivery is kept for the TTL (at least 10 minutes by
-//! SPEC); a failure is forgotten at once so that a retry sends again.
+//! the service level); a failure is forgotten at once so that a retry sends again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -14,7 +14,7 @@
 //! Then the same measure for plain `HashMap<i64, [u8; S]>` maps, the floor a
 //! per-chat layout of S bytes would cost in a std HashMap.
 //!
-//! Target (issue 3): <= 64 bytes of limiter state per active chat.
+//! Target: <= 64 bytes of limiter state per active chat.
 //!
 //! `cargo bench -p shardgate-sched --bench memory`
 

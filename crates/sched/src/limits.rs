@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// Limits for one bot. Defaults follow SPEC: per-chat bucket of 3 refilled at
+/// Limits for one bot. Defaults follow Telegram's limits: per-chat bucket of 3 refilled at
 /// 0.9/s (under Telegram's ~1/s), 20 per 60 s per group, 30 per 1 s per bot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
