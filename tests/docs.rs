@@ -239,3 +239,73 @@ fn the_path_rules_tell_paths_from_placeholders() {
     assert!(exists("crates/gateway/", &files));
     assert!(!exists("gateway/src/routing_loop.rs", &files));
 }
+
+/// Every RPC, message, field and enum value of the public proto has its
+/// entry in `docs/api.md`: an RPC or value named in code style, a message
+/// under its own `### Message` heading, each field as a table row
+/// `| number | `name` |` in that section.
+#[test]
+fn docs_api_md_documents_every_rpc_message_and_field_of_the_proto() {
+    let proto = std::fs::read_to_string(root().join("proto/shardgate/v1/gateway.proto"))
+        .expect("the proto");
+    let api = std::fs::read_to_string(root().join("docs/api.md")).expect("docs/api.md");
+    let block = Regex::new(r"^\s*(message|enum|service)\s+(\w+)\s*\{").expect("valid");
+    let rpc = Regex::new(r"^\s*rpc\s+(\w+)\s*\(").expect("valid");
+    let field = Regex::new(
+        r"^\s*(?:repeated\s+|optional\s+)?(?:map<[^>]+>|[\w.]+)\s+(\w+)\s*=\s*(\d+)\s*[;\[]",
+    )
+    .expect("valid");
+    let value = Regex::new(r"^\s*([A-Z][A-Z0-9_]*)\s*=\s*-?\d+\s*;").expect("valid");
+    let section = |name: &str| -> Option<&str> {
+        let heading = format!("### {name}\n");
+        let start = api.find(&heading)? + heading.len();
+        let end = api[start..].find("\n#").map_or(api.len(), |e| start + e);
+        Some(&api[start..end])
+    };
+    let mut missing = Vec::new();
+    let mut stack: Vec<(String, String)> = Vec::new(); // (kind, name)
+    let mut seen = 0;
+    for line in proto.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        if let Some(c) = block.captures(code) {
+            stack.push((c[1].to_owned(), c[2].to_owned()));
+            if &c[1] == "message" && section(&c[2]).is_none() {
+                missing.push(format!("no `### {}` section", &c[2]));
+            }
+        } else if let Some(c) = rpc.captures(code) {
+            seen += 1;
+            if !api.contains(&format!("`{}`", &c[1])) {
+                missing.push(format!("RPC {}", &c[1]));
+            }
+        } else if let Some((kind, name)) = stack.last() {
+            if kind == "message"
+                && let Some(c) = field.captures(code)
+            {
+                seen += 1;
+                let row = format!("| {} | `{}` |", &c[2], &c[1]);
+                if !section(name).is_some_and(|s| s.contains(&row)) {
+                    missing.push(format!("{name}.{} (a row `{row}`)", &c[1]));
+                }
+            } else if kind == "enum"
+                && let Some(c) = value.captures(code)
+            {
+                seen += 1;
+                if !api.contains(&format!("`{}`", &c[1])) {
+                    missing.push(format!("enum value {name}.{}", &c[1]));
+                }
+            }
+        }
+        for _ in 0..code.matches('}').count() {
+            stack.pop();
+        }
+    }
+    assert!(
+        seen > 30,
+        "only {seen} entries read from the proto: is the scan broken?"
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/api.md does not document:\n{}\n",
+        missing.join("\n")
+    );
+}

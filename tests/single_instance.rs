@@ -475,6 +475,34 @@ async fn sighup_rotates_a_token_and_the_old_one_is_not_used_again() {
     gw.assert_no_token_in_logs(&BOTS);
 }
 
+/// The services that reflection version `$v` (`v1`, `v1alpha`) lists on
+/// `$channel`.
+macro_rules! listed_services {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter(vec![req]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let first = answers.next().await.expect("an answer").expect("ok");
+        let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_says_serving_and_reflection_lists_the_service() {
     let gw = Gateway::with_config("").await;
@@ -492,29 +520,16 @@ async fn health_says_serving_and_reflection_lists_the_service() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = reflection
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let first = answers.next().await.expect("an answer").expect("ok");
-    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names.iter().any(|n| n == "shardgate.v1.Gateway"),
-        "{names:?}"
-    );
+    // Both reflection versions: v1, and v1alpha that many tools still speak.
+    for names in [
+        listed_services!(v1, channel.clone()),
+        listed_services!(v1alpha, channel.clone()),
+    ] {
+        assert!(
+            names.iter().any(|n| n == "shardgate.v1.Gateway"),
+            "{names:?}"
+        );
+    }
 
     // SIGTERM stops it cleanly.
     let status = gw.terminate();

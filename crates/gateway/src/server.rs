@@ -1,6 +1,6 @@
 //! Serves the gateway on one port: the `Gateway` service, the standard gRPC
 //! health service (SERVING once a bot can take traffic) and server
-//! reflection.
+//! reflection (v1 and v1alpha).
 
 use std::future::Future;
 
@@ -55,10 +55,15 @@ pub async fn serve(
             }
         }
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shardgate_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: v1, and v1alpha for the many tools that
+    // only speak it (grpcurl before 1.9, grpcui, older IDE clients).
+    let descriptors = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shardgate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = descriptors().build_v1()?;
+    let reflection_v1alpha = descriptors().build_v1alpha()?;
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "gRPC listening");
     }
@@ -66,6 +71,7 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(GatewayServer::new(GatewayService::new(gateway)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
