@@ -68,7 +68,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use shardgate_registry::{PeerAnswer, PeerProbe, SessionStatus, StoreContact};
 use tokio::task::JoinSet;
@@ -268,7 +269,7 @@ pub(crate) async fn run(inner: Arc<Inner>, probe: Arc<dyn PeerProbe>) {
         if heard_reachable {
             inner.kick.notify_one();
         }
-        tokio::time::sleep_until((asked_at + rules.check_interval).into()).await;
+        tokio::time::sleep_until(asked_at + rules.check_interval).await;
     }
 }
 

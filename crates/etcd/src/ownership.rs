@@ -25,7 +25,8 @@
 //! them ([`run`]) and the fenced etcd writes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use shardgate_registry::{Health, unix_now};
@@ -50,7 +51,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         let next = reconcile(&inner).await;
         let timer = async {
             match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };

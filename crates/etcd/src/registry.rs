@@ -11,9 +11,11 @@
 //! crash: the lease expires after its TTL); [`Registry::shutdown`] leaves
 //! gracefully.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions};
@@ -202,7 +204,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn own(&self) -> MutexGuard<'_, OwnState> {
-        self.own.lock().unwrap_or_else(|p| p.into_inner())
+        self.own.lock()
     }
 
     /// Publishes the fleet as it is now (if it changed).

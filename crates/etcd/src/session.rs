@@ -29,7 +29,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use shardgate_registry::{SessionStatus, StoreContact, unix_now};
@@ -344,7 +345,7 @@ async fn keep_alive(
         }
         let event = tokio::select! {
             biased;
-            _ = sleep_until(deadline.until.into()) => Event::Expired,
+            _ = sleep_until(deadline.until) => Event::Expired,
             Some(id) = lease_lost.recv() => Event::Reported(id),
             (r, s) = async {
                 match in_flight.as_mut() {
@@ -352,7 +353,7 @@ async fn keep_alive(
                     None => std::future::pending().await,
                 }
             } => Event::Round(r, s),
-            _ = sleep_until(next_round.into()), if in_flight.is_none() => Event::Due,
+            _ = sleep_until(next_round), if in_flight.is_none() => Event::Due,
             r = evidence_rx.changed() => match r {
                 Ok(()) => Event::Evidence,
                 Err(_) => Event::Expired, // the registry is going away

@@ -15,7 +15,8 @@
 //!   snapshot; malformed values are logged and skipped by the mirror.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
 

@@ -8,7 +8,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 use shardgate_etcd::testing::{Proxy, check_local_exclusive, check_owner_history, owner_changes};

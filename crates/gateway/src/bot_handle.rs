@@ -3,8 +3,9 @@
 //! running dispatcher, and the [`BotShared`] state it publishes (readable
 //! without asking the actor).
 
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use shardgate_telegram::BotToken;
 use tokio::sync::mpsc;
@@ -77,7 +78,7 @@ impl BotShared {
 
     pub(crate) fn set_state(&self, s: LocalState, reason: &str) {
         self.state.store(s as u8, Ordering::Relaxed);
-        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_owned();
+        *self.reason.lock() = reason.to_owned();
     }
 
     /// May new messages go to this bot (as far as the dispatcher knows)?
@@ -136,10 +137,7 @@ impl BotHandle {
     }
 
     pub fn set_token(&self, token: BotToken) {
-        *self
-            .token_redacted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = token.redacted();
+        *self.token_redacted.lock() = token.redacted();
         let _ = self.tx.send(Command::SetToken(token));
     }
 
@@ -166,9 +164,6 @@ impl BotHandle {
     }
 
     pub fn token_redacted(&self) -> String {
-        self.token_redacted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.token_redacted.lock().clone()
     }
 }

@@ -7,8 +7,9 @@
 //! deliver any more (token revoked, bot throttled for long, bot removed) are
 //! handed to the gateway's re-router with the bot on their `avoid` list.
 
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shardgate_metrics::{BotMetrics, Metrics, Scope429};
@@ -502,12 +503,7 @@ impl Dispatcher {
             return;
         }
         if env.msg.bot.is_some() && !env.msg.allow_failover {
-            let reason = self
-                .shared
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let reason = self.shared.reason.lock().clone();
             let err = SendError::Unavailable(format!(
                 "pinned bot {} cannot send now ({}) and the request does not allow failover",
                 self.name,

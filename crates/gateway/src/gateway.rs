@@ -6,9 +6,10 @@
 //! rebuilding the routing table), and the *re-router*, which gives messages
 //! that a bot handed back to the next bot in rendezvous order.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
@@ -418,13 +419,7 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
     let local = r.local().map(|h| h.shared.state());
     let reason = r
         .local()
-        .map(|h| {
-            h.shared
-                .reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        })
+        .map(|h| h.shared.reason.lock().clone())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| r.view.health.reason.clone());
     match (view_state, local) {
@@ -453,8 +448,10 @@ fn effective_state(r: &Route, now: u64) -> (BotState, String, u64) {
 }
 
 impl Inner {
-    pub(crate) fn lock_dispatchers(&self) -> std::sync::MutexGuard<'_, HashMap<String, BotHandle>> {
-        self.dispatchers.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock_dispatchers(
+        &self,
+    ) -> parking_lot::MutexGuard<'_, HashMap<String, BotHandle>> {
+        self.dispatchers.lock()
     }
 
     /// Routes and queues (or forwards); gives the envelope back with the

@@ -5,8 +5,9 @@
 //! wait for that one. A delivery is kept for the TTL (at least 10 minutes by
 //! the service level); a failure is forgotten at once so that a retry sends again.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -57,8 +58,8 @@ impl IdempotencyCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.inner.lock()
     }
 
     pub fn begin(&self, key: &str) -> Begin {

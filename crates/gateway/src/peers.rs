@@ -15,9 +15,10 @@
 //! [`StatusProbe`] asks a peer, over `Status`, whether it can reach etcd
 //! (for the etcd registry's ownership extension while etcd is down).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shardgate_proto::v1 as pb;
@@ -84,7 +85,7 @@ impl Peers {
 
     /// The link to `instance` at `addr`, started on first use.
     pub fn link(&self, instance: &str, addr: &str) -> PeerLink {
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = self.links.lock();
         if let Some(l) = links.get(instance)
             && &*l.addr == addr
             && !l.tx.is_closed()
@@ -109,10 +110,7 @@ impl Peers {
 
     /// Forgets links to instances that are no longer members.
     pub fn retain(&self, live: impl Fn(&str) -> bool) {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| live(k));
+        self.links.lock().retain(|k, _| live(k));
     }
 }
 
@@ -129,7 +127,7 @@ impl StatusProbe {
     }
 
     fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self.channels.lock();
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
@@ -393,7 +391,7 @@ mod tests {
         }
         async fn shutdown(&self) {}
         fn store_contact(&self) -> Option<StoreContact> {
-            *self.contact.lock().unwrap_or_else(|p| p.into_inner())
+            *self.contact.lock()
         }
     }
 
@@ -425,26 +423,20 @@ mod tests {
         }));
         let probe = StatusProbe::new();
         let t = Duration::from_secs(2);
-        let set = |c| *registry.contact.lock().unwrap_or_else(|p| p.into_inner()) = c;
+        let set = |c| *registry.contact.lock() = c;
         // No store (embedded): no answer to go on.
         assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::NoAnswer);
-        set(Some(StoreContact::unreachable_since(
-            std::time::Instant::now(),
-        )));
+        set(Some(StoreContact::unreachable_since(Instant::now())));
         assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::Unreachable);
-        set(Some(StoreContact::reachable_since(
-            std::time::Instant::now(),
-        )));
+        set(Some(StoreContact::reachable_since(Instant::now())));
         assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::Reachable);
         // Another instance at that address does not speak for gw-1.
-        set(Some(StoreContact::unreachable_since(
-            std::time::Instant::now(),
-        )));
+        set(Some(StoreContact::unreachable_since(Instant::now())));
         assert_eq!(probe.ask("gw-1", &addr, t).await, PeerAnswer::NoAnswer);
         let _ = stop.send(());
         let _ = server.await;
         // Nobody listening: no answer, within the bound.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         assert_eq!(
             probe.ask("gw-9", &addr, Duration::from_millis(500)).await,
             PeerAnswer::NoAnswer

@@ -5,8 +5,9 @@
 //! dependent facts (a throttle that ends) are evaluated at routing time, so a
 //! bot comes back without anyone rebuilding the table.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use shardgate_registry::BotView;
 use shardgate_router::{Node, ShardKey};
@@ -128,11 +129,11 @@ pub struct SharedTable(Arc<RwLock<Arc<Table>>>);
 
 impl SharedTable {
     pub fn load(&self) -> Arc<Table> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.read().clone()
     }
 
     pub fn store(&self, table: Table) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        *self.0.write() = Arc::new(table);
     }
 }
 
@@ -143,15 +144,12 @@ pub struct Migrations(Arc<Mutex<HashMap<i64, i64>>>);
 
 impl Migrations {
     pub fn record(&self, from: i64, to: i64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(from, to);
+        self.0.lock().insert(from, to);
     }
 
     /// The chat to send to for `chat_id` (follows chains of migrations).
     pub fn resolve(&self, chat_id: i64) -> i64 {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.0.lock();
         if map.is_empty() {
             return chat_id;
         }

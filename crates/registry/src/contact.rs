@@ -10,7 +10,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// This instance's contact with the store, as it answers peers.
 ///

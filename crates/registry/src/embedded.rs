@@ -6,8 +6,9 @@
 //! rotates the bot and resets its health, a re-enabled bot starts healthy,
 //! removed bots leave. A file that fails to parse changes nothing.
 
+use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -55,7 +56,7 @@ impl EmbeddedRegistry {
             return Ok(self.tx.borrow().bots.len());
         };
         let bots = BotsFile::load(path)?;
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.write.lock();
         let mut fleet = (**self.tx.borrow()).clone();
         apply(&mut fleet, bots, &self.instance_id);
         let n = fleet.bots.len();
@@ -101,7 +102,7 @@ impl Registry for EmbeddedRegistry {
     }
 
     async fn report_health(&self, bot: &str, health: Health) -> Result<(), RegistryError> {
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.write.lock();
         let mut fleet = (**self.tx.borrow()).clone();
         let view = fleet
             .bots

@@ -1,7 +1,8 @@
 //! The fleet snapshot: what every bot is, how healthy it is and who drives it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use shardgate_telegram::BotToken;

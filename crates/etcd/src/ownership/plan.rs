@@ -4,7 +4,8 @@
 //! every rule of `ownership.rs`'s list is unit tested here.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use shardgate_registry::SessionStatus;
 

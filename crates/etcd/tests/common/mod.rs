@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use etcd_client::Client;
 use shardgate_etcd::testing::EtcdServer;
@@ -104,7 +106,7 @@ pub async fn etcd() -> EtcdServer {
 /// shardgate_etcd), for checks on what is logged and what never is.
 pub fn logs() -> String {
     let buf = LOGS.get_or_init(Default::default);
-    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    String::from_utf8_lossy(&buf.lock()).into_owned()
 }
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -114,10 +116,7 @@ struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(data);
+        self.0.lock().extend_from_slice(data);
         std::io::stderr().write_all(data)?;
         Ok(data.len())
     }
@@ -156,12 +155,11 @@ impl InProcessProbe {
     pub fn register(&self, reg: &Arc<EtcdRegistry>) {
         self.peers
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .insert(reg.instance_id().to_owned(), Arc::downgrade(reg));
     }
 
     pub fn set_silent(&self, id: &str, silent: bool) {
-        let mut s = self.silent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.silent.lock();
         if silent {
             s.insert(id.to_owned());
         } else {
@@ -178,18 +176,12 @@ impl shardgate_registry::PeerProbe for InProcessProbe {
         _timeout: Duration,
     ) -> shardgate_registry::ProbeFuture<'a> {
         use shardgate_registry::PeerAnswer;
-        let answer = if self
-            .silent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(instance)
-        {
+        let answer = if self.silent.lock().contains(instance) {
             PeerAnswer::NoAnswer
         } else {
             let peer = self
                 .peers
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .get(instance)
                 .and_then(std::sync::Weak::upgrade);
             match peer.and_then(|p| p.store_contact()) {
