@@ -309,3 +309,37 @@ fn docs_api_md_documents_every_rpc_message_and_field_of_the_proto() {
         missing.join("\n")
     );
 }
+
+/// Every package of the workspace says what it is for: a `description` in
+/// its Cargo.toml (what `cargo doc` and a registry show first) and a `//!`
+/// comment opening its library or binary root (what a reader of the code
+/// sees first).
+#[test]
+fn every_crate_has_a_description_and_a_root_doc_comment() {
+    let files = tracked();
+    let mut missing = Vec::new();
+    let mut packages = 0;
+    for manifest in files.iter().filter(|p| p.ends_with("Cargo.toml")) {
+        let text = std::fs::read_to_string(root().join(manifest)).expect("a manifest");
+        if !text.contains("[package]") {
+            continue; // a virtual workspace's table
+        }
+        packages += 1;
+        if !text.lines().any(|l| l.trim_start().starts_with("description")) {
+            missing.push(format!("{manifest}: no description"));
+        }
+        let dir = manifest.trim_end_matches("Cargo.toml");
+        let roots = [format!("{dir}src/lib.rs"), format!("{dir}src/main.rs")];
+        for r in roots.iter().filter(|r| files.contains(r)) {
+            let code = std::fs::read_to_string(root().join(r)).expect("a crate root");
+            if !code.trim_start().starts_with("//!") {
+                missing.push(format!("{r}: does not open with a //! comment"));
+            }
+        }
+    }
+    assert!(
+        packages > 10,
+        "only {packages} packages found: is the scan broken?"
+    );
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

@@ -20,9 +20,9 @@ pub struct Recorder {
     warmup: Duration,
     end: Duration,
     pub bots: Vec<String>,
-    /// delivered[bucket][bot]
+    /// `delivered[bucket][bot]`
     delivered: Vec<Vec<u32>>,
-    /// delivered[bucket][class]
+    /// `delivered[bucket][class]`
     delivered_class: Vec<[u32; 3]>,
     pub delivered_total: u64,
     pub sent: u64,
