@@ -5,7 +5,11 @@
 //! The `///` comments below are `--help` text first: clap prints them as
 //! written, so they carry no Markdown (no backticks, no link syntax) and
 //! rustdoc's link and HTML lints are off for this module.
-#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls, rustdoc::invalid_html_tags)]
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::bare_urls,
+    rustdoc::invalid_html_tags
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

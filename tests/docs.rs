@@ -325,7 +325,10 @@ fn every_crate_has_a_description_and_a_root_doc_comment() {
             continue; // a virtual workspace's table
         }
         packages += 1;
-        if !text.lines().any(|l| l.trim_start().starts_with("description")) {
+        if !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("description"))
+        {
             missing.push(format!("{manifest}: no description"));
         }
         let dir = manifest.trim_end_matches("Cargo.toml");
