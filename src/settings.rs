@@ -61,6 +61,11 @@ pub struct LimitsFile {
     pub bot_throttle_threshold_secs: Option<u64>,
     /// Caps every cooldown (drills, staging); unset in production.
     pub max_cooldown_secs: Option<u64>,
+    /// Bytes of queued messages this instance holds at most (default 256 MiB),
+    /// and each caller's default bound.
+    pub queue_bytes_max: Option<u64>,
+    /// Answers one SendStream may owe at once (default 10000).
+    pub stream_pending_max: Option<usize>,
 }
 
 /// `[telegram]`: the Bot API client.
@@ -186,6 +191,8 @@ impl Settings {
                     .bot_throttle_threshold_secs
                     .map_or(g.bot_throttle_threshold, Duration::from_secs),
                 max_cooldown: l.max_cooldown_secs.map(Duration::from_secs),
+                queue_bytes_max: l.queue_bytes_max.unwrap_or(g.queue_bytes_max),
+                stream_pending_max: l.stream_pending_max.unwrap_or(g.stream_pending_max),
                 backoff,
                 ..g
             },

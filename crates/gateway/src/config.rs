@@ -26,6 +26,14 @@ pub struct GatewayConfig {
     pub idempotency_ttl: Duration,
     /// At most this many remembered keys (oldest forgotten first).
     pub idempotency_max: usize,
+    /// Bytes of queued messages (text, strings, uploads, and a fixed
+    /// overhead each) this instance holds at most; past it
+    /// `RESOURCE_EXHAUSTED`. Also each caller's default bound.
+    pub queue_bytes_max: u64,
+    /// Answers one `SendStream` may owe at once; the stream stops reading
+    /// requests until some are answered (the caller then waits on HTTP/2
+    /// flow control).
+    pub stream_pending_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -39,6 +47,8 @@ impl Default for GatewayConfig {
             backoff: Backoff::default(),
             idempotency_ttl: Duration::from_secs(15 * 60),
             idempotency_max: 1_000_000,
+            queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,
+            stream_pending_max: 10_000,
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, info_span};
 
+use crate::budget::Budget;
 use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
@@ -102,6 +103,8 @@ pub(crate) struct Inner {
     pub(crate) migrations: Migrations,
     pub(crate) dispatchers: Mutex<HashMap<String, BotHandle>>,
     pub(crate) peers: Peers,
+    /// Bytes queued on this instance (`queue_bytes_max`).
+    pub(crate) bytes: Budget,
     pub(crate) ready: watch::Sender<bool>,
     /// Set when a stop was requested: streams stop reading new requests.
     pub(crate) stopping: watch::Sender<bool>,
@@ -133,6 +136,7 @@ impl Gateway {
             reroute: reroute_tx,
             migrations: migrations.clone(),
         };
+        let bytes = Budget::new(config.queue_bytes_max);
         let gw = Gateway {
             inner: Arc::new(Inner {
                 idempotency: IdempotencyCache::new(config.idempotency_ttl, config.idempotency_max),
@@ -144,6 +148,7 @@ impl Gateway {
                 migrations,
                 dispatchers: Mutex::new(HashMap::new()),
                 peers,
+                bytes,
                 ready: watch::Sender::new(false),
                 stopping: watch::Sender::new(false),
             }),
@@ -194,6 +199,10 @@ impl Gateway {
         gw
     }
 
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
     pub fn instance_id(&self) -> &str {
         &self.inner.config.instance_id
     }
@@ -236,6 +245,12 @@ impl Gateway {
                         ..d
                     }));
                 }
+                Begin::Busy => {
+                    return Pending::Done(Err(SendError::QueueFull(format!(
+                        "{} calls already wait for this idempotency_key's send; retry when it is answered",
+                        idempotency::MAX_WAITERS
+                    ))));
+                }
                 Begin::Wait(w) => {
                     self.inner.ctx.metrics.idempotent_hit(IdempotentHit::Joined);
                     return Pending::Joined(w);
@@ -268,8 +283,20 @@ impl Gateway {
         if let Some(tp) = &msg.traceparent {
             shardgate_telemetry::set_parent_from_traceparent(&span, tp);
         }
-        let (reply, rx) = Reply::new(claim, span.clone());
+        let cost = msg.cost_bytes();
+        let (mut reply, rx) = Reply::new(claim, span.clone());
         let gate = reply.gate().clone();
+        match self.inner.bytes.try_take(cost) {
+            Some(permit) => reply.hold(permit),
+            None => {
+                reply.finish(Err(SendError::QueueFull(format!(
+                    "this instance holds {} of queued messages (queue_bytes_max {}); retry later",
+                    human_bytes(self.inner.bytes.used()),
+                    human_bytes(self.inner.bytes.max())
+                ))));
+                return Pending::Waiting(rx, gate);
+            }
+        }
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         span.record("seq", seq);
         let env = Box::new(Envelope {
@@ -288,6 +315,12 @@ impl Gateway {
             env.reply.finish(Err(err));
         }
         Pending::Waiting(rx, gate)
+    }
+
+    /// The instance's byte budget (`queue_bytes_max`): charge what a message
+    /// queues beyond its text (uploads) and attach the permit to its reply.
+    pub fn bytes(&self) -> &Budget {
+        &self.inner.bytes
     }
 
     /// Submits and waits.
@@ -402,6 +435,16 @@ impl Gateway {
 
     fn reconcile(&self, fleet: &Fleet) {
         self.inner.reconcile(fleet);
+    }
+}
+
+/// `12.5 MiB`, for messages.
+pub fn human_bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n >= 1024 * 1024 {
+        format!("{:.1} MiB", n as f64 / MIB)
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
     }
 }
 

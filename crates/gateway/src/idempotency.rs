@@ -37,7 +37,13 @@ pub enum Begin {
     Delivered(Delivered),
     /// Being sent right now by another call: wait for its answer.
     Wait(Waiter),
+    /// Being sent right now, and [`MAX_WAITERS`] calls already wait for it.
+    Busy,
 }
+
+/// Calls that may wait at once for one key's send in flight (retries of one
+/// message); more are refused with `RESOURCE_EXHAUSTED` rather than held.
+pub const MAX_WAITERS: usize = 64;
 
 #[derive(Clone)]
 pub struct IdempotencyCache {
@@ -68,6 +74,7 @@ impl IdempotencyCache {
         expire(&mut st, now);
         match st.map.get(key) {
             Some(Entry::Done(d)) => return Begin::Delivered(d.clone()),
+            Some(Entry::InFlight(tx)) if tx.receiver_count() >= MAX_WAITERS => return Begin::Busy,
             Some(Entry::InFlight(tx)) => return Begin::Wait(tx.subscribe()),
             None => {}
         }
@@ -169,6 +176,24 @@ mod tests {
             attempts: 1,
             deduplicated: false,
         }
+    }
+
+    #[test]
+    fn waiters_on_one_key_are_bounded() {
+        let cache = IdempotencyCache::new(Duration::from_secs(600), 100);
+        let Begin::Claimed(claim) = cache.begin("k") else {
+            panic!("first begin claims");
+        };
+        let waiters: Vec<Waiter> = (0..MAX_WAITERS)
+            .map(|_| match cache.begin("k") {
+                Begin::Wait(w) => w,
+                _ => panic!("room to wait"),
+            })
+            .collect();
+        assert!(matches!(cache.begin("k"), Begin::Busy));
+        drop(waiters);
+        assert!(matches!(cache.begin("k"), Begin::Wait(_)));
+        claim.settle(&Err(SendError::DeadlineExceeded));
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,8 @@
 //!   gRPC status;
 //! - [`reply`]: the completion sink every accepted message carries, so that
 //!   each one ends delivered or with an error, exactly once;
+//! - [`budget`]: bounds in bytes and counts that a message holds until it
+//!   is answered (`queue_bytes_max`, a caller's bytes and in-flight slots);
 //! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
 //! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`,
 //!   and [`bot_handle`]: the envelope and the handle others use to reach it;
@@ -19,6 +21,7 @@
 //! - [`local`]: one gateway in this process on a loopback port (demo, load tool).
 
 pub mod bot_handle;
+pub mod budget;
 pub mod config;
 pub mod dispatcher;
 pub mod error;

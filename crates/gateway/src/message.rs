@@ -31,6 +31,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// What this message is charged against the byte bounds while queued.
+    pub fn cost_bytes(&self) -> u64 {
+        let strings = self.text.len()
+            + self.idempotency_key.as_ref().map_or(0, String::len)
+            + self.client_ref.len()
+            + self.bot.as_ref().map_or(0, String::len)
+            + self.traceparent.as_ref().map_or(0, String::len);
+        u64::try_from(strings).unwrap_or(u64::MAX) + crate::budget::MESSAGE_OVERHEAD_BYTES
+    }
+
     /// The earlier of the call's deadline and this message's own limit,
     /// counted from now.
     pub fn deadline(&self, call: Option<tokio::time::Instant>) -> Option<tokio::time::Instant> {

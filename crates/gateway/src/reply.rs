@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::oneshot;
 
+use crate::budget::Permit;
 use crate::idempotency::Claim;
 use crate::{Delivered, SendError};
 
@@ -69,6 +70,9 @@ pub struct Reply {
     claim: Option<Claim>,
     /// The message's span: gets the `outcome` attribute when settled.
     span: tracing::Span,
+    /// What the message holds of the bounds (bytes queued, a caller's
+    /// in-flight slot): given back when it is answered.
+    holds: Vec<Permit>,
 }
 
 impl Reply {
@@ -80,6 +84,7 @@ impl Reply {
                 gate: Gate::default(),
                 claim,
                 span,
+                holds: Vec::new(),
             },
             rx,
         )
@@ -88,6 +93,11 @@ impl Reply {
     /// The gate the waiting caller shares (see [`Gate`]).
     pub fn gate(&self) -> &Gate {
         &self.gate
+    }
+
+    /// Keeps `permit` until the message is answered (see `budget.rs`).
+    pub fn hold(&mut self, permit: Permit) {
+        self.holds.push(permit);
     }
 
     /// Answers once; later calls are impossible (it is consumed).
@@ -108,6 +118,7 @@ impl Reply {
     }
 
     fn settle(&mut self, outcome: Outcome) {
+        self.holds.clear();
         let label = match &outcome {
             Ok(_) => "delivered",
             Err(e) => crate::error::code_name(e.code()),

@@ -135,6 +135,7 @@ impl gateway_server::Gateway for GatewayService {
         let gateway = self.gateway.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let mut stopping = self.gateway.stopping();
+        let pending_max = self.gateway.config().stream_pending_max.max(1);
         tokio::spawn(async move {
             let mut pending = FuturesUnordered::new();
             let mut open = true;
@@ -142,7 +143,9 @@ impl gateway_server::Gateway for GatewayService {
                 tokio::select! {
                     // Stopping: answer what was accepted, take nothing new.
                     _ = stopped(&mut stopping), if open => open = false,
-                    next = inbound.message(), if open => match next {
+                    // At most `pending_max` answers owed: the caller waits
+                    // on flow control until some are answered.
+                    next = inbound.message(), if open && pending.len() < pending_max => match next {
                         Ok(Some(req)) => {
                             let client_ref = req.client_ref.clone();
                             match Message::from_request(req) {
