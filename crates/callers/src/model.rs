@@ -42,7 +42,8 @@ pub fn valid_caller_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// How refusals turn into a ban. SPEC's defaults.
+/// How refusals turn into a ban (the defaults: 20 a refusal, ban at 100 for
+/// 2 h, back to 0 after 20 min without one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ViolationSettings {
