@@ -48,6 +48,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Operators' commands on the bots in etcd (cluster mode).
     Bot(BotArgs),
+    /// Operators' commands on the callers: API keys, quotas, bans (the
+    /// callers file, or etcd in cluster mode).
+    Caller(CallerArgs),
     /// Generated documentation, for maintainers.
     #[command(hide = true)]
     Docs(DocsArgs),
@@ -128,6 +131,62 @@ pub enum BotCommand {
     },
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct CallerArgs {
+    /// The callers file to edit (embedded mode; the running gateway applies
+    /// changes live).
+    #[arg(long, env = "SHARDGATE_CALLERS_FILE")]
+    pub callers_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CallerCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CallerCommand {
+    /// Add a caller; prints its new API key once, alone on stdout.
+    Add {
+        name: String,
+        /// Messages per window (0 = no quota).
+        #[arg(long, default_value_t = 0)]
+        messages_per_window: u64,
+        /// The quota's window, seconds.
+        #[arg(long, default_value_t = 60)]
+        window_secs: u64,
+        /// Messages accepted and not yet answered (0 = no bound).
+        #[arg(long, default_value_t = 0)]
+        max_in_flight: u32,
+        /// A bot the caller may use (repeat; none = all).
+        #[arg(long = "bot")]
+        bots: Vec<String>,
+        /// A chat id the caller may send into (repeat; none = all).
+        #[arg(long = "chat", allow_negative_numbers = true)]
+        chats: Vec<i64>,
+        /// May send paid broadcasts (`allow_paid_broadcast`).
+        #[arg(long)]
+        paid_broadcast: bool,
+    },
+    /// Every caller with its keys' digests, quota, lists and ban.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a caller (its keys stop working at once).
+    Remove { name: String },
+    /// Ban a caller for a while (every request PERMISSION_DENIED).
+    Ban {
+        name: String,
+        #[arg(long)]
+        secs: u64,
+    },
+    /// Lift a caller's ban.
+    Unban { name: String },
+    /// Give a caller another key (rotation); prints it once, alone on stdout.
+    AddKey { name: String },
+    /// Remove one of a caller's keys by its SHA-256 digest (as `list` shows).
+    RemoveKey { name: String, digest: String },
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
     /// gRPC address to listen on [default: 127.0.0.1:50051].
@@ -157,6 +216,32 @@ pub struct ServeArgs {
     /// TOML file with the same keys as these flags, plus [limits] and [telegram].
     #[arg(long, env = "SHARDGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Embedded mode: the callers (TOML, `[[caller]]` tables with key digests
+    /// and quotas). Re-read on SIGHUP and when it changes.
+    #[arg(long, env = "SHARDGATE_CALLERS_FILE")]
+    pub callers_file: Option<PathBuf>,
+    /// Refuse calls without a caller's key: on, off, or auto (on as soon as
+    /// any caller exists) [default: auto].
+    #[arg(long, env = "SHARDGATE_AUTH", value_enum)]
+    pub auth: Option<AuthArg>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthArg {
+    On,
+    Off,
+    Auto,
+}
+
+impl From<AuthArg> for shardgate_callers::AuthMode {
+    fn from(a: AuthArg) -> Self {
+        match a {
+            AuthArg::On => shardgate_callers::AuthMode::On,
+            AuthArg::Off => shardgate_callers::AuthMode::Off,
+            AuthArg::Auto => shardgate_callers::AuthMode::Auto,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,6 +3,7 @@
 //! subcommand lives in its own module.
 
 mod bot;
+mod caller;
 mod cli;
 mod cli_reference;
 mod demo;
@@ -42,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Command::Mock(args) => serve::run_mock(args),
         Command::Demo(args) => demo::run(args),
         Command::Bot(args) => bot::run(args),
+        Command::Caller(args) => caller::run(args),
         Command::Docs(args) => cli_reference::run(args),
     };
     match result {

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use shardgate_etcd::{EtcdConfig, EtcdRegistry};
 use shardgate_gateway::Gateway;
 use shardgate_metrics::Metrics;
-use shardgate_registry::{EmbeddedRegistry, Registry};
+use shardgate_registry::{CallerStore, EmbeddedCallers, EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -63,7 +63,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     // Peers are asked over gRPC `Status` whether they reach etcd while
                     // this instance cannot (the ownership extension).
                     let probe: Arc<dyn shardgate_registry::PeerProbe> =
-                        Arc::new(shardgate_gateway::peers::StatusProbe::new());
+                        Arc::new(shardgate_gateway::peers::StatusProbe::new(
+                            shardgate_gateway::peers::PeerKey::default(),
+                        ));
                     let reg = EtcdRegistry::start_with_probe(config, Some(probe))
                         .await
                         .with_context(|| format!("joining cluster {:?} on etcd {etcd}", settings.cluster))?;
@@ -97,10 +99,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let client = Client::new(settings.client.clone()).context("building the Bot API client")?;
-        let gateway = Gateway::start(settings.gateway.clone(), registry.clone(), client, metrics);
-        if let Some(reg) = embedded {
-            spawn_reload_on_sighup(reg);
-        }
+        let callers = match (&settings.etcd, &settings.callers_file) {
+            (None, Some(path)) => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || EmbeddedCallers::from_file(path))
+                    .await
+                    .context("reading the callers file")??;
+                Arc::new(store)
+            }
+            (Some(_), Some(_)) => {
+                warn!("--callers-file is ignored in cluster mode; callers live in etcd (`shardgate caller --etcd ...`)");
+                Arc::new(EmbeddedCallers::empty())
+            }
+            (_, None) => Arc::new(EmbeddedCallers::empty()),
+        };
+        let gateway = Gateway::start_with_callers(
+            settings.gateway.clone(),
+            registry.clone(),
+            callers.clone() as Arc<dyn CallerStore>,
+            client,
+            metrics,
+        );
+        spawn_reload(embedded, callers.path().is_some().then(|| callers.clone()));
+        warn_if_open(&gateway, local);
         info!(
             instance = %instance,
             grpc = %local,
@@ -154,31 +175,75 @@ pub async fn stop_signal() {
     }
 }
 
-/// Re-reads the bots file on SIGHUP (rotation, new bots, enable/disable).
-fn spawn_reload_on_sighup(registry: Arc<EmbeddedRegistry>) {
+/// Says so on stderr when anyone who reaches the port may send.
+fn warn_if_open(gateway: &Gateway, addr: std::net::SocketAddr) {
+    let callers = gateway.callers();
+    if !callers.enforced() {
+        warn!(
+            %addr,
+            auth = callers.mode().as_str(),
+            "auth is off: anyone who reaches {addr} may send through every bot; add a caller \
+             (`shardgate caller add NAME`) or pass --auth on"
+        );
+    } else if callers.count() == 0 {
+        warn!(%addr, "auth is on and no caller exists: every call is refused UNAUTHENTICATED");
+    }
+}
+
+/// How often the callers file is checked for changes.
+const CALLERS_POLL: Duration = Duration::from_secs(1);
+
+/// Re-reads the bots file on SIGHUP (rotation, new bots, enable/disable) and
+/// the callers file on SIGHUP and whenever its content changes.
+fn spawn_reload(bots: Option<Arc<EmbeddedRegistry>>, callers: Option<Arc<EmbeddedCallers>>) {
+    if let Some(c) = callers.clone() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CALLERS_POLL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                reload_callers(&c).await;
+            }
+        });
+    }
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "cannot listen for SIGHUP; the bots file will not be re-read");
+                warn!(error = %e, "cannot listen for SIGHUP; files will not be re-read on it");
                 return;
             }
         };
         while hup.recv().await.is_some() {
-            let reg = registry.clone();
-            match tokio::task::spawn_blocking(move || reg.reload()).await {
-                Ok(Ok(n)) => info!(bots = n, "bots file re-read"),
-                Ok(Err(e)) => {
-                    error!(error = %e, "bots file not applied; keeping the previous bots")
+            if let Some(registry) = &bots {
+                let reg = registry.clone();
+                match tokio::task::spawn_blocking(move || reg.reload()).await {
+                    Ok(Ok(n)) => info!(bots = n, "bots file re-read"),
+                    Ok(Err(e)) => {
+                        error!(error = %e, "bots file not applied; keeping the previous bots")
+                    }
+                    Err(e) => error!(error = %e, "bots file reload failed"),
                 }
-                Err(e) => error!(error = %e, "bots file reload failed"),
+            }
+            if let Some(c) = &callers {
+                reload_callers(c).await;
             }
         }
     });
     #[cfg(not(unix))]
-    let _ = registry;
+    let _ = (bots, callers);
+}
+
+async fn reload_callers(callers: &Arc<EmbeddedCallers>) {
+    let c = callers.clone();
+    match tokio::task::spawn_blocking(move || c.reload()).await {
+        Ok(Ok(Some(n))) => info!(callers = n, "callers file re-read"),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => error!(error = %e, "callers file not applied; keeping the previous callers"),
+        Err(e) => error!(error = %e, "callers file reload failed"),
+    }
 }
 
 pub fn run_mock(args: shardgate_mock::MockArgs) -> anyhow::Result<ExitCode> {

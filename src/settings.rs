@@ -25,6 +25,8 @@ pub struct ConfigFile {
     pub bots_file: Option<PathBuf>,
     pub instance_id: Option<String>,
     pub advertise: Option<String>,
+    pub callers_file: Option<PathBuf>,
+    pub auth: Option<crate::cli::AuthArg>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -88,6 +90,7 @@ pub struct Settings {
     pub cluster: String,
     pub bots_file: Option<PathBuf>,
     pub advertise: Option<String>,
+    pub callers_file: Option<PathBuf>,
     pub lease_ttl: Option<Duration>,
     pub max_outage_extension: Option<Duration>,
     pub claim_grace: Option<Duration>,
@@ -144,6 +147,9 @@ impl Settings {
             chat_queue_max: l.chat_queue_max.unwrap_or(d.chat_queue_max),
         };
         limits.validate().context("in [limits]")?;
+        if l.queue_bytes_max.is_some_and(|b| b < 64 * 1024) {
+            bail!("limits.queue_bytes_max must be at least 65536 (64 KiB)");
+        }
         let g = GatewayConfig::default();
         let cooldown_factor = l.cooldown_factor.unwrap_or(g.cooldown_factor);
         if !(cooldown_factor.is_finite() && cooldown_factor >= 1.0) {
@@ -180,6 +186,7 @@ impl Settings {
                 .unwrap_or_else(|| "default".into()),
             bots_file: args.bots_file.or(file.bots_file),
             advertise: args.advertise.or(file.advertise),
+            callers_file: args.callers_file.or(file.callers_file),
             lease_ttl: file.lease_ttl_secs.map(Duration::from_secs),
             max_outage_extension: file.max_outage_extension_secs.map(Duration::from_secs),
             claim_grace: file.claim_grace_ms.map(Duration::from_millis),
@@ -193,6 +200,7 @@ impl Settings {
                 max_cooldown: l.max_cooldown_secs.map(Duration::from_secs),
                 queue_bytes_max: l.queue_bytes_max.unwrap_or(g.queue_bytes_max),
                 stream_pending_max: l.stream_pending_max.unwrap_or(g.stream_pending_max),
+                auth: args.auth.or(file.auth).map_or(g.auth, Into::into),
                 backoff,
                 ..g
             },

@@ -11,6 +11,8 @@ pub enum AuthMode {
     /// caller, whose rules then apply.
     Off,
     /// On as soon as any caller exists (at start or added later), else off.
+    /// Once on it stays on until the process ends: removing the last caller
+    /// must not open the door to everyone.
     #[default]
     Auto,
 }
@@ -24,6 +26,13 @@ impl AuthMode {
             AuthMode::Off => false,
             AuthMode::Auto => callers > 0,
         }
+    }
+
+    /// Like [`enforced`](Self::enforced) for a directory that changed:
+    /// `was` says whether auth was enforced before the change (auto latches
+    /// on).
+    pub fn enforced_after(self, callers: usize, was: bool) -> bool {
+        self.enforced(callers) || (self == AuthMode::Auto && was)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -60,5 +69,13 @@ mod tests {
         assert!(!AuthMode::Off.enforced(5));
         assert_eq!("ON".parse(), Ok(AuthMode::On));
         assert!("maybe".parse::<AuthMode>().is_err());
+    }
+
+    #[test]
+    fn auto_stays_on_when_the_last_caller_goes() {
+        assert!(AuthMode::Auto.enforced_after(0, true));
+        assert!(!AuthMode::Auto.enforced_after(0, false));
+        assert!(!AuthMode::Off.enforced_after(0, true));
+        assert!(AuthMode::On.enforced_after(0, false));
     }
 }

@@ -34,6 +34,10 @@ pub struct Envelope {
     /// Came from another instance: send through the pinned bot here, or
     /// answer `NotOwner`; never forward again.
     pub forwarded: bool,
+    /// The caller it counts for (travels with it when forwarded).
+    pub caller: Option<Arc<str>>,
+    /// Bots its caller may use (`None`: any); routing picks among these.
+    pub allowed_bots: Option<Arc<[String]>>,
     pub span: Span,
 }
 

@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     /// requests until some are answered (the caller then waits on HTTP/2
     /// flow control).
     pub stream_pending_max: usize,
+    /// `--auth on|off|auto`.
+    pub auth: shardgate_callers::AuthMode,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +51,7 @@ impl Default for GatewayConfig {
             idempotency_max: 1_000_000,
             queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,
             stream_pending_max: 10_000,
+            auth: shardgate_callers::AuthMode::Auto,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! How a send can end badly, and what the caller sees for each.
 
 use shardgate_proto::v1 as pb;
+use std::time::Duration;
+
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// A send that did not deliver. Messages are for humans and never hold a
 /// token.
@@ -25,6 +28,21 @@ pub enum SendError {
     /// The caller's deadline passed before the message was sent.
     #[error("deadline exceeded before the message was sent")]
     DeadlineExceeded,
+    /// No key, or one nobody has (auth on).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A caller's lists forbid it, it is banned, or a forwarding header
+    /// came from outside the cluster. Nothing was sent.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A caller's quota or `max_in_flight` (or its bytes) is reached: retry
+    /// after `retry_after_secs` (also in the message, `retry in N s`, and in
+    /// the status's `google.rpc.RetryInfo`).
+    #[error("{message}")]
+    OverQuota {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A forwarded message reached an instance that does not drive the bot
     /// (ownership moved); nothing was sent. Only instances see this: the
     /// forwarding one routes the message again.
@@ -37,7 +55,9 @@ impl SendError {
         match self {
             SendError::Invalid(_) | SendError::Rejected { .. } => Code::InvalidArgument,
             SendError::Unreachable { .. } => Code::FailedPrecondition,
-            SendError::QueueFull(_) => Code::ResourceExhausted,
+            SendError::QueueFull(_) | SendError::OverQuota { .. } => Code::ResourceExhausted,
+            SendError::Unauthenticated(_) => Code::Unauthenticated,
+            SendError::PermissionDenied(_) => Code::PermissionDenied,
             SendError::Unavailable(_) => Code::Unavailable,
             SendError::DeadlineExceeded => Code::DeadlineExceeded,
             SendError::NotOwner(_) => Code::Aborted,
@@ -55,6 +75,8 @@ impl SendError {
             "INVALID_ARGUMENT" => SendError::Invalid(description),
             "FAILED_PRECONDITION" => SendError::Unreachable { code, description },
             "RESOURCE_EXHAUSTED" => SendError::QueueFull(description),
+            "UNAUTHENTICATED" => SendError::Unauthenticated(description),
+            "PERMISSION_DENIED" => SendError::PermissionDenied(description),
             "DEADLINE_EXCEEDED" => SendError::DeadlineExceeded,
             _ => SendError::Unavailable(description),
         })
@@ -68,8 +90,18 @@ impl SendError {
         }
     }
 
+    /// The gRPC status; a quota refusal carries a `google.rpc.RetryInfo`.
     pub fn to_status(&self) -> Status {
-        Status::new(self.code(), self.to_string())
+        match self {
+            SendError::OverQuota {
+                retry_after_secs, ..
+            } => Status::with_error_details(
+                self.code(),
+                self.to_string(),
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(*retry_after_secs))),
+            ),
+            _ => Status::new(self.code(), self.to_string()),
+        }
     }
 
     /// The `error` field of a stream response.
@@ -129,6 +161,8 @@ mod tests {
             SendError::QueueFull("full".into()),
             SendError::Unavailable("none".into()),
             SendError::DeadlineExceeded,
+            SendError::Unauthenticated("who".into()),
+            SendError::PermissionDenied("no".into()),
         ];
         for e in cases {
             let back = SendError::from_proto(&e.to_proto()).expect("not NotOwner");
@@ -136,5 +170,18 @@ mod tests {
             assert_eq!(back.telegram_code(), e.telegram_code());
         }
         assert!(SendError::from_proto(&SendError::NotOwner("moved".into()).to_proto()).is_none());
+    }
+
+    #[test]
+    fn a_quota_refusal_carries_retry_info() {
+        let e = SendError::OverQuota {
+            message: "caller a is over its quota; retry in 12 s".into(),
+            retry_after_secs: 12,
+        };
+        let status = e.to_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("retry in 12 s"));
+        let info = status.get_details_retry_info().expect("RetryInfo detail");
+        assert_eq!(info.retry_delay, Some(Duration::from_secs(12)));
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use shardgate_metrics::{Direction, HotBy, IdempotentHit, Metrics};
 use shardgate_proto::v1 as pb;
-use shardgate_registry::{BotState, Fleet, Registry, unix_now};
+use shardgate_registry::{BotState, CallerStore, EmbeddedCallers, Fleet, Registry, unix_now};
 use shardgate_router::ShardKey;
 use shardgate_telegram::Client;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, info_span};
 
 use crate::budget::Budget;
+use crate::callers::{Admission, Callers};
 use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
@@ -105,6 +106,7 @@ pub(crate) struct Inner {
     pub(crate) peers: Peers,
     /// Bytes queued on this instance (`queue_bytes_max`).
     pub(crate) bytes: Budget,
+    pub(crate) callers: Callers,
     pub(crate) ready: watch::Sender<bool>,
     /// Set when a stop was requested: streams stop reading new requests.
     pub(crate) stopping: watch::Sender<bool>,
@@ -117,17 +119,38 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway's supervisor and re-router on the current runtime.
+    /// Starts the gateway's supervisor and re-router on the current runtime,
+    /// with no callers configured (auth `auto` stays off).
     pub fn start(
         config: GatewayConfig,
         registry: Arc<dyn Registry>,
         client: Client,
         metrics: Metrics,
     ) -> Gateway {
+        let store: Arc<dyn CallerStore> = Arc::new(EmbeddedCallers::empty());
+        Gateway::start_with_callers(config, registry, store, client, metrics)
+    }
+
+    /// [`start`](Self::start) with the callers of `callers` enforced.
+    pub fn start_with_callers(
+        config: GatewayConfig,
+        registry: Arc<dyn Registry>,
+        callers: Arc<dyn CallerStore>,
+        client: Client,
+        metrics: Metrics,
+    ) -> Gateway {
+        let callers = Callers::start(
+            callers,
+            config.auth,
+            config.queue_bytes_max,
+            metrics.clone(),
+        );
         let config = Arc::new(config);
         let (reroute_tx, reroute_rx) = mpsc::unbounded_channel();
         let migrations = Migrations::default();
-        let peers = Peers::new(registry.instance_id(), reroute_tx.clone());
+        let peer_key = crate::peers::PeerKey::default();
+        peer_key.set(callers.cluster_key());
+        let peers = Peers::new(registry.instance_id(), peer_key, reroute_tx.clone());
         let ctx = Context {
             config: config.clone(),
             metrics: metrics.clone(),
@@ -149,6 +172,7 @@ impl Gateway {
                 dispatchers: Mutex::new(HashMap::new()),
                 peers,
                 bytes,
+                callers,
                 ready: watch::Sender::new(false),
                 stopping: watch::Sender::new(false),
             }),
@@ -165,6 +189,7 @@ impl Gateway {
                     .map(|r| (r.node.name(), metric_state(effective_state(r, now).0))),
             );
             m.set_owned_bots(table.routes.iter().filter(|r| r.local().is_some()).count());
+            m.set_queued_bytes(inner.bytes.used());
         });
         // The hottest chats in the logs, once a minute when there are any.
         let m = metrics.clone();
@@ -220,16 +245,26 @@ impl Gateway {
     /// bot, all without waiting, so that messages submitted one after another
     /// keep their order. Await the returned [`Pending`] for the outcome.
     pub fn submit(&self, msg: Message, deadline: Option<Instant>) -> Pending {
-        self.submit_with(msg, deadline, false)
+        self.submit_admitted(msg, deadline, Admission::default(), false)
     }
 
     /// [`submit`](Self::submit) for a message another instance forwarded:
     /// it goes through its pinned bot here or ends `NotOwner`.
     pub fn submit_forwarded(&self, msg: Message, deadline: Option<Instant>) -> Pending {
-        self.submit_with(msg, deadline, true)
+        self.submit_admitted(msg, deadline, Admission::default(), true)
     }
 
-    fn submit_with(&self, msg: Message, deadline: Option<Instant>, forwarded: bool) -> Pending {
+    /// [`submit`](Self::submit) for a message its caller's rules admitted
+    /// ([`Callers::admit`]): it holds what the admission took until it is
+    /// answered, and goes only through the caller's bots. `forwarded`: from
+    /// another instance (see [`submit_forwarded`](Self::submit_forwarded)).
+    pub fn submit_admitted(
+        &self,
+        msg: Message,
+        deadline: Option<Instant>,
+        admission: Admission,
+        forwarded: bool,
+    ) -> Pending {
         let claim = match &msg.idempotency_key {
             None => None,
             Some(key) => match self.inner.idempotency.begin(key) {
@@ -286,6 +321,9 @@ impl Gateway {
         let cost = msg.cost_bytes();
         let (mut reply, rx) = Reply::new(claim, span.clone());
         let gate = reply.gate().clone();
+        for permit in admission.permits {
+            reply.hold(permit);
+        }
         match self.inner.bytes.try_take(cost) {
             Some(permit) => reply.hold(permit),
             None => {
@@ -309,12 +347,19 @@ impl Gateway {
             queued_at: Instant::now(),
             avoid: Vec::new(),
             forwarded,
+            caller: admission.caller,
+            allowed_bots: admission.allowed_bots,
             span,
         });
         if let Err((env, err)) = self.inner.route(env) {
             env.reply.finish(Err(err));
         }
         Pending::Waiting(rx, gate)
+    }
+
+    /// Who may call and what their messages may do.
+    pub fn callers(&self) -> &Callers {
+        &self.inner.callers
     }
 
     /// The instance's byte budget (`queue_bytes_max`): charge what a message
@@ -514,6 +559,7 @@ impl Inner {
                 env.msg.bot.as_deref(),
                 env.msg.allow_failover,
                 &env.avoid,
+                env.allowed_bots.as_deref(),
                 unix_now(),
             ) {
                 Ok(r) => r,

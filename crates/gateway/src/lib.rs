@@ -10,6 +10,9 @@
 //!   each one ends delivered or with an error, exactly once;
 //! - [`budget`]: bounds in bytes and counts that a message holds until it
 //!   is answered (`queue_bytes_max`, a caller's bytes and in-flight slots);
+//! - [`callers`]: who calls (the auth layer's resolution) and whether a
+//!   caller's message may go (lists, quota, in-flight and byte bounds,
+//!   violation scores and bans);
 //! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
 //! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`,
 //!   and [`bot_handle`]: the envelope and the handle others use to reach it;
@@ -22,6 +25,7 @@
 
 pub mod bot_handle;
 pub mod budget;
+pub mod callers;
 pub mod config;
 pub mod dispatcher;
 pub mod error;

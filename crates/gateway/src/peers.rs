@@ -70,14 +70,16 @@ impl PeerLink {
 /// All links of this instance.
 pub struct Peers {
     me: Arc<str>,
+    key: PeerKey,
     links: Mutex<HashMap<String, PeerLink>>,
     reroute: mpsc::UnboundedSender<Box<Envelope>>,
 }
 
 impl Peers {
-    pub fn new(me: &str, reroute: mpsc::UnboundedSender<Box<Envelope>>) -> Self {
+    pub fn new(me: &str, key: PeerKey, reroute: mpsc::UnboundedSender<Box<Envelope>>) -> Self {
         Peers {
             me: Arc::from(me),
+            key,
             links: Mutex::new(HashMap::new()),
             reroute,
         }
@@ -101,8 +103,14 @@ impl Peers {
             up: Arc::new(AtomicBool::new(true)),
         };
         tokio::spawn(
-            run_link(link.clone(), self.me.clone(), rx, self.reroute.clone())
-                .instrument(info_span!("peer", instance = %instance)),
+            run_link(
+                link.clone(),
+                self.me.clone(),
+                self.key.clone(),
+                rx,
+                self.reroute.clone(),
+            )
+            .instrument(info_span!("peer", instance = %instance)),
         );
         links.insert(instance.to_owned(), link.clone());
         link
@@ -114,16 +122,52 @@ impl Peers {
     }
 }
 
+/// The cluster key this instance presents to its peers (`authorization:
+/// Bearer <key>`), once the store has it. Cheap to clone; shared by the
+/// peer links and the [`StatusProbe`].
+#[derive(Clone, Default)]
+pub struct PeerKey(Arc<std::sync::RwLock<Option<String>>>);
+
+impl PeerKey {
+    pub fn set(&self, key: Option<String>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKey(***)")
+    }
+}
+
+/// Adds the cluster key to a request to a peer.
+fn authorize<T>(request: &mut tonic::Request<T>, key: &Option<String>) {
+    if let Some(k) = key
+        && let Ok(v) = format!("Bearer {k}").parse()
+    {
+        request.metadata_mut().insert("authorization", v);
+    }
+}
+
 /// Asks peers whether they can reach etcd, with the `etcd` field of their
 /// `Status` answer. One lazily connected channel per address, kept.
 #[derive(Default)]
 pub struct StatusProbe {
     channels: Mutex<HashMap<String, Channel>>,
+    key: PeerKey,
 }
 
 impl StatusProbe {
-    pub fn new() -> Self {
-        StatusProbe::default()
+    /// A probe that presents `key` (`Status` needs a key with auth on).
+    pub fn new(key: PeerKey) -> Self {
+        StatusProbe {
+            channels: Mutex::default(),
+            key,
+        }
     }
 
     fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel, String> {
@@ -144,6 +188,7 @@ impl StatusProbe {
         let channel = self.channel(addr, timeout)?;
         let mut request = tonic::Request::new(pb::StatusRequest {});
         request.set_timeout(timeout);
+        authorize(&mut request, &self.key.get());
         let answer = tokio::time::timeout(timeout, GatewayClient::new(channel).status(request))
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?;
@@ -177,13 +222,14 @@ impl PeerProbe for StatusProbe {
 async fn run_link(
     link: PeerLink,
     me: Arc<str>,
+    key: PeerKey,
     mut rx: mpsc::UnboundedReceiver<Forward>,
     reroute: mpsc::UnboundedSender<Box<Envelope>>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let next_ref = AtomicU64::new(1);
     loop {
-        match open(&link, &me).await {
+        match open(&link, &me, &key).await {
             Ok((req_tx, mut responses)) => {
                 link.up.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
@@ -267,6 +313,7 @@ type Responses = tonic::Streaming<pb::SendResponse>;
 async fn open(
     link: &PeerLink,
     me: &str,
+    key: &PeerKey,
 ) -> Result<(mpsc::Sender<pb::SendRequest>, Responses), String> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", link.addr))
         .map_err(|e| e.to_string())?
@@ -280,6 +327,7 @@ async fn open(
     if let Ok(v) = me.parse() {
         request.metadata_mut().insert(FORWARDED_BY, v);
     }
+    authorize(&mut request, &key.get());
     let responses = GatewayClient::new(channel)
         .send_stream(request)
         .await
@@ -315,6 +363,7 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         allow_failover: false,
         timeout_ms,
         traceparent: shardgate_telemetry::traceparent(&env.span).unwrap_or_default(),
+        forwarded_caller: env.caller.as_deref().unwrap_or_default().to_owned(),
     })
 }
 
@@ -421,7 +470,7 @@ mod tests {
         let server = tokio::spawn(crate::server::serve(gateway, listener, async {
             let _ = stopped.await;
         }));
-        let probe = StatusProbe::new();
+        let probe = StatusProbe::new(PeerKey::default());
         let t = Duration::from_secs(2);
         let set = |c| *registry.contact.lock() = c;
         // No store (embedded): no answer to go on.

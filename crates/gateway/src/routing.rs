@@ -81,10 +81,14 @@ impl Table {
         pin: Option<&str>,
         allow_failover: bool,
         avoid: &[Arc<str>],
+        allowed: Option<&[String]>,
         now_unix: u64,
     ) -> Result<&Route, SendError> {
-        let usable =
-            |r: &Route| r.routable(now_unix) && !avoid.iter().any(|a| **a == *r.node.name());
+        let usable = |r: &Route| {
+            r.routable(now_unix)
+                && !avoid.iter().any(|a| **a == *r.node.name())
+                && allowed.is_none_or(|list| list.iter().any(|b| b == r.node.name()))
+        };
         if let Some(pin) = pin {
             let Some(route) = self.get(pin) else {
                 return Err(SendError::Invalid(format!(

@@ -7,11 +7,15 @@ use std::future::Future;
 use shardgate_proto::v1::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Server;
+use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 use tracing::info;
 
 use crate::Gateway;
+use crate::callers::{Callers, Who, bearer};
+use crate::peers::FORWARDED_BY;
 use crate::service::GatewayService;
 
 /// The name the health service reports the gateway under: SERVING once a
@@ -27,6 +31,27 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+/// The auth layer of the `Gateway` service: resolves who calls (bearer key,
+/// or a verified client certificate's CN) and attaches it to the request as
+/// a [`Who`]; refuses unknown keys, bans and forged forwarding headers
+/// before any handler runs. Health and reflection do not pass through it.
+#[derive(Clone)]
+struct AuthLayer {
+    callers: Callers,
+}
+
+impl Interceptor for AuthLayer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED_BY);
+        let who = self
+            .callers
+            .identify(bearer(request.metadata()), None, forwarded)
+            .map_err(|e| e.to_status())?;
+        request.extensions_mut().insert::<Who>(who);
+        Ok(request)
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits for
@@ -67,12 +92,16 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "gRPC listening");
     }
+    let auth = AuthLayer {
+        callers: gateway.callers().clone(),
+    };
+    let api = InterceptedService::new(GatewayServer::new(GatewayService::new(gateway)), auth);
     Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .add_service(GatewayServer::new(GatewayService::new(gateway)))
+        .add_service(api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug};
 
+use crate::callers::Who;
 use crate::peers::FORWARDED_BY;
 use crate::reply::Outcome;
 use crate::{Gateway, Message};
@@ -95,13 +96,18 @@ impl gateway_server::Gateway for GatewayService {
         // The caller's trace (W3C traceparent) continues in our spans.
         let span = tracing::info_span!("grpc.send");
         shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
+        let who = who_of(&request);
         let req = request.into_inner();
         let client_ref = req.client_ref.clone();
         let result = async {
             let msg = Message::from_request(req)?;
+            let admission = self.gateway.callers().admit(&who, &msg).await?;
             metrics.accepted(Entry::Unary);
             let deadline = msg.deadline(deadline);
-            self.gateway.send(msg, deadline).await
+            self.gateway
+                .submit_admitted(msg, deadline, admission, false)
+                .wait(deadline)
+                .await
         }
         .instrument(span)
         .await;
@@ -122,7 +128,9 @@ impl gateway_server::Gateway for GatewayService {
         request: Request<Streaming<pb::SendRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let deadline = deadline_of(&request);
+        // The auth layer let the forwarding header through from peers only.
         let forwarded = request.metadata().contains_key(FORWARDED_BY);
+        let who = who_of(&request);
         let entry = if forwarded {
             Entry::Forwarded
         } else {
@@ -133,6 +141,7 @@ impl gateway_server::Gateway for GatewayService {
         shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
         let mut inbound = request.into_inner();
         let gateway = self.gateway.clone();
+        let callers = gateway.callers().clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let mut stopping = self.gateway.stopping();
         let pending_max = self.gateway.config().stream_pending_max.max(1);
@@ -146,20 +155,26 @@ impl gateway_server::Gateway for GatewayService {
                     // At most `pending_max` answers owed: the caller waits
                     // on flow control until some are answered.
                     next = inbound.message(), if open && pending.len() < pending_max => match next {
-                        Ok(Some(req)) => {
+                        Ok(Some(mut req)) => {
                             let client_ref = req.client_ref.clone();
-                            match Message::from_request(req) {
-                                Ok(msg) => {
+                            let for_caller = std::mem::take(&mut req.forwarded_caller);
+                            let admitted = match Message::from_request(req) {
+                                Ok(msg) if forwarded => callers
+                                    .admit_forwarded(Some(&for_caller), &msg)
+                                    .map(|a| (msg, a)),
+                                Ok(msg) => callers.admit(&who, &msg).await.map(|a| (msg, a)),
+                                Err(e) => Err(e),
+                            };
+                            match admitted {
+                                Ok((msg, admission)) => {
                                     let started = Instant::now();
                                     metrics.accepted(entry);
                                     if forwarded {
                                         metrics.forwarded(Direction::In);
                                     }
                                     let deadline = msg.deadline(deadline);
-                                    let p = span.in_scope(|| if forwarded {
-                                        gateway.submit_forwarded(msg, deadline)
-                                    } else {
-                                        gateway.submit(msg, deadline)
+                                    let p = span.in_scope(|| {
+                                        gateway.submit_admitted(msg, deadline, admission, forwarded)
                                     });
                                     let metrics = metrics.clone();
                                     pending.push(async move {
@@ -201,6 +216,16 @@ impl gateway_server::Gateway for GatewayService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.gateway.status()))
     }
+}
+
+/// Who the auth layer said the call comes from (anonymous when the service
+/// runs without it, as in unit tests).
+fn who_of<T>(request: &Request<T>) -> Who {
+    request
+        .extensions()
+        .get::<Who>()
+        .cloned()
+        .unwrap_or(Who::Anonymous)
 }
 
 /// Resolves once the gateway is stopping (never if the flag's sender goes).

@@ -218,3 +218,25 @@ pub(crate) struct IdempotentLabels {
 pub(crate) struct VersionLabels {
     pub version: &'static str,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct CallerLabels {
+    pub caller: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct CallerKindLabels {
+    pub caller: String,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct CallerRefusedLabels {
+    pub caller: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct AuthFailureLabels {
+    pub reason: &'static str,
+}

@@ -49,8 +49,9 @@ use shardgate_telegram::{Outcome, TransientKind};
 
 pub use hot::{HOT_CHATS_K, HotBy, HotChat, TRACKED, WINDOW};
 use labels::{
-    BotLabels, BotStateLabels, DirectionLabels, EntryLabels, FailedLabels, GrpcCode,
-    IdempotentLabels, ScopeLabels, SendLabels, TelegramErrorLabels, VersionLabels,
+    AuthFailureLabels, BotLabels, BotStateLabels, CallerKindLabels, CallerLabels,
+    CallerRefusedLabels, DirectionLabels, EntryLabels, FailedLabels, GrpcCode, IdempotentLabels,
+    ScopeLabels, SendLabels, TelegramErrorLabels, VersionLabels,
 };
 pub use labels::{BotState, Direction, Entry, IdempotentHit, Scope429, TelegramError};
 pub use server::{CONTENT_TYPE, router, serve};
@@ -109,6 +110,12 @@ struct Families {
     etcd_session: Arc<OptionalGauge>,
     forwarded: Family<DirectionLabels, Counter>,
     idempotent_hits: Family<IdempotentLabels, Counter>,
+    caller_accepted: Family<CallerLabels, Counter>,
+    caller_refused: Family<CallerRefusedLabels, Counter>,
+    caller_violations: Family<CallerKindLabels, Counter>,
+    caller_banned: Family<CallerLabels, Gauge>,
+    auth_failures: Family<AuthFailureLabels, Counter>,
+    queued_bytes: Gauge,
 }
 
 /// A label-less gauge that is exported only once set: `etcd_session_up` is
@@ -200,6 +207,12 @@ impl Metrics {
             )),
             forwarded: Family::default(),
             idempotent_hits: Family::default(),
+            caller_accepted: Family::default(),
+            caller_refused: Family::default(),
+            caller_violations: Family::default(),
+            caller_banned: Family::default(),
+            auth_failures: Family::default(),
+            queued_bytes: Gauge::default(),
         };
         r.register(
             "messages_accepted",
@@ -284,6 +297,36 @@ impl Metrics {
             "idempotent_hits",
             "Sends answered by the idempotency cache, by kind (answered: a delivered result; joined: a send in flight)",
             f.idempotent_hits.clone(),
+        );
+        r.register(
+            "caller_messages_accepted",
+            "Messages accepted from a caller (past its auth, lists, quota and bounds), by caller",
+            f.caller_accepted.clone(),
+        );
+        r.register(
+            "caller_messages_refused",
+            "Messages refused to a caller, by caller and reason (quota, in_flight, bytes, bot, chat, paid, banned)",
+            f.caller_refused.clone(),
+        );
+        r.register(
+            "caller_violations",
+            "Refusals that added to a caller's violation score, by caller and kind",
+            f.caller_violations.clone(),
+        );
+        r.register(
+            "caller_banned",
+            "1 while a caller is banned (on this instance's view), 0 otherwise",
+            f.caller_banned.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused before a caller was known, by reason (missing_key, unknown_key, unknown_certificate, forged_forward)",
+            f.auth_failures.clone(),
+        );
+        r.register(
+            "queued_bytes",
+            "Bytes of queued messages held on this instance (bounded by [limits] queue_bytes_max)",
+            f.queued_bytes.clone(),
         );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info
@@ -484,6 +527,73 @@ impl Metrics {
             .idempotent_hits
             .get_or_create(&IdempotentLabels { kind })
             .inc();
+    }
+
+    /// A caller's message passed its checks.
+    pub fn caller_accepted(&self, caller: &str) {
+        self.inner
+            .f
+            .caller_accepted
+            .get_or_create(&CallerLabels {
+                caller: caller.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A caller's message was refused (`reason`: a violation kind or
+    /// `banned`).
+    pub fn caller_refused(&self, caller: &str, reason: &'static str) {
+        self.inner
+            .f
+            .caller_refused
+            .get_or_create(&CallerRefusedLabels {
+                caller: caller.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// A refusal added to a caller's violation score.
+    pub fn caller_violation(&self, caller: &str, kind: &'static str) {
+        self.inner
+            .f
+            .caller_violations
+            .get_or_create(&CallerKindLabels {
+                caller: caller.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Sets `shardgate_caller_banned` for every caller listed and removes
+    /// the series of callers not listed (gone).
+    pub fn set_callers_banned<'a>(&self, callers: impl IntoIterator<Item = (&'a str, bool)>) {
+        let f = &self.inner.f;
+        f.caller_banned.clear();
+        for (caller, banned) in callers {
+            f.caller_banned
+                .get_or_create(&CallerLabels {
+                    caller: caller.to_owned(),
+                })
+                .set(i64::from(banned));
+        }
+    }
+
+    /// A request was refused before a caller was known.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.inner
+            .f
+            .auth_failures
+            .get_or_create(&AuthFailureLabels { reason })
+            .inc();
+    }
+
+    /// Bytes of queued messages held now.
+    pub fn set_queued_bytes(&self, bytes: u64) {
+        self.inner
+            .f
+            .queued_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The hottest chats (at most [`HOT_CHATS_K`]), hottest first, over the

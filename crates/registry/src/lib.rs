@@ -7,11 +7,13 @@
 //! etcd registry implements the same trait for clusters.
 
 mod bots_file;
+mod callers;
 mod contact;
 mod embedded;
 mod fleet;
 
 pub use bots_file::{BotsFile, BotsFileError, valid_bot_name};
+pub use callers::{CallerStore, CallersLoadError, EmbeddedCallers};
 pub use contact::{PeerAnswer, PeerProbe, ProbeFuture, StoreContact};
 pub use embedded::EmbeddedRegistry;
 pub use fleet::{
