@@ -22,7 +22,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shardgate_callers::{
@@ -112,19 +114,19 @@ struct CallerState {
 
 impl CallerState {
     fn spec(&self) -> Arc<CallerSpec> {
-        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.spec.read().clone()
     }
 
     fn settings(&self) -> ViolationSettings {
-        *self.settings.read().unwrap_or_else(|p| p.into_inner())
+        *self.settings.read()
     }
 
     fn apply(&self, spec: &CallerSpec, shared: &ViolationSettings, default_bytes: u64) {
         self.in_flight.set_max(in_flight_max(spec));
         self.bytes
             .set_max(spec.queue_bytes_max.unwrap_or(default_bytes));
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = spec.violations(shared);
-        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec.clone());
+        *self.settings.write() = spec.violations(shared);
+        *self.spec.write() = Arc::new(spec.clone());
     }
 }
 
@@ -458,11 +460,11 @@ fn view(snapshot: &Arc<Snapshot>, store: &dyn CallerStore, mode: AuthMode, was: 
 
 impl Inner {
     fn view(&self) -> Arc<View> {
-        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.view.read().clone()
     }
 
-    fn lock_states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CallerState>>> {
-        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_states(&self) -> MutexGuard<'_, HashMap<String, Arc<CallerState>>> {
+        self.states.lock()
     }
 
     /// Applies a new snapshot: the directory, and each caller's rules.
@@ -489,7 +491,7 @@ impl Inner {
         } else if next.enforced && next.directory.is_empty() {
             warn!("no caller left: every call is refused UNAUTHENTICATED until one is added");
         }
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        *self.view.write() = Arc::new(next);
     }
 
     /// The state of caller `name` (made on first use).
@@ -587,12 +589,7 @@ impl Inner {
     fn refuse(&self, caller: &Caller, kind: RefusalKind, err: SendError) -> SendError {
         let now = self.clock.now_ms();
         let settings = caller.state.settings();
-        let verdict = caller
-            .state
-            .score
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .violate(now, &settings);
+        let verdict = caller.state.score.lock().violate(now, &settings);
         self.metrics.caller_refused(&caller.name, kind.as_str());
         self.metrics.caller_violation(&caller.name, kind.as_str());
         match verdict {

@@ -126,15 +126,15 @@ impl Peers {
 /// Bearer <key>`), once the store has it. Cheap to clone; shared by the
 /// peer links and the [`StatusProbe`].
 #[derive(Clone, Default)]
-pub struct PeerKey(Arc<std::sync::RwLock<Option<String>>>);
+pub struct PeerKey(Arc<parking_lot::RwLock<Option<String>>>);
 
 impl PeerKey {
     pub fn set(&self, key: Option<String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
+        *self.0.write() = key;
     }
 
     pub fn get(&self) -> Option<String> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.read().clone()
     }
 }
 

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use shardgate_callers::{Ban, CallersFile, CallersFileError, QuotaCount, Snapshot, grant};
@@ -129,7 +131,7 @@ impl EmbeddedCallers {
             return Ok(None);
         };
         let (text, file) = read(path)?;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last.lock();
         if last.as_deref() == Some(text.as_str()) {
             return Ok(None);
         }
@@ -170,7 +172,7 @@ impl CallerStore for EmbeddedCallers {
         limit: u64,
         want: u64,
     ) -> Result<u64, RegistryError> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.counts.lock();
         let g = grant(counts.get(caller), now_ms, window_secs, limit, want);
         counts.insert(caller.to_owned(), g.count);
         Ok(g.granted)
