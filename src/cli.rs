@@ -145,6 +145,7 @@ pub struct CallerArgs {
 pub enum CallerCommand {
     /// Add a caller; prints its new API key once, alone on stdout.
     Add {
+        /// The caller's name: 1-64 letters, digits, `-`, `_`, `.`.
         name: String,
         /// Messages per window (0 = no quota).
         #[arg(long, default_value_t = 0)]
@@ -172,19 +173,35 @@ pub enum CallerCommand {
         json: bool,
     },
     /// Remove a caller (its keys stop working at once).
-    Remove { name: String },
+    Remove {
+        /// The caller.
+        name: String,
+    },
     /// Ban a caller for a while (every request PERMISSION_DENIED).
     Ban {
+        /// The caller.
         name: String,
+        /// How long the ban lasts, seconds.
         #[arg(long)]
         secs: u64,
     },
     /// Lift a caller's ban.
-    Unban { name: String },
+    Unban {
+        /// The caller.
+        name: String,
+    },
     /// Give a caller another key (rotation); prints it once, alone on stdout.
-    AddKey { name: String },
+    AddKey {
+        /// The caller.
+        name: String,
+    },
     /// Remove one of a caller's keys by its SHA-256 digest (as `list` shows).
-    RemoveKey { name: String, digest: String },
+    RemoveKey {
+        /// The caller.
+        name: String,
+        /// The key's SHA-256 digest, 64 hex digits.
+        digest: String,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
