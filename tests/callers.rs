@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Gateway, shardgate, text_request, wait_for};
+use common::{Gateway, scrape, shardgate, text_request, wait_for};
 use shardgate_proto::v1::gateway_client::GatewayClient;
 use shardgate_proto::v1::{SendRequest, StatusRequest};
 use tonic::transport::Channel;
@@ -420,18 +420,4 @@ async fn with_no_caller_auth_is_off_and_the_daemon_says_so() {
         "a warning naming {addr}:\n{}",
         gw.logs()
     );
-}
-
-/// GET http://addr/metrics over a plain TCP socket.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
 }

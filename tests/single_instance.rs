@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::{
-    BOTS, Bot, Gateway, assert_no_429_nor_duplicate, assert_none_failed, spread_over_chats,
+    BOTS, Bot, Gateway, assert_no_429_nor_duplicate, assert_none_failed, scrape, spread_over_chats,
     text_request, wait_for,
 };
 use shardgate_mock::{ChatState, Faults, Limits, MockConfig};
@@ -534,20 +534,6 @@ async fn health_says_serving_and_reflection_lists_the_service() {
     // SIGTERM stops it cleanly.
     let status = gw.terminate();
     assert!(status.success(), "exit status {status:?}");
-}
-
-/// GET http://addr/metrics over a plain TCP socket (no extra client needed).
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    out
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {

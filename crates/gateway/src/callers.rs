@@ -626,26 +626,9 @@ impl Inner {
     }
 }
 
-/// `2026-11-28T12:00:00Z` for a Unix second.
+/// `Sat, 28 Nov 2026 12:00:00 GMT` for a Unix second (the HTTP date form).
 pub fn format_unix(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The key of an `authorization: Bearer <key>` header, if any.
@@ -662,9 +645,8 @@ mod tests {
 
     #[test]
     fn unix_seconds_format_as_utc() {
-        assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_unix(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_unix(1_764_331_200), "2025-11-28T12:00:00Z");
+        assert_eq!(format_unix(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format_unix(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 
     #[test]
