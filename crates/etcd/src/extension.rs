@@ -217,8 +217,8 @@ pub fn grace_ends(contact: StoreContact, now: Instant, claim_grace: Duration) ->
 /// hands each round to the session task (`Inner::evidence_tx`). A round
 /// that heard "reachable" also wakes the keep-alive (`Inner::kick`).
 pub(crate) async fn run(inner: Arc<Inner>, probe: Arc<dyn PeerProbe>) {
-    let rules = inner.cfg.extension_rules();
-    let mut session_rx = inner.session_tx.subscribe();
+    let rules = inner.config().extension_rules();
+    let mut session_rx = inner.subscribe_session();
     let mut confirming = false;
     loop {
         loop {
@@ -236,11 +236,11 @@ pub(crate) async fn run(inner: Arc<Inner>, probe: Arc<dyn PeerProbe>) {
         }
         let asked_at = Instant::now();
         let known: Vec<(String, String)> = {
-            let mirror = inner.mirror_tx.borrow();
+            let mirror = inner.mirror();
             mirror
                 .members
                 .iter()
-                .filter(|(id, _)| **id != inner.cfg.instance_id)
+                .filter(|(id, _)| **id != inner.config().instance_id)
                 .map(|(id, m)| (id.clone(), m.value.grpc.clone()))
                 .collect()
         };
@@ -265,9 +265,9 @@ pub(crate) async fn run(inner: Arc<Inner>, probe: Arc<dyn PeerProbe>) {
         } else {
             tracing::debug!(?check.answers, "peer check");
         }
-        inner.evidence_tx.send_modify(|e| e.record(check));
+        inner.update_evidence(|e| e.record(check));
         if heard_reachable {
-            inner.kick.notify_one();
+            inner.kick_session();
         }
         tokio::time::sleep_until(asked_at + rules.check_interval).await;
     }

@@ -45,8 +45,8 @@ pub use plan::{Claim, OwnershipChange, OwnershipEvent};
 /// The ownership loop: re-plans on every mirror or session change, on a
 /// wake-up (release), at handoff deadlines, and 1 s after a failed write.
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut mirror_rx = inner.mirror_tx.subscribe();
-    let mut session_rx = inner.session_tx.subscribe();
+    let mut mirror_rx = inner.subscribe_mirror();
+    let mut session_rx = inner.subscribe_session();
     loop {
         let next = reconcile(&inner).await;
         let timer = async {
@@ -58,7 +58,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::select! {
             r = mirror_rx.changed() => if r.is_err() { return },
             r = session_rx.changed() => if r.is_err() { return },
-            _ = inner.wake.notified() => {}
+            _ = inner.ownership_woken() => {}
             _ = timer => {}
         }
     }
@@ -67,18 +67,18 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// One pass: plan, publish, write. Returns when to look again at the latest.
 async fn reconcile(inner: &Inner) -> Option<Instant> {
     let now = Instant::now();
-    let mirror = inner.mirror_tx.borrow().clone();
-    let session = inner.session_tx.borrow().clone();
+    let mirror = inner.mirror();
+    let session = inner.session();
     let plan = {
         let mut own = inner.own();
         plan(
             &mut own,
             &mirror,
             &session,
-            &inner.cfg.instance_id,
+            &inner.config().instance_id,
             now,
-            inner.cfg.handoff_timeout,
-            inner.cfg.claim_grace,
+            inner.config().handoff_timeout,
+            inner.config().claim_grace,
         )
     };
     inner.publish();
@@ -121,15 +121,15 @@ async fn execute(inner: &Inner, action: &Action) -> Result<(), EtcdError> {
 /// Tells the session task when etcd says our lease is gone.
 fn note_lease_gone(inner: &Inner, lease: i64, e: &EtcdError) {
     if e.is_lease_gone() {
-        let _ = inner.lease_lost_tx.send(lease);
+        inner.report_lease_lost(lease);
     }
 }
 
 /// Claims `bot` if nobody holds it: put `owners/<bot>` = me under `lease`,
 /// only if the key does not exist.
 async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
-    let key = inner.keys.owner(bot);
-    let me = inner.cfg.instance_id.as_str();
+    let key = inner.keys().owner(bot);
+    let me = inner.config().instance_id.as_str();
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([TxnOp::put(
@@ -137,13 +137,9 @@ async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
             me,
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let resp = call(
-        "claim",
-        inner.cfg.op_timeout,
-        inner.client.kv_client().txn(txn),
-    )
-    .await
-    .inspect_err(|e| note_lease_gone(inner, lease, e))?;
+    let resp = call("claim", inner.config().op_timeout, inner.kv().txn(txn))
+        .await
+        .inspect_err(|e| note_lease_gone(inner, lease, e))?;
     if !resp.succeeded() {
         return Ok(()); // someone else holds it; the watch will tell
     }
@@ -153,13 +149,13 @@ async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
             message: "answer without a revision".into(),
         });
     };
-    let session = inner.session_tx.borrow().clone();
+    let session = inner.session();
     let now = Instant::now();
     let mut own = inner.own();
     // Checked again now that we would start driving: etcd must still have
     // been reachable, without a break, for the grace (see `extension.rs`).
     if session.live_lease(now) == Some(lease)
-        && may_start_driving(session.contact, now, inner.cfg.claim_grace)
+        && may_start_driving(session.contact, now, inner.config().claim_grace)
         && !own.shutting_down
     {
         own.owned.insert(bot.to_owned(), Claim { revision, lease });
@@ -179,7 +175,7 @@ pub(crate) async fn release(
     bot: &str,
     change: OwnershipChange,
 ) -> Result<(), EtcdError> {
-    let me = inner.cfg.instance_id.as_str();
+    let me = inner.config().instance_id.as_str();
     let claim = {
         let mut own = inner.own();
         let Some(claim) = own.owned.remove(bot) else {
@@ -194,27 +190,22 @@ pub(crate) async fn release(
         claim
     };
     inner.publish();
-    let key = inner.keys.owner(bot);
+    let key = inner.keys().owner(bot);
     let txn = Txn::new()
         .when([
             Compare::value(key.clone(), CompareOp::Equal, me),
             Compare::mod_revision(key.clone(), CompareOp::Equal, claim.revision),
         ])
         .and_then([TxnOp::delete(key, None)]);
-    let result = call(
-        "release",
-        inner.cfg.op_timeout,
-        inner.client.kv_client().txn(txn),
-    )
-    .await;
+    let result = call("release", inner.config().op_timeout, inner.kv().txn(txn)).await;
     inner.own().releasing.remove(bot);
-    inner.wake.notify_one();
+    inner.wake_ownership();
     result.map(|_| ())
 }
 
 /// Deletes `owners/<bot>` if it still has revision `mod_revision`.
 async fn delete_if_revision(inner: &Inner, bot: &str, mod_revision: i64) -> Result<(), EtcdError> {
-    let key = inner.keys.owner(bot);
+    let key = inner.keys().owner(bot);
     let txn = Txn::new()
         .when([Compare::mod_revision(
             key.clone(),
@@ -224,8 +215,8 @@ async fn delete_if_revision(inner: &Inner, bot: &str, mod_revision: i64) -> Resu
         .and_then([TxnOp::delete(key, None)]);
     let resp = call(
         "stale owner delete",
-        inner.cfg.op_timeout,
-        inner.client.kv_client().txn(txn),
+        inner.config().op_timeout,
+        inner.kv().txn(txn),
     )
     .await?;
     if resp.succeeded() {
@@ -245,11 +236,11 @@ pub(crate) async fn put_health_fenced(
     bot: &str,
     mut health: Health,
 ) -> Result<i64, EtcdError> {
-    let me = inner.cfg.instance_id.as_str();
+    let me = inner.config().instance_id.as_str();
     let now = Instant::now();
     let claim = {
         let own = inner.own();
-        let live = inner.session_tx.borrow().live_lease(now);
+        let live = inner.live_lease(now);
         match own.owned.get(bot) {
             Some(c) if Some(c.lease) == live => *c,
             _ => return Err(EtcdError::NotOwner(bot.to_owned())),
@@ -262,21 +253,21 @@ pub(crate) async fn put_health_fenced(
         health.at = unix_now();
     }
     health.reason = redact_tokens(&health.reason).into_owned();
-    let owner_key = inner.keys.owner(bot);
+    let owner_key = inner.keys().owner(bot);
     let txn = Txn::new()
         .when([
             Compare::value(owner_key.clone(), CompareOp::Equal, me),
             Compare::mod_revision(owner_key, CompareOp::Equal, claim.revision),
         ])
         .and_then([TxnOp::put(
-            inner.keys.health(bot),
+            inner.keys().health(bot),
             keys::encode_health(&health),
             None,
         )]);
     let resp = call(
         "health write",
-        inner.cfg.op_timeout,
-        inner.client.kv_client().txn(txn),
+        inner.config().op_timeout,
+        inner.kv().txn(txn),
     )
     .await
     .inspect_err(|e| note_lease_gone(inner, claim.lease, e))?;

@@ -184,25 +184,145 @@ pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, 
 }
 
 /// State shared by the registry's tasks and its methods.
+///
+/// The fields are private: each task reaches the state through the few verbs
+/// below that its job needs (the watch replaces the mirror, the session
+/// updates the session and hears kicks, the ownership loop reads both and is
+/// woken, the extension records the peers' answers), so who writes what can
+/// be read off the method list.
 pub(crate) struct Inner {
-    pub cfg: EtcdConfig,
-    pub keys: Keys,
-    pub client: Client,
-    pub mirror_tx: watch::Sender<Arc<Mirror>>,
-    pub session_tx: watch::Sender<SessionInfo>,
-    pub fleet_tx: watch::Sender<Arc<Fleet>>,
-    pub own: Mutex<OwnState>,
+    cfg: EtcdConfig,
+    keys: Keys,
+    client: Client,
+    /// The copy of the cluster's keys; written by the watch only.
+    mirror_tx: watch::Sender<Arc<Mirror>>,
+    /// The session (lease, validity, contact); written by the session task
+    /// (and once by `start`).
+    session_tx: watch::Sender<SessionInfo>,
+    /// The published fleet; written by [`Inner::publish`] only.
+    fleet_tx: watch::Sender<Arc<Fleet>>,
+    own: Mutex<OwnState>,
     /// Wakes the ownership loop (after a release).
-    pub wake: Notify,
+    wake: Notify,
     /// "etcd says lease X is gone", to the session task.
-    pub lease_lost_tx: mpsc::UnboundedSender<i64>,
+    lease_lost_tx: mpsc::UnboundedSender<i64>,
     /// The other members' answers while degraded, to the session task.
-    pub evidence_tx: watch::Sender<PeerEvidence>,
+    evidence_tx: watch::Sender<PeerEvidence>,
     /// "A peer reaches etcd": the session task tries a keep-alive at once.
-    pub kick: Notify,
+    kick: Notify,
 }
 
+/// Configuration and etcd access, for every task.
 impl Inner {
+    pub(crate) fn config(&self) -> &EtcdConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The client, for calls that take one whole (the full read).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Key-value requests (claims, releases, fenced health writes, the
+    /// member key).
+    pub(crate) fn kv(&self) -> etcd_client::KvClient {
+        self.client.kv_client()
+    }
+
+    /// Lease requests (keep-alive, revoke).
+    pub(crate) fn leases(&self) -> etcd_client::LeaseClient {
+        self.client.lease_client()
+    }
+
+    /// Watch requests.
+    pub(crate) fn watches(&self) -> etcd_client::WatchClient {
+        self.client.watch_client()
+    }
+}
+
+/// The mirror: replaced by the watch, read by everyone else.
+impl Inner {
+    pub(crate) fn mirror(&self) -> Arc<Mirror> {
+        self.mirror_tx.borrow().clone()
+    }
+
+    pub(crate) fn subscribe_mirror(&self) -> watch::Receiver<Arc<Mirror>> {
+        self.mirror_tx.subscribe()
+    }
+
+    pub(crate) fn set_mirror(&self, mirror: Mirror) {
+        self.mirror_tx.send_replace(Arc::new(mirror));
+    }
+}
+
+/// The session: updated by the session task, read by everyone else.
+impl Inner {
+    pub(crate) fn session(&self) -> SessionInfo {
+        self.session_tx.borrow().clone()
+    }
+
+    /// The lease that backs ownership at `now`, if any.
+    pub(crate) fn live_lease(&self, now: Instant) -> Option<i64> {
+        self.session_tx.borrow().live_lease(now)
+    }
+
+    pub(crate) fn subscribe_session(&self) -> watch::Receiver<SessionInfo> {
+        self.session_tx.subscribe()
+    }
+
+    /// Changes the session in place; `change` says whether it changed
+    /// (subscribers are told only then).
+    pub(crate) fn update_session(&self, change: impl FnOnce(&mut SessionInfo) -> bool) -> bool {
+        self.session_tx.send_if_modified(change)
+    }
+
+    pub(crate) fn replace_session(&self, session: SessionInfo) {
+        self.session_tx.send_replace(session);
+    }
+
+    /// Tells the session task that etcd answered that `lease` is gone.
+    pub(crate) fn report_lease_lost(&self, lease: i64) {
+        // The session task is gone only when the registry is shutting down.
+        let _ = self.lease_lost_tx.send(lease);
+    }
+
+    /// Asks the session task to try a keep-alive at once.
+    pub(crate) fn kick_session(&self) {
+        self.kick.notify_one();
+    }
+
+    pub(crate) fn session_kicked(&self) -> tokio::sync::futures::Notified<'_> {
+        self.kick.notified()
+    }
+
+    pub(crate) fn subscribe_evidence(&self) -> watch::Receiver<PeerEvidence> {
+        self.evidence_tx.subscribe()
+    }
+
+    /// Records the other members' answers (the extension task).
+    pub(crate) fn update_evidence(&self, change: impl FnOnce(&mut PeerEvidence)) {
+        self.evidence_tx.send_modify(change);
+    }
+}
+
+/// Ownership and the published fleet.
+impl Inner {
+    pub(crate) fn wake_ownership(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn ownership_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
+    }
+
+    pub(crate) fn subscribe_fleet(&self) -> watch::Receiver<Arc<Fleet>> {
+        self.fleet_tx.subscribe()
+    }
+
     pub(crate) fn own(&self) -> MutexGuard<'_, OwnState> {
         self.own.lock()
     }
@@ -318,10 +438,10 @@ impl EtcdRegistry {
             kick: Notify::new(),
             cfg: config,
         });
-        let deadline = Instant::now() + inner.cfg.start_timeout;
+        let deadline = Instant::now() + inner.config().start_timeout;
         let unreachable = |e: EtcdError| EtcdError::Unreachable {
-            endpoints: inner.cfg.endpoints.join(","),
-            after: inner.cfg.start_timeout,
+            endpoints: inner.config().endpoints.join(","),
+            after: inner.config().start_timeout,
             last: e.to_string(),
         };
 
@@ -335,7 +455,7 @@ impl EtcdRegistry {
                 Err(e) => return Err(unreachable(e)),
             }
         };
-        inner.session_tx.send_replace(SessionInfo {
+        inner.replace_session(SessionInfo {
             status: SessionStatus::Ok,
             lease: Some(lease.id),
             valid_until: Some(lease.valid_until),
@@ -344,7 +464,8 @@ impl EtcdRegistry {
             contact: StoreContact::reachable_since(Instant::now()),
         });
         let mirror = loop {
-            match watcher::full_read(&inner.client, &inner.keys, inner.cfg.op_timeout).await {
+            match watcher::full_read(inner.client(), inner.keys(), inner.config().op_timeout).await
+            {
                 Ok(mirror) => break mirror,
                 Err(e) if Instant::now() + Duration::from_millis(300) < deadline => {
                     tracing::debug!("etcd read failed: {e}");
@@ -356,7 +477,7 @@ impl EtcdRegistry {
                 }
             }
         };
-        inner.mirror_tx.send_replace(Arc::new(mirror));
+        inner.set_mirror(mirror);
         inner.publish();
 
         let session_task =
@@ -375,13 +496,13 @@ impl EtcdRegistry {
     }
 
     pub fn config(&self) -> &EtcdConfig {
-        &self.inner.cfg
+        self.inner.config()
     }
 
     /// The session (status, lease, `valid_until`), updated on every
     /// keep-alive.
     pub fn session(&self) -> watch::Receiver<SessionInfo> {
-        self.inner.session_tx.subscribe()
+        self.inner.subscribe_session()
     }
 
     /// The bots held now with their claims (the fence revisions), whether
@@ -400,10 +521,10 @@ impl EtcdRegistry {
     /// is a member, every bot has an owner equal to its desired owner, and
     /// `owned` is exactly the bots desired here. False on timeout.
     pub async fn wait_settled(&self, timeout: Duration) -> bool {
-        let mut rx = self.inner.fleet_tx.subscribe();
+        let mut rx = self.inner.subscribe_fleet();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if settled(&rx.borrow_and_update(), &self.inner.cfg.instance_id) {
+            if settled(&rx.borrow_and_update(), &self.inner.config().instance_id) {
                 return true;
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -439,11 +560,11 @@ impl Drop for EtcdRegistry {
 #[async_trait]
 impl Registry for EtcdRegistry {
     fn instance_id(&self) -> &str {
-        &self.inner.cfg.instance_id
+        &self.inner.config().instance_id
     }
 
     fn fleet(&self) -> watch::Receiver<Arc<Fleet>> {
-        self.inner.fleet_tx.subscribe()
+        self.inner.subscribe_fleet()
     }
 
     /// Fenced by the claim: `NotOwner` unless this instance holds the bot
@@ -465,7 +586,7 @@ impl Registry for EtcdRegistry {
     /// answer "unreachable" always holds back this instance's claims for
     /// the grace.
     fn store_contact(&self) -> Option<StoreContact> {
-        Some(self.inner.session_tx.borrow().contact)
+        Some(self.inner.session().contact)
     }
 
     /// Leaves gracefully: deletes the member key (so the others become the
@@ -482,11 +603,11 @@ impl Registry for EtcdRegistry {
         }
         // Out of the member list first: the others stop waiting for us and
         // claim each bot as soon as it is released.
-        let member = inner.keys.member(&inner.cfg.instance_id);
+        let member = inner.keys().member(&inner.config().instance_id);
         let gone = crate::error::call(
             "member delete",
-            inner.cfg.op_timeout,
-            inner.client.kv_client().delete(member, None),
+            inner.config().op_timeout,
+            inner.kv().delete(member, None),
         )
         .await;
         let bots: Vec<String> = inner.own().owned.keys().cloned().collect();
@@ -501,10 +622,8 @@ impl Registry for EtcdRegistry {
                 }
             }
         }
-        let info = inner.session_tx.borrow().clone();
-        inner
-            .session_tx
-            .send_replace(SessionInfo::lost(info.generation, info.contact));
+        let info = inner.session();
+        inner.replace_session(SessionInfo::lost(info.generation, info.contact));
         inner.session_changed();
         if let Some(lease) = info.lease {
             if session::revoke(inner, lease).await {

@@ -94,15 +94,12 @@ pub(crate) struct Lease {
 
 /// Grants a lease and puts the member key under it.
 pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
-    let cfg = &inner.cfg;
+    let cfg = inner.config();
     let sent = Instant::now();
     let grant = call(
         "lease grant",
         cfg.op_timeout,
-        inner
-            .client
-            .lease_client()
-            .grant(cfg.lease_ttl.as_secs() as i64, None),
+        inner.leases().grant(cfg.lease_ttl.as_secs() as i64, None),
     )
     .await?;
     if grant.ttl() <= 0 {
@@ -125,8 +122,8 @@ pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
     let put = call(
         "member put",
         cfg.op_timeout,
-        inner.client.kv_client().put(
-            inner.keys.member(&cfg.instance_id),
+        inner.kv().put(
+            inner.keys().member(&cfg.instance_id),
             keys::encode_member(&member),
             Some(PutOptions::new().with_lease(lease.id)),
         ),
@@ -150,8 +147,8 @@ pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
 pub(crate) async fn revoke(inner: &Inner, lease: i64) -> bool {
     match call(
         "lease revoke",
-        inner.cfg.op_timeout,
-        inner.client.lease_client().revoke(lease),
+        inner.config().op_timeout,
+        inner.leases().revoke(lease),
     )
     .await
     {
@@ -185,7 +182,7 @@ pub(crate) async fn run(
     mut lease_lost: mpsc::UnboundedReceiver<i64>,
 ) {
     let mut next = Some(first);
-    let mut generation = inner.session_tx.borrow().generation;
+    let mut generation = inner.session().generation;
     let mut to_revoke: Option<i64> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
     loop {
@@ -220,10 +217,8 @@ pub(crate) async fn run(
         backoff.reset();
         let id = lease.id;
         let end = keep_alive(&inner, lease, generation, &mut lease_lost).await;
-        let contact = inner.session_tx.borrow().contact;
-        inner
-            .session_tx
-            .send_replace(SessionInfo::lost(generation, contact));
+        let contact = inner.session().contact;
+        inner.replace_session(SessionInfo::lost(generation, contact));
         inner.session_changed();
         match end {
             End::Gone => {
@@ -289,7 +284,7 @@ async fn keep_alive(
     generation: u64,
     lease_lost: &mut mpsc::UnboundedReceiver<i64>,
 ) -> End {
-    let cfg = &inner.cfg;
+    let cfg = inner.config();
     let rules = cfg.extension_rules();
     let interval = (lease.ttl / 3).max(Duration::from_millis(300));
     let retry = (interval / 4).max(Duration::from_millis(250));
@@ -298,7 +293,7 @@ async fn keep_alive(
     let mut degraded = false;
     let mut was_extended = false;
     let mut next_round = Instant::now() + interval;
-    let mut evidence_rx = inner.evidence_tx.subscribe();
+    let mut evidence_rx = inner.subscribe_evidence();
     loop {
         let deadline = extension::ownership_deadline(
             lease.valid_until,
@@ -327,7 +322,7 @@ async fn keep_alive(
         } else {
             SessionStatus::Ok
         };
-        let changed = inner.session_tx.send_if_modified(|cur| {
+        let changed = inner.update_session(|cur| {
             let new = SessionInfo {
                 status,
                 lease: Some(lease.id),
@@ -358,7 +353,7 @@ async fn keep_alive(
                 Ok(()) => Event::Evidence,
                 Err(_) => Event::Expired, // the registry is going away
             },
-            _ = inner.kick.notified() => Event::Kick,
+            _ = inner.session_kicked() => Event::Kick,
         };
         match event {
             Event::Expired => {
@@ -428,10 +423,10 @@ async fn round(
     mut stream: Option<KeepAlive>,
 ) -> (Round, Option<KeepAlive>) {
     let sent = Instant::now();
-    let limit = inner.cfg.keepalive_limit();
+    let limit = inner.config().keepalive_limit();
     let answer = tokio::time::timeout(limit, async {
         match &mut stream {
-            None => match inner.client.lease_client().keep_alive(id).await {
+            None => match inner.leases().keep_alive(id).await {
                 // Opening sends a first keep-alive and checks its TTL > 0.
                 Ok(opened) => {
                     stream = Some(Box::new(opened));

@@ -71,16 +71,16 @@ enum WatchEnd {
 
 /// The watch task: follows etcd forever, re-reading or resuming as needed.
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut mirror = (**inner.mirror_tx.borrow()).clone();
+    let mut mirror = Mirror::clone(&inner.mirror());
     let mut reread = false;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         if reread {
-            match full_read(&inner.client, &inner.keys, inner.cfg.op_timeout).await {
+            match full_read(inner.client(), inner.keys(), inner.config().op_timeout).await {
                 Ok(fresh) => {
                     tracing::info!(revision = fresh.revision, "re-read the cluster from etcd");
                     mirror = fresh;
-                    inner.mirror_tx.send_replace(Arc::new(mirror.clone()));
+                    inner.set_mirror(mirror.clone());
                     reread = false;
                 }
                 Err(e) => {
@@ -116,17 +116,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 
 /// Follows one watch stream from `mirror.revision + 1` until it ends.
 async fn follow(inner: &Inner, mirror: &mut Mirror) -> WatchEnd {
-    let cfg = &inner.cfg;
+    let cfg = inner.config();
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(mirror.revision + 1);
     let stream = match call(
         "watch",
         cfg.op_timeout,
-        inner
-            .client
-            .watch_client()
-            .watch(inner.keys.prefix(), Some(options)),
+        inner.watches().watch(inner.keys().prefix(), Some(options)),
     )
     .await
     {
@@ -167,14 +164,14 @@ async fn follow(inner: &Inner, mirror: &mut Mirror) -> WatchEnd {
                     let Some(kv) = event.kv() else { continue };
                     match event.event_type() {
                         EventType::Put => {
-                            mirror.apply_put(&inner.keys, kv.key(), kv.value(), meta(kv));
+                            mirror.apply_put(inner.keys(), kv.key(), kv.value(), meta(kv));
                         }
                         EventType::Delete => {
-                            mirror.apply_delete(&inner.keys, kv.key(), kv.mod_revision());
+                            mirror.apply_delete(inner.keys(), kv.key(), kv.mod_revision());
                         }
                     }
                 }
-                inner.mirror_tx.send_replace(Arc::new(mirror.clone()));
+                inner.set_mirror(mirror.clone());
             }
             _ = ticker.tick() => {
                 let silent = last_heard.elapsed();
