@@ -47,6 +47,6 @@ pub use admin::{Admin, BotRow, ImportReport, OPERATOR};
 pub use error::EtcdError;
 pub use extension::ExtensionRules;
 pub use keys::{Keys, MemberValue, valid_instance_id};
-pub use ownership::{Claim, OwnershipChange, OwnershipEvent};
+pub use ownership::{OwnerClaim, OwnershipChange, OwnershipEvent};
 pub use registry::{EtcdConfig, EtcdRegistry, connect, settled};
 pub use session::SessionInfo;

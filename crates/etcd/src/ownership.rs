@@ -40,7 +40,7 @@ use crate::registry::Inner;
 mod plan;
 
 pub(crate) use plan::{Action, OwnState, plan};
-pub use plan::{Claim, OwnershipChange, OwnershipEvent};
+pub use plan::{OwnerClaim, OwnershipChange, OwnershipEvent};
 
 /// The ownership loop: re-plans on every mirror or session change, on a
 /// wake-up (release), at handoff deadlines, and 1 s after a failed write.
@@ -158,7 +158,8 @@ async fn claim(inner: &Inner, bot: &str, lease: i64) -> Result<(), EtcdError> {
         && may_start_driving(session.contact, now, inner.config().claim_grace)
         && !own.shutting_down
     {
-        own.owned.insert(bot.to_owned(), Claim { revision, lease });
+        own.owned
+            .insert(bot.to_owned(), OwnerClaim { revision, lease });
         own.record(me, bot, OwnershipChange::Claimed, Some(revision));
     } else {
         // The session ended or etcd was lost meanwhile: the key goes with

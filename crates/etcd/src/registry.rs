@@ -29,7 +29,7 @@ use crate::error::EtcdError;
 use crate::extension::{self, ExtensionRules, PeerEvidence};
 use crate::keys::{Keys, valid_instance_id};
 use crate::mirror::Mirror;
-use crate::ownership::{self, Claim, OwnState, OwnershipChange, OwnershipEvent};
+use crate::ownership::{self, OwnState, OwnerClaim, OwnershipChange, OwnershipEvent};
 use crate::session::{self, SessionInfo};
 use crate::{view, watch as watcher};
 
@@ -507,7 +507,7 @@ impl EtcdRegistry {
 
     /// The bots held now with their claims (the fence revisions), whether
     /// or not the session still backs them.
-    pub fn claims(&self) -> BTreeMap<String, Claim> {
+    pub fn claims(&self) -> BTreeMap<String, OwnerClaim> {
         self.inner.own().owned.clone()
     }
 

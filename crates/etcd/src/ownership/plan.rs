@@ -19,7 +19,7 @@ const HISTORY_CAP: usize = 10_000;
 /// A bot held by this instance: the revision of its `owners/` key (the
 /// fence) and the lease it lives under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim {
+pub struct OwnerClaim {
     pub revision: i64,
     pub lease: i64,
 }
@@ -58,7 +58,7 @@ pub struct OwnershipEvent {
 /// an await.
 #[derive(Debug, Default)]
 pub(crate) struct OwnState {
-    pub owned: BTreeMap<String, Claim>,
+    pub owned: BTreeMap<String, OwnerClaim>,
     /// Since when an owned bot's desired owner has been another instance.
     pub handoff_since: BTreeMap<String, Instant>,
     /// Bots whose release is being written.
@@ -109,7 +109,12 @@ impl OwnState {
     }
 
     /// Drops a claim locally; returns the claim if there was one.
-    pub(crate) fn drop_claim(&mut self, me: &str, bot: &str, why: &'static str) -> Option<Claim> {
+    pub(crate) fn drop_claim(
+        &mut self,
+        me: &str,
+        bot: &str,
+        why: &'static str,
+    ) -> Option<OwnerClaim> {
         let claim = self.owned.remove(bot)?;
         self.handoff_since.remove(bot);
         self.retired.insert((bot.to_owned(), claim.revision));
@@ -173,7 +178,7 @@ pub(crate) fn plan(
     };
 
     // Claims whose key changed or went away behind our back.
-    let held: Vec<(String, Claim)> = own.owned.iter().map(|(b, c)| (b.clone(), *c)).collect();
+    let held: Vec<(String, OwnerClaim)> = own.owned.iter().map(|(b, c)| (b.clone(), *c)).collect();
     for (bot, claim) in held {
         if mirror.revision < claim.revision {
             continue; // the mirror has not seen the claim yet
@@ -214,7 +219,7 @@ pub(crate) fn plan(
         } else if o.lease == lease && wanted && !retired {
             own.owned.insert(
                 bot.clone(),
-                Claim {
+                OwnerClaim {
                     revision: o.mod_revision,
                     lease,
                 },
@@ -458,7 +463,7 @@ mod tests {
         let mut own = OwnState::default();
         own.owned.insert(
             mine.clone(),
-            Claim {
+            OwnerClaim {
                 revision: rev,
                 lease: LEASE,
             },
@@ -479,7 +484,7 @@ mod tests {
         // The key deleted behind our back.
         own.owned.insert(
             mine.clone(),
-            Claim {
+            OwnerClaim {
                 revision: rev,
                 lease: LEASE,
             },
@@ -506,7 +511,7 @@ mod tests {
         let mut own = OwnState::default();
         own.owned.insert(
             moving.clone(),
-            Claim {
+            OwnerClaim {
                 revision: rev,
                 lease: LEASE,
             },
@@ -549,7 +554,7 @@ mod tests {
         let p = plan_i1(&mut own, &w, &live(now), now, NO_GRACE);
         assert_eq!(
             own.owned.get(&mine),
-            Some(&Claim {
+            Some(&OwnerClaim {
                 revision: r1,
                 lease: LEASE
             })
@@ -582,7 +587,7 @@ mod tests {
         let mut own = OwnState::default();
         own.owned.insert(
             mine.clone(),
-            Claim {
+            OwnerClaim {
                 revision: rev,
                 lease: LEASE,
             },
