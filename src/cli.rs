@@ -224,7 +224,7 @@ pub struct ServeArgs {
     /// Embedded mode: the bots and their tokens (TOML, `[[bot]]` tables). Re-read on SIGHUP.
     #[arg(long, env = "SHARDGATE_BOTS_FILE")]
     pub bots_file: Option<PathBuf>,
-    /// This instance's id [default: the hostname-free "shardgate-<port>"].
+    /// This instance's id [default: "<host name>-<gRPC port>"].
     #[arg(long, env = "SHARDGATE_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// How peers reach this instance's gRPC API [default: the listen address].

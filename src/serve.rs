@@ -28,7 +28,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = Settings::resolve(args)?;
+    let mut settings = Settings::resolve(args)?;
     if settings.etcd.is_none() && settings.bots_file.is_none() {
         bail!(
             "give --etcd URLS (cluster mode) or --bots-file FILE (one instance; TOML with [[bot]] \
@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("binding gRPC address {}", settings.listen))?;
         let local = listener.local_addr().context("reading the bound address")?;
         let advertise = settings.advertise.clone().unwrap_or_else(|| local.to_string());
-        let instance = settings.gateway.instance_id.clone();
+        let instance = settings.for_instance(local.port());
         let (registry, embedded): (Arc<dyn Registry>, Option<Arc<EmbeddedRegistry>>) =
             match (&settings.etcd, &settings.bots_file) {
                 (Some(etcd), _) => {

@@ -13,6 +13,9 @@ use shardgate_telegram::{Backoff, ClientConfig};
 
 use crate::cli::ServeArgs;
 
+/// The longest `[telegram] max_message_age_secs` accepted.
+const MAX_MESSAGE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The `--config` file. Keys mirror the flags; tables hold what has no flag.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,9 +79,15 @@ pub struct LimitsFile {
 pub struct TelegramFile {
     pub request_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
+    /// No longer used: transient failures are retried until the message's
+    /// deadline. Read only to refuse it with a message that says so.
     pub max_attempts: Option<u32>,
     pub backoff_base_ms: Option<u64>,
+    /// The longest pause between two attempts (default 5000).
     pub backoff_max_ms: Option<u64>,
+    /// The deadline of a message whose caller set none, in seconds from its
+    /// acceptance (default 600): transient failures are retried until it.
+    pub max_message_age_secs: Option<u64>,
 }
 
 /// Everything `serve` needs, resolved.
@@ -94,7 +103,12 @@ pub struct Settings {
     pub lease_ttl: Option<Duration>,
     pub max_outage_extension: Option<Duration>,
     pub claim_grace: Option<Duration>,
+    /// `--instance-id`, if given; else [`default_instance_id`] of the bound
+    /// port (see [`Settings::for_instance`]).
+    pub instance_id: Option<String>,
+    /// `instance_id` is set by [`Settings::for_instance`].
     pub gateway: GatewayConfig,
+    /// `user_agent` is set by [`Settings::for_instance`].
     pub client: ClientConfig,
 }
 
@@ -120,10 +134,15 @@ impl Settings {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051)));
-        let instance_id = args
-            .instance_id
-            .or(file.instance_id)
-            .unwrap_or_else(|| format!("shardgate-{}", listen.port()));
+        let instance_id = args.instance_id.or(file.instance_id);
+        if let Some(id) = &instance_id
+            && !shardgate_etcd::valid_instance_id(id)
+        {
+            bail!(
+                "instance id {:?} must be 1-128 printable ASCII characters without spaces or '/'",
+                id.chars().take(140).collect::<String>()
+            );
+        }
         let l = &file.limits;
         let d = Limits::default();
         let limits = Limits {
@@ -156,12 +175,27 @@ impl Settings {
             bail!("limits.cooldown_factor must be at least 1.0");
         }
         let t = &file.telegram;
+        if t.max_attempts.is_some() {
+            bail!(
+                "telegram.max_attempts is no longer used: transient failures are retried until \
+                 the message's deadline (the caller's, else telegram.max_message_age_secs); \
+                 remove it"
+            );
+        }
         let b = Backoff::default();
         let backoff = Backoff {
             base: t.backoff_base_ms.map_or(b.base, Duration::from_millis),
             max: t.backoff_max_ms.map_or(b.max, Duration::from_millis),
-            max_attempts: t.max_attempts.unwrap_or(b.max_attempts),
         };
+        let max_message_age = t
+            .max_message_age_secs
+            .map_or(g.max_message_age, Duration::from_secs);
+        if max_message_age.is_zero() || max_message_age > MAX_MESSAGE_AGE {
+            bail!(
+                "telegram.max_message_age_secs must be 1 to {} (30 days)",
+                MAX_MESSAGE_AGE.as_secs()
+            );
+        }
         let c = ClientConfig::default();
         let client = ClientConfig {
             api_base: args
@@ -190,8 +224,8 @@ impl Settings {
             lease_ttl: file.lease_ttl_secs.map(Duration::from_secs),
             max_outage_extension: file.max_outage_extension_secs.map(Duration::from_secs),
             claim_grace: file.claim_grace_ms.map(Duration::from_millis),
+            instance_id,
             gateway: GatewayConfig {
-                instance_id,
                 limits,
                 cooldown_factor,
                 bot_throttle_threshold: l
@@ -202,11 +236,50 @@ impl Settings {
                 stream_pending_max: l.stream_pending_max.unwrap_or(g.stream_pending_max),
                 auth: args.auth.or(file.auth).map_or(g.auth, Into::into),
                 backoff,
+                max_message_age,
                 ..g
             },
             client,
         })
     }
+}
+
+impl Settings {
+    /// Settles the instance id once the gRPC port is bound: the one given,
+    /// else [`default_instance_id`]. The gateway reports it and the Bot API
+    /// client sends it in its `User-Agent`.
+    pub fn for_instance(&mut self, port: u16) -> String {
+        let id = self
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| default_instance_id(port));
+        self.gateway.instance_id = id.clone();
+        self.client.user_agent = ClientConfig::user_agent_for(&id);
+        id
+    }
+}
+
+/// `<host name>-<port>`: unique across hosts (two instances on one host
+/// cannot share a port), stable across restarts. Without a usable host name,
+/// `shardgate-<random>-<port>`.
+pub fn default_instance_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| sanitize_host(&h))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("shardgate-{:08x}", rand::random::<u32>()));
+    format!("{host}-{port}")
+}
+
+/// A host name as part of an instance id: printable ASCII without '/',
+/// at most 100 characters.
+fn sanitize_host(host: &str) -> String {
+    host.trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '/')
+        .take(100)
+        .collect()
 }
 
 #[cfg(test)]
@@ -219,7 +292,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nmax_cooldown_secs = 10\n[telegram]\nmax_attempts = 9\n",
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
         )
         .expect("write");
         let s = Settings::resolve(ServeArgs {
@@ -229,14 +302,43 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(s.listen.port(), 7000);
-        assert_eq!(s.gateway.instance_id, "from-flag");
+        assert_eq!(s.instance_id.as_deref(), Some("from-flag"));
         assert_eq!(s.gateway.limits.group_window, Duration::from_secs(6));
         assert_eq!(s.gateway.limits.chat_rate, 9.0);
-        assert_eq!(s.gateway.backoff.max_attempts, 9);
+        assert_eq!(s.gateway.max_message_age, Duration::from_secs(90));
         assert_eq!(s.cluster, "default");
         assert_eq!(s.max_outage_extension, Some(Duration::ZERO));
         assert_eq!(s.claim_grace, Some(Duration::from_millis(2_500)));
         assert_eq!(s.gateway.max_cooldown, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_instance_id_names_the_host_and_port_and_goes_into_the_user_agent() {
+        let mut s = Settings::resolve(ServeArgs::default()).expect("defaults");
+        let id = s.for_instance(50_051);
+        assert!(id.ends_with("-50051"), "{id}");
+        assert!(id.len() > "-50051".len(), "{id}");
+        assert!(shardgate_etcd::valid_instance_id(&id), "{id}");
+        assert_eq!(s.gateway.instance_id, id);
+        assert_eq!(
+            s.client.user_agent,
+            format!("shardgate/{} ({id})", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(sanitize_host(" web 1/a\n"), "web1a");
+        let mut s = Settings::resolve(ServeArgs {
+            instance_id: Some("gw-7".into()),
+            ..ServeArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(s.for_instance(1), "gw-7");
+        for bad in ["", "has space", "a/b", "é"] {
+            let err = Settings::resolve(ServeArgs {
+                instance_id: Some(bad.into()),
+                ..ServeArgs::default()
+            })
+            .expect_err(bad);
+            assert!(err.to_string().contains("instance id"), "{err}");
+        }
     }
 
     #[test]
@@ -246,6 +348,8 @@ mod tests {
             "lisen = \"x\"\n",
             "[limits]\nchat_rate = 0.0\n",
             "[limits]\ncooldown_factor = 0.5\n",
+            "[telegram]\nmax_attempts = 6\n",
+            "[telegram]\nmax_message_age_secs = 0\n",
         ]
         .iter()
         .enumerate()

@@ -19,6 +19,7 @@ use shardgate_telegram::{BotToken, redact_tokens};
 use crate::error::{EtcdError, call};
 use crate::keys::{self, Key, Keys};
 use crate::mirror::{KvMeta, Mirror};
+use crate::view::skip_if_same_bot;
 
 /// The `instance` recorded in health written by operators.
 pub const OPERATOR: &str = "operator";
@@ -159,12 +160,56 @@ impl Admin {
     pub async fn add(&self, name: &str, token: &str) -> Result<(), EtcdError> {
         check_name(name)?;
         let token = parse_token(name, token)?;
-        self.add_spec(&BotSpec {
+        let spec = BotSpec {
             name: name.to_owned(),
             token,
             enabled: true,
-        })
-        .await
+        };
+        self.check_one_entry_per_bot(&[&spec]).await?;
+        self.add_spec(&spec).await
+    }
+
+    /// Refuses `changes` if, applied over the bots in etcd, two names would
+    /// hold one Telegram bot (same bot id before the token's colon). Racing
+    /// operators can still get past it; the registry then skips the newer
+    /// entry and says so.
+    async fn check_one_entry_per_bot(&self, changes: &[&BotSpec]) -> Result<(), EtcdError> {
+        let resp = call(
+            "read bots",
+            self.timeout,
+            self.client.kv_client().get(
+                format!("{}bots/", self.keys.prefix()),
+                Some(GetOptions::new().with_prefix()),
+            ),
+        )
+        .await?;
+        let mut ids: BTreeMap<String, u64> = resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| match self.keys.parse(kv.key()) {
+                Some(Key::Bot(name)) => keys::decode_bot(name, kv.value())
+                    .ok()
+                    .map(|b| (name.to_owned(), b.token.bot_id())),
+                _ => None,
+            })
+            .collect();
+        for spec in changes {
+            ids.insert(spec.name.clone(), spec.token.bot_id());
+        }
+        for spec in changes {
+            let bot_id = spec.token.bot_id();
+            if let Some((other, _)) = ids
+                .iter()
+                .find(|(name, id)| **id == bot_id && **name != spec.name)
+            {
+                return Err(EtcdError::SameBot {
+                    name: spec.name.clone(),
+                    other: other.clone(),
+                    bot_id,
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn add_spec(&self, spec: &BotSpec) -> Result<(), EtcdError> {
@@ -184,6 +229,12 @@ impl Admin {
     pub async fn rotate(&self, name: &str, token: &str) -> Result<(), EtcdError> {
         check_name(name)?;
         let token = parse_token(name, token)?;
+        let spec = BotSpec {
+            name: name.to_owned(),
+            token: token.clone(),
+            enabled: true,
+        };
+        self.check_one_entry_per_bot(&[&spec]).await?;
         for _ in 0..CAS_TRIES {
             let kv = self
                 .get_bot(name)
@@ -280,6 +331,7 @@ impl Admin {
             mirror.apply_put(&self.keys, kv.key(), kv.value(), meta);
         }
         let now = unix_now();
+        let skipped = mirror.same_bot_skipped();
         let owner_of = |name: &str| {
             mirror
                 .owners
@@ -291,12 +343,16 @@ impl Admin {
             .bots
             .iter()
             .map(|(name, bot)| {
-                let view = BotView {
-                    spec: bot.value.clone(),
-                    health: mirror.effective_health(name),
-                    owner: owner_of(name),
-                    desired_owner: None,
-                };
+                let stored_enabled = bot.value.enabled;
+                let view = skip_if_same_bot(
+                    BotView {
+                        spec: bot.value.clone(),
+                        health: mirror.effective_health(name),
+                        owner: owner_of(name),
+                        desired_owner: None,
+                    },
+                    &skipped,
+                );
                 let state = view.state(now);
                 BotRow {
                     name: name.clone(),
@@ -305,7 +361,7 @@ impl Admin {
                     cooldown_until: (state == BotState::Throttled).then_some(view.health.until),
                     reason: view.health.reason.clone(),
                     token_redacted: view.spec.token.redacted(),
-                    enabled: view.spec.enabled,
+                    enabled: stored_enabled,
                 }
             })
             .collect();
@@ -351,6 +407,8 @@ impl Admin {
     /// applies `enabled`; bots absent from the file are left alone.
     pub async fn import(&self, file: &BotsFile) -> Result<ImportReport, EtcdError> {
         let mut report = ImportReport::default();
+        self.check_one_entry_per_bot(&file.bots.iter().collect::<Vec<_>>())
+            .await?;
         for spec in &file.bots {
             let mut done = false;
             for _ in 0..CAS_TRIES {

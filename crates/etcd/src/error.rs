@@ -42,6 +42,16 @@ pub enum EtcdError {
     /// A value in etcd that cannot be read (it is skipped by the registry).
     #[error("malformed value at {key}: {message}")]
     Malformed { key: String, message: String },
+    /// A bot would be the same Telegram bot (same bot id) as another entry.
+    #[error(
+        "bot {name:?} would be the same Telegram bot (bot id {bot_id}) as bot {other:?}: two \
+         entries would drive one bot past its limits; remove or rotate {other:?} first"
+    )]
+    SameBot {
+        name: String,
+        other: String,
+        bot_id: u64,
+    },
     /// A compare-and-set lost against a concurrent writer too many times.
     #[error("bot {0:?} changed concurrently; try again")]
     Conflict(String),

@@ -14,11 +14,12 @@ use shardgate_router::{Node, assign_bounded, key_of_name, pick};
 
 use crate::keys::{self, Key, Keys, MemberValue};
 
-/// A decoded value with the revision of its last write.
+/// A decoded value with the revisions of its creation and its last write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
     pub value: T,
     pub mod_revision: i64,
+    pub create_revision: i64,
 }
 
 /// `owners/<bot>` as seen.
@@ -60,7 +61,16 @@ impl Mirror {
         let problem = match parsed {
             Key::Bot(name) => match keys::decode_bot(name, value) {
                 Ok(spec) => {
-                    self.bots.insert(name.to_owned(), versioned(spec, rev));
+                    let bot_id = spec.token.bot_id();
+                    self.bots.insert(name.to_owned(), versioned(spec, meta));
+                    if let Some(kept) = self.same_bot_kept(name) {
+                        tracing::warn!(
+                            key = %shown,
+                            revision = rev,
+                            "skipping bot {name:?}: {}",
+                            same_bot_reason(bot_id, kept)
+                        );
+                    }
                     None
                 }
                 Err(p) => {
@@ -71,7 +81,7 @@ impl Mirror {
             },
             Key::Health(name) => match keys::decode_health(name, value) {
                 Ok(h) => {
-                    self.health.insert(name.to_owned(), versioned(h, rev));
+                    self.health.insert(name.to_owned(), versioned(h, meta));
                     None
                 }
                 Err(p) => {
@@ -81,7 +91,7 @@ impl Mirror {
             },
             Key::Member(id) => match keys::decode_member(id, value) {
                 Ok(m) => {
-                    self.members.insert(id.to_owned(), versioned(m, rev));
+                    self.members.insert(id.to_owned(), versioned(m, meta));
                     None
                 }
                 Err(p) => {
@@ -169,6 +179,34 @@ impl Mirror {
         }
     }
 
+    /// Bots skipped because an older entry is the same Telegram bot (same
+    /// bot id before the token's colon): skipped name to the name kept. The
+    /// entry created first wins (then the smaller name), so every instance
+    /// skips the same one and a later write of the kept one changes nothing.
+    pub fn same_bot_skipped(&self) -> BTreeMap<&str, &str> {
+        let mut first: HashMap<u64, (i64, &str)> = HashMap::new();
+        for (name, bot) in &self.bots {
+            let key = (bot.create_revision, name.as_str());
+            first
+                .entry(bot.value.token.bot_id())
+                .and_modify(|k| *k = (*k).min(key))
+                .or_insert(key);
+        }
+        self.bots
+            .iter()
+            .filter_map(|(name, bot)| {
+                let (_, kept) = first.get(&bot.value.token.bot_id())?;
+                (*kept != name.as_str()).then_some((name.as_str(), *kept))
+            })
+            .collect()
+    }
+
+    /// The bot kept in place of `name`, if `name` is skipped as a second
+    /// entry of one Telegram bot.
+    fn same_bot_kept(&self, name: &str) -> Option<&str> {
+        self.same_bot_skipped().get(name).copied()
+    }
+
     /// Who should drive which bot, over the live members: see
     /// [`Assignment`].
     pub fn member_nodes(&self) -> Assignment {
@@ -198,11 +236,20 @@ pub struct Assignment {
     owners: HashMap<String, usize>,
 }
 
-fn versioned<T>(value: T, mod_revision: i64) -> Versioned<T> {
+fn versioned<T>(value: T, meta: KvMeta) -> Versioned<T> {
     Versioned {
         value,
-        mod_revision,
+        mod_revision: meta.mod_revision,
+        create_revision: meta.create_revision,
     }
+}
+
+/// Why a bot is skipped: another entry is the same Telegram bot.
+pub(crate) fn same_bot_reason(bot_id: u64, kept: &str) -> String {
+    format!(
+        "same Telegram bot (bot id {bot_id}) as bot {kept:?}, which was there first; skipped \
+         (two entries would drive one bot past its limits): remove one of them"
+    )
 }
 
 #[cfg(test)]
@@ -240,6 +287,38 @@ mod tests {
         m.apply_delete(&k, k.owner("a").as_bytes(), 6);
         assert!(m.owners.is_empty());
         assert_eq!(m.revision, 6);
+    }
+
+    #[test]
+    fn the_second_entry_of_one_telegram_bot_is_skipped_whatever_the_order_of_names() {
+        let k = Keys::new("c").expect("keys");
+        let mut m = Mirror::default();
+        // "b" first, then "a" with another token of the same bot id.
+        put(&mut m, &k, k.bot("b"), &format!(r#"{{"token":"{T1}"}}"#), 2);
+        put(&mut m, &k, k.bot("a"), &format!(r#"{{"token":"{T2}"}}"#), 3);
+        put(
+            &mut m,
+            &k,
+            k.bot("c"),
+            r#"{"token":"654321:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC"}"#,
+            4,
+        );
+        assert_eq!(m.same_bot_skipped(), BTreeMap::from([("a", "b")]));
+        // A later write of the kept one (a rotation) keeps its place.
+        m.apply_put(
+            &k,
+            k.bot("b").as_bytes(),
+            format!(r#"{{"token":"{T1}"}}"#).as_bytes(),
+            KvMeta {
+                mod_revision: 5,
+                create_revision: 2,
+                lease: 0,
+            },
+        );
+        assert_eq!(m.same_bot_skipped(), BTreeMap::from([("a", "b")]));
+        // Once the kept one goes, the other is used.
+        m.apply_delete(&k, k.bot("b").as_bytes(), 6);
+        assert!(m.same_bot_skipped().is_empty());
     }
 
     #[test]

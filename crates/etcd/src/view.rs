@@ -1,16 +1,17 @@
 //! The [`Fleet`] snapshot the gateway routes on, built from the mirror, the
 //! bots this instance holds and its session.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use shardgate_registry::{BotView, Fleet, Member, SessionStatus};
+use shardgate_registry::{BotView, Fleet, Health, Member, SessionStatus};
 
-use crate::mirror::Mirror;
+use crate::mirror::{Mirror, same_bot_reason};
 
 /// The fleet as this instance sees it. `owned` is already filtered by the
 /// session (empty when it is not live); only bots that exist are kept.
 pub(crate) fn build(mirror: &Mirror, owned: BTreeSet<String>, session: SessionStatus) -> Fleet {
     let nodes = mirror.member_nodes();
+    let skipped = mirror.same_bot_skipped();
     let bots = mirror
         .bots
         .iter()
@@ -25,12 +26,12 @@ pub(crate) fn build(mirror: &Mirror, owned: BTreeSet<String>, session: SessionSt
                     .filter(|o| !o.is_empty()),
                 desired_owner: mirror.desired_owner(name, &nodes).map(str::to_owned),
             };
-            (name.clone(), view)
+            (name.clone(), skip_if_same_bot(view, &skipped))
         })
         .collect::<std::collections::BTreeMap<_, _>>();
     let owned = owned
         .into_iter()
-        .filter(|name| bots.contains_key(name))
+        .filter(|name| bots.contains_key(name) && !skipped.contains_key(name.as_str()))
         .collect();
     let members = mirror
         .members
@@ -46,6 +47,19 @@ pub(crate) fn build(mirror: &Mirror, owned: BTreeSet<String>, session: SessionSt
         owned,
         session,
     }
+}
+
+/// A second entry of one Telegram bot shows as disabled, saying why (in
+/// `Status` and `bot list`); nobody routes to it or drives it.
+pub(crate) fn skip_if_same_bot(mut view: BotView, skipped: &BTreeMap<&str, &str>) -> BotView {
+    if let Some(kept) = skipped.get(view.spec.name.as_str()) {
+        view.spec.enabled = false;
+        view.health = Health {
+            reason: same_bot_reason(view.spec.token.bot_id(), kept),
+            ..Health::healthy()
+        };
+    }
+    view
 }
 
 #[cfg(test)]

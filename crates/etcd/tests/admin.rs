@@ -163,3 +163,96 @@ async fn state_of(admin: &Admin, name: &str) -> String {
         .map(|r| r.state)
         .unwrap_or_default()
 }
+
+/// Two names for one Telegram bot (the same token, or the same bot id before
+/// the colon) would be two limiters driving one bot: `add`, `rotate` and
+/// `import` refuse them, and an entry put behind their back is skipped and
+/// reported, never a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_telegram_bot_under_two_names_is_refused_or_skipped() {
+    let server = etcd().await;
+    let client = server.client().await;
+    let admin = Admin::connect(&server.endpoints(), "dup")
+        .await
+        .expect("admin");
+    admin.add("alpha", &token(1)).await.expect("add");
+    admin.add("beta", &token(2)).await.expect("add");
+    let same_id = format!("{}:OTHERSECRETxxxxxxxxxxxxxxxxxxxxxx", 100_001);
+    for t in [token(1), same_id.clone()] {
+        let err = admin.add("gamma", &t).await.expect_err("same bot");
+        let text = err.to_string();
+        assert!(matches!(err, EtcdError::SameBot { .. }), "{text}");
+        assert!(
+            text.contains("\"gamma\"") && text.contains("\"alpha\""),
+            "{text}"
+        );
+        assert!(text.contains("100001"), "{text}");
+        no_secret(&text);
+        assert!(!text.contains("OTHERSECRET"), "{text}");
+    }
+    let err = admin.rotate("beta", &token(1)).await.expect_err("same bot");
+    assert!(matches!(err, EtcdError::SameBot { .. }), "{err}");
+    // Rotating a bot to another token of its own id is fine.
+    admin.rotate("alpha", &same_id).await.expect("own id");
+    let file = BotsFile::parse(
+        Path::new("bots.toml"),
+        &format!(
+            "[[bot]]\nname=\"delta\"\ntoken=\"{}\"\n[[bot]]\nname=\"epsilon\"\ntoken=\"{}\"\n",
+            token(4),
+            token(2)
+        ),
+    )
+    .expect("file");
+    let err = admin.import(&file).await.expect_err("epsilon is beta");
+    assert!(
+        err.to_string().contains("\"epsilon\"") && err.to_string().contains("\"beta\""),
+        "{err}"
+    );
+    assert_eq!(
+        state_of(&admin, "delta").await,
+        "",
+        "a refused import writes nothing"
+    );
+
+    // Behind the commands' back: the newer entry is skipped and reported.
+    let reg = start(config(&server.endpoint(), "dup", "i1")).await;
+    assert!(reg.wait_settled(LIMIT).await);
+    client
+        .kv_client()
+        .put(
+            "/shardgate/dup/bots/zeta",
+            format!(r#"{{"token":"{}"}}"#, token(2)),
+            None,
+        )
+        .await
+        .expect("put");
+    wait_for("registry skips the second name", LIMIT, || {
+        fleet(&reg)
+            .bots
+            .get("zeta")
+            .is_some_and(|z| z.state(0) == BotState::Disabled)
+    })
+    .await;
+    let f = fleet(&reg);
+    assert!(
+        f.bots["zeta"].health.reason.contains("\"beta\""),
+        "{:?}",
+        f.bots["zeta"].health
+    );
+    assert_eq!(
+        f.bots["beta"].state(0),
+        BotState::Healthy,
+        "the older one stays"
+    );
+    assert!(!f.owned.contains("zeta"), "nobody drives the skipped one");
+    let rows = admin.list().await.expect("list");
+    let zeta = rows.iter().find(|r| r.name == "zeta").expect("row");
+    assert_eq!(zeta.state, "disabled");
+    assert!(zeta.reason.contains("\"beta\""), "{zeta:?}");
+    assert!(
+        logs().contains("same Telegram bot"),
+        "the skipped entry is reported in the log"
+    );
+    reg.shutdown().await;
+    no_secret(&logs());
+}

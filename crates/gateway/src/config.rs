@@ -20,8 +20,12 @@ pub struct GatewayConfig {
     /// For drills and staging, where waiting out a 4310 s `retry_after` is
     /// not an option; in production an early retry earns another 429.
     pub max_cooldown: Option<Duration>,
-    /// Retries of 5xx, timeouts and broken connections.
+    /// Pacing of the retries of 5xx, timeouts and broken connections (they
+    /// go on until the message's deadline).
     pub backoff: Backoff,
+    /// The deadline of a message whose caller set none, counted from its
+    /// acceptance: how long it may wait in queues and be retried.
+    pub max_message_age: Duration,
     /// How long a delivered `idempotency_key` is remembered.
     pub idempotency_ttl: Duration,
     /// At most this many remembered keys (oldest forgotten first).
@@ -47,6 +51,7 @@ impl Default for GatewayConfig {
             bot_throttle_threshold: Duration::from_secs(30),
             max_cooldown: None,
             backoff: Backoff::default(),
+            max_message_age: Duration::from_secs(600),
             idempotency_ttl: Duration::from_secs(15 * 60),
             idempotency_max: 1_000_000,
             queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,

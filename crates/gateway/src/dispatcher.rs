@@ -442,11 +442,16 @@ impl Dispatcher {
                 self.fail(env, err);
             }
             Outcome::Transient { kind, description } => {
+                // Retried until the message's deadline (the caller's, else
+                // `max_message_age`), however many attempts that takes.
+                let left = env
+                    .deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()));
                 let delay = self
                     .ctx
                     .config
                     .backoff
-                    .delay(env.attempts, &mut rand::rng());
+                    .within(env.attempts, left, &mut rand::rng());
                 match delay {
                     Some(delay) => {
                         self.metrics.retry();
@@ -454,9 +459,9 @@ impl Dispatcher {
                         self.requeue(chat_id, seq, env, now + ticks(delay));
                     }
                     None => {
-                        warn!(?kind, %description, attempts = env.attempts, "giving up after transient failures");
+                        warn!(?kind, %description, attempts = env.attempts, "giving up: the next retry would start past the message's deadline");
                         let err = SendError::Unavailable(format!(
-                            "Telegram did not answer after {} attempts: {description}",
+                            "Telegram did not answer before the message's deadline ({} attempts): {description}",
                             env.attempts
                         ));
                         self.fail(env, err);

@@ -318,6 +318,10 @@ impl Gateway {
         if let Some(tp) = &msg.traceparent {
             shardgate_telemetry::set_parent_from_traceparent(&span, tp);
         }
+        // A message without a caller's deadline still gets one: retries of
+        // transient failures go on until it, and nothing waits for ever.
+        let deadline =
+            deadline.or_else(|| Some(Instant::now() + self.inner.config.max_message_age));
         let cost = msg.cost_bytes();
         let (mut reply, rx) = Reply::new(claim, span.clone());
         let gate = reply.gate().clone();

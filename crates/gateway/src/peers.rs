@@ -263,9 +263,11 @@ async fn run_link(
                         msg = responses.message() => match msg {
                             Ok(Some(r)) => settle(&mut pending, r, &reroute),
                             // A stopping owner answers everything it read, then
-                            // ends the stream cleanly: what is still pending
-                            // was never read, so it may go elsewhere.
+                            // ends the stream with a status that counts them:
+                            // what is still pending was never read, so it may
+                            // go elsewhere.
                             Ok(None) => break "stream ended",
+                            Err(s) if crate::service::requests_read(&s).is_some() => break "stream ended",
                             Err(_) => break "stream failed",
                         }
                     }

@@ -147,15 +147,28 @@ impl gateway_server::Gateway for GatewayService {
         let pending_max = self.gateway.config().stream_pending_max.max(1);
         tokio::spawn(async move {
             let mut pending = FuturesUnordered::new();
-            let mut open = true;
-            while open || !pending.is_empty() {
+            let mut reading = Reading::Open;
+            // Requests taken off the stream; each one is answered.
+            let mut read: u64 = 0;
+            while reading == Reading::Open || !pending.is_empty() {
+                let open = reading == Reading::Open;
                 tokio::select! {
+                    // Biased: once a stop is requested, not one more request
+                    // is read, so the count in the final status is exact.
+                    biased;
                     // Stopping: answer what was accepted, take nothing new.
-                    _ = stopped(&mut stopping), if open => open = false,
+                    _ = stopped(&mut stopping), if open => reading = Reading::Cut(Cut::Stopping),
+                    Some(resp) = pending.next(), if !pending.is_empty() => {
+                        if tx.send(Ok(resp)).await.is_err() {
+                            // The caller is gone; queued messages still go out.
+                            return;
+                        }
+                    }
                     // At most `pending_max` answers owed: the caller waits
                     // on flow control until some are answered.
                     next = inbound.message(), if open && pending.len() < pending_max => match next {
                         Ok(Some(mut req)) => {
+                            read += 1;
                             let client_ref = req.client_ref.clone();
                             let for_caller = std::mem::take(&mut req.forwarded_caller);
                             let admitted = match Message::from_request(req) {
@@ -192,19 +205,18 @@ impl gateway_server::Gateway for GatewayService {
                                 }
                             }
                         }
-                        Ok(None) => open = false,
+                        Ok(None) => reading = Reading::Ended,
                         Err(status) => {
                             debug!(%status, "send stream broke on the caller's side");
-                            open = false;
+                            reading = Reading::Cut(Cut::Broken);
                         }
                     },
-                    Some(resp) = pending.next(), if !pending.is_empty() => {
-                        if tx.send(Ok(resp)).await.is_err() {
-                            // The caller is gone; queued messages still go out.
-                            return;
-                        }
-                    }
                 }
+            }
+            // Everything read was answered above. A stream the caller did not
+            // end itself does not end OK: requests after the cut were not read.
+            if let Reading::Cut(cut) = reading {
+                let _ = tx.send(Err(cut_status(cut, read))).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -228,6 +240,61 @@ fn who_of<T>(request: &Request<T>) -> Who {
         .unwrap_or(Who::Anonymous)
 }
 
+/// Trailer of a `SendStream` the gateway stopped reading early: how many
+/// requests it read (each of them was answered before the status).
+pub const REQUESTS_READ: &str = "shardgate-requests-read";
+
+/// Where a `SendStream`'s reading stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Open,
+    /// The caller ended its requests: the stream ends OK once all are answered.
+    Ended,
+    /// Reading stopped before the caller ended: the stream ends UNAVAILABLE.
+    Cut(Cut),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The gateway is stopping.
+    Stopping,
+    /// The inbound half broke (reset, malformed frame, connection lost).
+    Broken,
+}
+
+/// The final status of a stream cut after `read` requests: UNAVAILABLE, the
+/// count in its message and in the [`REQUESTS_READ`] trailer. A client
+/// resends exactly the requests it got no answer for.
+fn cut_status(cut: Cut, read: u64) -> Status {
+    let why = match cut {
+        Cut::Stopping => "gateway stopping",
+        Cut::Broken => "the request stream broke",
+    };
+    let mut status = Status::unavailable(format!(
+        "{why}: the stream was closed after {read} requests; requests after it were not read \
+         (every request read was answered: resend those that got no answer)"
+    ));
+    if let Ok(v) = read.to_string().parse() {
+        status.metadata_mut().insert(REQUESTS_READ, v);
+    }
+    status
+}
+
+/// The number of requests read, if `status` ends a stream the gateway cut
+/// (see [`cut_status`]): every request after them went unread.
+pub fn requests_read(status: &Status) -> Option<u64> {
+    if status.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    status
+        .metadata()
+        .get(REQUESTS_READ)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Resolves once the gateway is stopping (never if the flag's sender goes).
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -243,6 +310,27 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_stream_says_how_many_requests_were_read() {
+        for (cut, read) in [(Cut::Stopping, 0), (Cut::Broken, 41)] {
+            let s = cut_status(cut, read);
+            assert_eq!(s.code(), tonic::Code::Unavailable);
+            assert!(
+                s.message()
+                    .contains(&format!("the stream was closed after {read} requests")),
+                "{s:?}"
+            );
+            assert_eq!(requests_read(&s), Some(read));
+        }
+        assert_eq!(
+            requests_read(&Status::unavailable("connection reset")),
+            None
+        );
+        let mut other = Status::internal("x");
+        other.metadata_mut().insert(REQUESTS_READ, 3u64.into());
+        assert_eq!(requests_read(&other), None);
+    }
 
     #[test]
     fn grpc_timeouts_parse() {

@@ -69,7 +69,16 @@ async fn bot_api(
     let wall_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let decision = control.engine().handle(token, call, arrival, wall_ms);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let decision = {
+        let mut engine = control.engine();
+        let decision = engine.handle(token, call, arrival, wall_ms);
+        engine.note_user_agent(token, &user_agent);
+        decision
+    };
     match decision {
         Decision::Drop => {
             let mut response = Response::new(Body::empty());

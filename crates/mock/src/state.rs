@@ -164,6 +164,12 @@ impl Engine {
         Decision::Answer { reply, latency }
     }
 
+    /// Counts the `User-Agent` of a request to `token` (after [`handle`](Self::handle)).
+    pub fn note_user_agent(&mut self, token: &str, user_agent: &str) {
+        self.stats
+            .count_user_agent(token::bot_id(token), user_agent);
+    }
+
     /// Steps (2) to (7) and the delivery itself.
     fn decide(
         &mut self,

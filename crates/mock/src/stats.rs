@@ -41,7 +41,15 @@ pub struct Counters {
     pub injected_drops: u64,
     /// Most deliveries seen within any one-second window.
     pub max_delivered_per_s: u64,
+    /// Bot API requests by `User-Agent` header (`""`: none sent). At most
+    /// [`MAX_USER_AGENTS`] distinct values; later ones count under `"(other)"`.
+    pub user_agents: BTreeMap<String, u64>,
 }
+
+/// Distinct `User-Agent` values counted per [`Counters`].
+pub const MAX_USER_AGENTS: usize = 64;
+/// Longest `User-Agent` kept, in characters.
+const MAX_USER_AGENT_CHARS: usize = 200;
 
 /// A snapshot of the emulator's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +133,15 @@ impl StatsBook {
         }
     }
 
+    /// Counts one request's `User-Agent` (once per request, next to [`count`](Self::count)).
+    pub fn count_user_agent(&mut self, bot_id: Option<u64>, user_agent: &str) {
+        let ua: String = user_agent.chars().take(MAX_USER_AGENT_CHARS).collect();
+        tally(&mut self.totals.user_agents, &ua);
+        if let Some(id) = bot_id {
+            tally(&mut self.bots.entry(id).or_default().user_agents, &ua);
+        }
+    }
+
     pub fn snapshot(&self, last_seq: u64, limits_enabled: bool) -> Stats {
         Stats {
             totals: self.totals.clone(),
@@ -133,6 +150,15 @@ impl StatsBook {
             limits_enabled,
         }
     }
+}
+
+fn tally(map: &mut BTreeMap<String, u64>, ua: &str) {
+    let key = if map.contains_key(ua) || map.len() < MAX_USER_AGENTS {
+        ua
+    } else {
+        "(other)"
+    };
+    *map.entry(key.to_owned()).or_default() += 1;
 }
 
 fn apply(c: &mut Counters, outcome: Outcome) {
@@ -193,6 +219,19 @@ mod tests {
         assert_eq!(s.bot(2).forbidden, 1);
         assert_eq!(s.bot(2).injected_drops, 1);
         assert_eq!(s.bot(9), Counters::default());
+        b.count_user_agent(Some(1), "shardgate/0.1.0 (gw-1)");
+        b.count_user_agent(Some(2), "");
+        for i in 0..100 {
+            b.count_user_agent(None, &format!("ua-{i}"));
+        }
+        let s = b.snapshot(3, true);
+        assert_eq!(s.bot(1).user_agents["shardgate/0.1.0 (gw-1)"], 1);
+        assert_eq!(s.bot(2).user_agents[""], 1);
+        assert_eq!(s.totals.user_agents.len(), MAX_USER_AGENTS + 1);
+        assert_eq!(
+            s.totals.user_agents["(other)"],
+            102 - MAX_USER_AGENTS as u64
+        );
         let json = serde_json::to_string(&s).unwrap();
         let back: Stats = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);

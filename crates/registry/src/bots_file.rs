@@ -2,7 +2,7 @@
 //! `enabled`. Read at start and on SIGHUP in embedded mode, and by
 //! `shardgate bot import` in cluster mode.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -66,6 +66,16 @@ pub fn valid_bot_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Two entries with one bot id (the same token, or an old and a new token
+/// of one bot) would be two limiters driving one Telegram bot: Telegram
+/// counts their sends together and answers 429s neither expects.
+fn same_bot_message(bot_id: u64, index: usize, name: &str) -> String {
+    format!(
+        "same Telegram bot (bot id {bot_id}) as bot #{index} ({name:?}): two entries would \
+         drive one bot past its limits; keep one of them"
+    )
+}
+
 impl BotsFile {
     /// Reads and validates a bots file (blocking: call it off the runtime).
     pub fn load(path: &Path) -> Result<BotsFile, BotsFileError> {
@@ -84,6 +94,8 @@ impl BotsFile {
             message: redact_tokens(&e.to_string()).into_owned(),
         })?;
         let mut names = BTreeSet::new();
+        // Bot id (the digits before the colon) to the entry that has it.
+        let mut ids: BTreeMap<u64, (usize, String)> = BTreeMap::new();
         let mut bots = Vec::with_capacity(raw.bot.len());
         for (i, b) in raw.bot.into_iter().enumerate() {
             let entry_err = |message: String| BotsFileError::Entry {
@@ -101,6 +113,10 @@ impl BotsFile {
                 return Err(entry_err("duplicate name".into()));
             }
             let token = BotToken::parse(&b.token).map_err(|e| entry_err(e.to_string()))?;
+            if let Some((index, name)) = ids.get(&token.bot_id()) {
+                return Err(entry_err(same_bot_message(token.bot_id(), *index, name)));
+            }
+            ids.insert(token.bot_id(), (i + 1, b.name.clone()));
             bots.push(BotSpec {
                 name: b.name,
                 token,
@@ -137,6 +153,26 @@ mod tests {
         assert!(f.bots[0].enabled);
         assert!(!f.bots[1].enabled);
         assert_eq!(f.bots[1].token.bot_id(), 654321);
+    }
+
+    #[test]
+    fn two_entries_for_one_telegram_bot_are_refused_naming_both() {
+        // The same token twice, and two tokens of one bot id (an old and a
+        // new one): either way two limiters would drive one Telegram bot.
+        let same_id = "123456:CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
+        for second in [T1, same_id] {
+            let text = format!(
+                "[[bot]]\nname = \"a\"\ntoken = \"{T2}\"\n[[bot]]\nname = \"b\"\ntoken = \"{T1}\"\n[[bot]]\nname = \"c\"\ntoken = \"{second}\"\n"
+            );
+            let err = parse(&text)
+                .expect_err("one Telegram bot twice")
+                .to_string();
+            assert!(err.contains("bot #3 (\"c\")"), "{err}");
+            assert!(err.contains("bot #2 (\"b\")"), "{err}");
+            assert!(err.contains("123456"), "names the bot id: {err}");
+            assert!(!err.contains("AAAAAAAAAAAAAAAA"), "token leaked: {err}");
+            assert!(!err.contains("CCCCCCCCCCCCCCCC"), "token leaked: {err}");
+        }
     }
 
     #[test]

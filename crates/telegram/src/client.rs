@@ -54,8 +54,17 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// TCP keep-alive probe interval on pooled connections. 30 s.
     pub tcp_keepalive: Duration,
-    /// `User-Agent` header. `shardgate/<version>`.
+    /// `User-Agent` header. `shardgate/<version>`; the daemon sends
+    /// [`ClientConfig::user_agent_for`] its instance id, so that the Bot API
+    /// side can tell instances apart.
     pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// `shardgate/<version> (<instance-id>)`.
+    pub fn user_agent_for(instance_id: &str) -> String {
+        format!("shardgate/{} ({instance_id})", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 impl Default for ClientConfig {

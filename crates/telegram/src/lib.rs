@@ -16,6 +16,7 @@
 //! assert_eq!(token.to_string(), "123456:***");
 //! let msg = SendMessage { chat_id: 42, text: "hello".into(), ..Default::default() };
 //! let backoff = Backoff::default();
+//! let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
 //! let mut rng = rand::rng();
 //! let mut attempts = 0;
 //! loop {
@@ -23,10 +24,13 @@
 //!     attempts += 1;
 //!     match outcome {
 //!         Outcome::Delivered { message_id, .. } => break println!("sent {message_id}"),
-//!         Outcome::Transient { .. } => match backoff.delay(attempts, &mut rng) {
-//!             Some(delay) => tokio::time::sleep(delay).await,
-//!             None => break,
-//!         },
+//!         Outcome::Transient { .. } => {
+//!             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+//!             match backoff.within(attempts, Some(left), &mut rng) {
+//!                 Some(delay) => tokio::time::sleep(delay).await,
+//!                 None => break, // the next attempt would start past the deadline
+//!             }
+//!         }
 //!         other => break eprintln!("{other}"), // RetryAfter goes to the dispatcher's cooldowns
 //!     }
 //! }
