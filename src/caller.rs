@@ -12,15 +12,109 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use shardgate_callers::{ApiKey, Ban, CallerSpec, CallersFile, KeyDigest};
 
+use shardgate_etcd::Admin;
+
 use crate::cli::{CallerArgs, CallerCommand};
 
 pub fn run(args: CallerArgs) -> anyhow::Result<ExitCode> {
-    let Some(path) = args.callers_file.clone() else {
-        bail!("give --callers-file FILE (embedded mode)");
-    };
-    let store = FileStore { path };
-    execute(&store, args.command)?;
+    match (args.callers_file.clone(), args.etcd.clone()) {
+        (Some(_), Some(_)) => {
+            bail!("give --callers-file FILE (embedded) or --etcd URLS (cluster), not both")
+        }
+        (Some(path), None) => execute(&FileStore { path }, args.command)?,
+        (None, Some(etcd)) => {
+            let endpoints: Vec<String> = etcd
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if endpoints.is_empty() {
+                bail!("--etcd needs at least one endpoint");
+            }
+            let rt = crate::serve::runtime()?;
+            let admin = rt
+                .block_on(Admin::connect(&endpoints, &args.cluster))
+                .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+            execute(&EtcdStore { rt, admin }, args.command)?;
+        }
+        (None, None) => {
+            bail!("give --callers-file FILE (embedded mode) or --etcd URLS (cluster mode)")
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `execute` keeps the callers: the callers file or etcd.
+trait Store {
+    fn add(&self, spec: &CallerSpec) -> anyhow::Result<()>;
+    /// Every caller, `banned_until` holding any ban in force.
+    fn list(&self) -> anyhow::Result<Vec<CallerSpec>>;
+    fn remove(&self, name: &str) -> anyhow::Result<()>;
+    /// Applies `change` to caller `name` (may run more than once).
+    fn update(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut CallerSpec) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
+    fn ban(&self, name: &str, ban: Ban) -> anyhow::Result<()>;
+    fn unban(&self, name: &str) -> anyhow::Result<()>;
+}
+
+/// Cluster mode: `callers/<name>` and `bans/<name>` in etcd.
+struct EtcdStore {
+    rt: tokio::runtime::Runtime,
+    admin: Admin,
+}
+
+impl Store for EtcdStore {
+    fn add(&self, spec: &CallerSpec) -> anyhow::Result<()> {
+        Ok(self.rt.block_on(self.admin.caller_add(spec))?)
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<CallerSpec>> {
+        let snapshot = self.rt.block_on(self.admin.caller_list())?;
+        Ok(snapshot
+            .callers
+            .values()
+            .map(|c| {
+                let mut c = c.clone();
+                let stored = snapshot.bans.get(&c.name).map(|b| b.until);
+                c.banned_until = c.banned_until.into_iter().chain(stored).max();
+                c
+            })
+            .collect())
+    }
+
+    fn remove(&self, name: &str) -> anyhow::Result<()> {
+        Ok(self.rt.block_on(self.admin.caller_remove(name))?)
+    }
+
+    fn update(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut CallerSpec) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.rt.block_on(
+            self.admin
+                .caller_update(name, |spec| change(spec).map_err(|e| format!("{e:#}"))),
+        )?;
+        Ok(())
+    }
+
+    fn ban(&self, name: &str, ban: Ban) -> anyhow::Result<()> {
+        Ok(self.rt.block_on(self.admin.caller_ban(name, &ban))?)
+    }
+
+    /// Deletes `bans/<name>`, and a `banned_until` someone wrote into the
+    /// caller's JSON.
+    fn unban(&self, name: &str) -> anyhow::Result<()> {
+        self.rt.block_on(self.admin.caller_unban(name))?;
+        self.update(name, &mut |spec| {
+            spec.banned_until = None;
+            Ok(())
+        })
+    }
 }
 
 fn new_key() -> ApiKey {
@@ -45,7 +139,7 @@ struct Row<'a> {
     banned_until: Option<u64>,
 }
 
-fn execute(store: &FileStore, command: CallerCommand) -> anyhow::Result<()> {
+fn execute(store: &dyn Store, command: CallerCommand) -> anyhow::Result<()> {
     match command {
         CallerCommand::Add {
             name,
@@ -161,7 +255,7 @@ fn execute(store: &FileStore, command: CallerCommand) -> anyhow::Result<()> {
         CallerCommand::AddKey { name } => {
             let key = new_key();
             let digest = key.digest();
-            store.update(&name, |spec| {
+            store.update(&name, &mut |spec| {
                 spec.key_sha256.push(digest);
                 Ok(())
             })?;
@@ -173,7 +267,7 @@ fn execute(store: &FileStore, command: CallerCommand) -> anyhow::Result<()> {
         }
         CallerCommand::RemoveKey { name, digest } => {
             let digest = KeyDigest::parse(&digest)?;
-            store.update(&name, |spec| {
+            store.update(&name, &mut |spec| {
                 let before = spec.key_sha256.len();
                 spec.key_sha256.retain(|d| *d != digest);
                 if spec.key_sha256.len() == before {
@@ -232,7 +326,9 @@ impl FileStore {
             .iter()
             .position(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))
     }
+}
 
+impl Store for FileStore {
     fn add(&self, spec: &CallerSpec) -> anyhow::Result<()> {
         let mut doc = self.read()?;
         let tables = Self::tables(&mut doc)?;
@@ -260,7 +356,7 @@ impl FileStore {
     fn update(
         &self,
         name: &str,
-        change: impl FnOnce(&mut CallerSpec) -> anyhow::Result<()>,
+        change: &mut dyn FnMut(&mut CallerSpec) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut doc = self.read()?;
         let tables = Self::tables(&mut doc)?;
@@ -279,14 +375,14 @@ impl FileStore {
 
     /// Embedded mode: `banned_until` in the caller's table.
     fn ban(&self, name: &str, ban: Ban) -> anyhow::Result<()> {
-        self.update(name, |spec| {
+        self.update(name, &mut |spec| {
             spec.banned_until = Some(ban.until);
             Ok(())
         })
     }
 
     fn unban(&self, name: &str) -> anyhow::Result<()> {
-        self.update(name, |spec| {
+        self.update(name, &mut |spec| {
             spec.banned_until = None;
             Ok(())
         })

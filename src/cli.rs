@@ -137,6 +137,13 @@ pub struct CallerArgs {
     /// changes live).
     #[arg(long, env = "SHARDGATE_CALLERS_FILE")]
     pub callers_file: Option<PathBuf>,
+    /// etcd endpoints, comma-separated (cluster mode: callers/<name> and
+    /// bans/<name>, which every instance watches).
+    #[arg(long, env = "SHARDGATE_ETCD")]
+    pub etcd: Option<String>,
+    /// etcd namespace.
+    #[arg(long, env = "SHARDGATE_CLUSTER", default_value = "default")]
+    pub cluster: String,
     #[command(subcommand)]
     pub command: CallerCommand,
 }

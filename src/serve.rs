@@ -43,8 +43,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr().context("reading the bound address")?;
         let advertise = settings.advertise.clone().unwrap_or_else(|| local.to_string());
         let instance = settings.for_instance(local.port());
-        let (registry, embedded): (Arc<dyn Registry>, Option<Arc<EmbeddedRegistry>>) =
-            match (&settings.etcd, &settings.bots_file) {
+        // The key this instance presents to its peers (forwarding, Status
+        // probes); set once the cluster's callers are read.
+        let peer_key = shardgate_gateway::peers::PeerKey::default();
+        let (registry, embedded, cluster_callers): Stores = match (&settings.etcd, &settings.bots_file) {
                 (Some(etcd), _) => {
                     if settings.bots_file.is_some() {
                         warn!("--bots-file is ignored in cluster mode; seed etcd with `shardgate bot import FILE`");
@@ -63,13 +65,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     // Peers are asked over gRPC `Status` whether they reach etcd while
                     // this instance cannot (the ownership extension).
                     let probe: Arc<dyn shardgate_registry::PeerProbe> =
-                        Arc::new(shardgate_gateway::peers::StatusProbe::new(
-                            shardgate_gateway::peers::PeerKey::default(),
-                        ));
+                        Arc::new(shardgate_gateway::peers::StatusProbe::new(peer_key.clone()));
                     let reg = EtcdRegistry::start_with_probe(config, Some(probe))
                         .await
                         .with_context(|| format!("joining cluster {:?} on etcd {etcd}", settings.cluster))?;
-                    (Arc::new(reg), None)
+                    let callers = reg.callers().await.context("reading the cluster's callers")?;
+                    peer_key.set(callers.cluster_key());
+                    (Arc::new(reg), None, Some(Arc::new(callers)))
                 }
                 (None, Some(path)) => {
                     let path = path.clone();
@@ -79,7 +81,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                         .await
                         .context("reading the bots file")??;
                     let reg = Arc::new(reg);
-                    (reg.clone(), Some(reg))
+                    (reg.clone(), Some(reg), None)
                 }
                 (None, None) => unreachable!("checked before starting the runtime"),
             };
@@ -99,28 +101,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let client = Client::new(settings.client.clone()).context("building the Bot API client")?;
-        let callers = match (&settings.etcd, &settings.callers_file) {
+        let file_callers = match (&settings.etcd, &settings.callers_file) {
             (None, Some(path)) => {
                 let path = path.clone();
                 let store = tokio::task::spawn_blocking(move || EmbeddedCallers::from_file(path))
                     .await
                     .context("reading the callers file")??;
-                Arc::new(store)
+                Some(Arc::new(store))
             }
             (Some(_), Some(_)) => {
                 warn!("--callers-file is ignored in cluster mode; callers live in etcd (`shardgate caller --etcd ...`)");
-                Arc::new(EmbeddedCallers::empty())
+                None
             }
-            (_, None) => Arc::new(EmbeddedCallers::empty()),
+            (_, None) => None,
+        };
+        let store: Arc<dyn CallerStore> = match (&cluster_callers, &file_callers) {
+            (Some(c), _) => c.clone(),
+            (None, Some(f)) => f.clone(),
+            (None, None) => Arc::new(EmbeddedCallers::empty()),
         };
         let gateway = Gateway::start_with_callers(
             settings.gateway.clone(),
             registry.clone(),
-            callers.clone() as Arc<dyn CallerStore>,
+            store,
             client,
             metrics,
         );
-        spawn_reload(embedded, callers.path().is_some().then(|| callers.clone()));
+        spawn_reload(embedded, file_callers);
         warn_if_open(&gateway, local);
         info!(
             instance = %instance,
@@ -174,6 +181,14 @@ pub async fn stop_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The registry, the embedded registry to reload (embedded mode), and the
+/// cluster's callers (cluster mode).
+type Stores = (
+    Arc<dyn Registry>,
+    Option<Arc<EmbeddedRegistry>>,
+    Option<Arc<dyn CallerStore>>,
+);
 
 /// Says so on stderr when anyone who reaches the port may send.
 fn warn_if_open(gateway: &Gateway, addr: std::net::SocketAddr) {

@@ -9,16 +9,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Gateway, scrape, shardgate, text_request, wait_for};
-use shardgate_proto::v1::gateway_client::GatewayClient;
+use common::{
+    Gateway, WEEK, away_from_a_window_edge, digest_of, scrape, send, shardgate, text_request,
+    wait_for, with_key,
+};
 use shardgate_proto::v1::{SendRequest, StatusRequest};
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
-
-/// A week: quota windows in these tests never end while they run (see
-/// [`away_from_a_window_edge`]).
-const WEEK: u64 = 7 * 24 * 3600;
 
 struct Callers {
     _dir: tempfile::TempDir,
@@ -66,42 +63,8 @@ impl Callers {
     }
 }
 
-fn with_key<T>(msg: T, key: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("ascii"),
-    );
-    r
-}
-
-async fn send(
-    client: &mut GatewayClient<Channel>,
-    key: Option<&str>,
-    req: SendRequest,
-) -> Result<(), tonic::Status> {
-    let r = match key {
-        Some(k) => with_key(req, k),
-        None => Request::new(req),
-    };
-    client.send(r).await.map(|_| ())
-}
-
 fn delivered(gw: &Gateway) -> u64 {
     gw.control.stats().totals.delivered
-}
-
-/// Waits until the next week window is more than two minutes away.
-async fn away_from_a_window_edge() {
-    let now = shardgate_registry::unix_now();
-    let left = WEEK - now % WEEK;
-    if left < 120 {
-        tokio::time::sleep(Duration::from_secs(left + 1)).await;
-    }
-}
-
-fn digest_of(key: &str) -> String {
-    shardgate_callers::KeyDigest::of(key).to_hex()
 }
 
 fn file_text(path: &Path) -> String {

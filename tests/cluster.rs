@@ -824,3 +824,214 @@ async fn a_long_429_throttles_the_bot_on_every_instance_until_it_ends() {
     );
     c.assert_single_owner_history();
 }
+
+/// Runs `shardgate caller --etcd ENDPOINT --cluster it ARGS...`; its stdout.
+fn caller_command(etcd: &str, args: &[&str]) -> String {
+    let mut all = vec!["caller", "--etcd", etcd, "--cluster", CLUSTER];
+    all.extend_from_slice(args);
+    let out = common::shardgate(&all, None);
+    assert!(
+        out.status.success(),
+        "shardgate caller {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `caller add NAME ARGS` through etcd: the key, alone on stdout.
+fn add_caller(etcd: &str, name: &str, args: &[&str]) -> String {
+    let mut all = vec!["add", name];
+    all.extend_from_slice(args);
+    let out = caller_command(etcd, &all);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("sg_"), "{out:?}");
+    lines[0].to_owned()
+}
+
+fn code_of(r: &Result<(), tonic::Status>) -> Option<tonic::Code> {
+    r.as_ref().err().map(tonic::Status::code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_in_etcd_hold_quotas_cluster_wide_and_a_ban_reaches_every_instance_within_two_seconds()
+ {
+    use common::{WEEK, away_from_a_window_edge, send, text_request};
+    use tonic::Code;
+
+    let c = Cluster::start(3).await;
+    away_from_a_window_edge().await;
+    let etcd = c.etcd_endpoint.clone();
+    const QUOTA: u64 = 300;
+    let quota = QUOTA.to_string();
+    let week = WEEK.to_string();
+    let svc = add_caller(
+        &etcd,
+        "svc",
+        &["--messages-per-window", &quota, "--window-secs", &week],
+    );
+    let flooder = add_caller(
+        &etcd,
+        "flooder",
+        &["--messages-per-window", "1", "--window-secs", &week],
+    );
+    let other = add_caller(&etcd, "other", &[]);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(c.client(i).await);
+    }
+    let sent_before = c.control.stats().totals.delivered;
+
+    // Auth turns on everywhere: no key, nothing sent.
+    for (i, client) in clients.iter().enumerate() {
+        let mut client = client.clone();
+        let on = wait_for(Duration::from_secs(5), || {
+            let mut cl = client.clone();
+            async move {
+                code_of(&send(&mut cl, None, text_request(1, 0, "anon", "a")).await)
+                    == Some(Code::Unauthenticated)
+            }
+        })
+        .await;
+        assert!(on.is_some(), "instance {i} refuses calls without a key");
+        let forged = {
+            let mut r = common::with_key(text_request(2, 0, "forged", "f"), &other);
+            r.metadata_mut()
+                .insert("shardgate-forwarded-by", "gw-9".parse().expect("ascii"));
+            client.send(r).await
+        };
+        assert_eq!(
+            forged.as_ref().err().map(tonic::Status::code),
+            Some(Code::PermissionDenied),
+            "the forwarding header from a caller: {forged:?}"
+        );
+    }
+    assert_eq!(
+        c.control.stats().totals.delivered,
+        sent_before,
+        "nothing sent"
+    );
+
+    // svc spreads twice its quota over the three instances at once.
+    let tries = 2 * QUOTA as usize;
+    let futs = (0..tries).map(|n| {
+        let mut client = clients[n % 3].clone();
+        let key = svc.clone();
+        async move {
+            let chat = 500_000 + n as i64;
+            send(&mut client, Some(&key), text_request(chat, 0, "quota", "q")).await
+        }
+    });
+    let answers = futures::future::join_all(futs).await;
+    let accepted = answers.iter().filter(|r| r.is_ok()).count() as u64;
+    let over = answers
+        .iter()
+        .filter(|r| code_of(r) == Some(Code::ResourceExhausted))
+        .count();
+    let banned = answers
+        .iter()
+        .filter(|r| code_of(r) == Some(Code::PermissionDenied))
+        .count();
+    let accuracy = accepted as f64 / QUOTA as f64;
+    eprintln!(
+        "quota {QUOTA} over 3 instances: {accepted} accepted ({:.1}%), {over} RESOURCE_EXHAUSTED, \
+         {banned} PERMISSION_DENIED (banned) of {tries}",
+        accuracy * 100.0
+    );
+    assert!(accepted <= QUOTA, "spreading over instances gains nothing");
+    assert!(accuracy >= 0.9, "the quota holds within 10%");
+    assert_eq!(accepted as usize + over + banned, tries, "{answers:?}");
+
+    // A flooder is banned on its instance at the threshold, and on every
+    // other instance within 2 s.
+    let mut c0 = clients[0].clone();
+    let first = send(&mut c0, Some(&flooder), text_request(600_000, 0, "f", "f")).await;
+    assert!(first.is_ok(), "{first:?}");
+    let mut last = None;
+    for n in 1..=5 {
+        last = Some(
+            send(
+                &mut c0,
+                Some(&flooder),
+                text_request(600_000 + n, 0, "f", "f"),
+            )
+            .await,
+        );
+    }
+    let banned_at = Instant::now();
+    let last = last.expect("sent");
+    assert_eq!(code_of(&last), Some(Code::ResourceExhausted), "{last:?}");
+    let refused = send(&mut c0, Some(&flooder), text_request(600_010, 0, "f", "f")).await;
+    assert!(
+        matches!(&refused, Err(s) if s.code() == Code::PermissionDenied && s.message().contains("banned until")),
+        "{refused:?}"
+    );
+    for i in [1, 2] {
+        let client = clients[i].clone();
+        let key = flooder.clone();
+        let _seen = wait_for(Duration::from_secs(5), || {
+            let mut cl = client.clone();
+            let key = key.clone();
+            async move {
+                matches!(send(&mut cl, Some(&key), text_request(600_020, 0, "f", "f")).await,
+                    Err(s) if s.code() == Code::PermissionDenied)
+            }
+        })
+        .await
+        .expect("the ban reaches every instance");
+        let after = banned_at.elapsed();
+        eprintln!("flooder banned on instance {i} {after:?} after the ban");
+        assert!(after < Duration::from_secs(2), "within 2 s: {after:?}");
+    }
+    let listed = caller_command(&etcd, &["list", "--json"]);
+    assert!(listed.contains("\"name\":\"flooder\""), "{listed}");
+    assert!(
+        !listed.contains(&flooder) && !listed.contains(&svc),
+        "no key in the list"
+    );
+    let row = listed
+        .lines()
+        .find(|l| l.contains("\"name\":\"flooder\""))
+        .expect("flooder row");
+    assert!(
+        !row.contains("\"banned_until\":null"),
+        "the ban is listed: {row}"
+    );
+
+    // Others are unaffected, on every instance.
+    for client in &clients {
+        let mut client = client.clone();
+        let r = send(
+            &mut client,
+            Some(&other),
+            text_request(700_000, 0, "o", "o"),
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    // The operator lifts the ban: the flooder is back to its quota.
+    caller_command(&etcd, &["unban", "flooder"]);
+    let lifted = wait_for(Duration::from_secs(5), || {
+        let mut cl = clients[1].clone();
+        let key = flooder.clone();
+        async move {
+            code_of(&send(&mut cl, Some(&key), text_request(600_030, 0, "f", "f")).await)
+                == Some(Code::ResourceExhausted)
+        }
+    })
+    .await;
+    assert!(lifted.is_some(), "unbanned: over quota again, not banned");
+    let delivered = c.control.stats().totals.delivered - sent_before;
+    assert_eq!(
+        delivered,
+        accepted + 1 + 3,
+        "exactly what was accepted was sent"
+    );
+    c.assert_no_token_in_logs();
+    for (_, n) in c.live() {
+        let logs = n.logs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for key in [&svc, &flooder, &other] {
+            assert!(!logs.contains(&key[3..]), "a caller key in {}'s logs", n.id);
+        }
+    }
+}

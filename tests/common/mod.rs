@@ -452,3 +452,44 @@ pub async fn scrape(addr: SocketAddr) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// A week: quota windows in these tests never end while they run (see
+/// `away_from_a_window_edge`).
+pub const WEEK: u64 = 7 * 24 * 3600;
+
+/// `msg` with `authorization: Bearer <key>`.
+pub fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii"),
+    );
+    r
+}
+
+/// One unary Send, with the caller's key if any.
+pub async fn send(
+    client: &mut GatewayClient<Channel>,
+    key: Option<&str>,
+    req: SendRequest,
+) -> Result<(), tonic::Status> {
+    let r = match key {
+        Some(k) => with_key(req, k),
+        None => tonic::Request::new(req),
+    };
+    client.send(r).await.map(|_| ())
+}
+
+/// Waits until the next week window is more than two minutes away.
+pub async fn away_from_a_window_edge() {
+    let now = shardgate_registry::unix_now();
+    let left = WEEK - now % WEEK;
+    if left < 120 {
+        tokio::time::sleep(Duration::from_secs(left + 1)).await;
+    }
+}
+
+/// The SHA-256 hex of a key, as `caller list` shows it.
+pub fn digest_of(key: &str) -> String {
+    shardgate_callers::KeyDigest::of(key).to_hex()
+}

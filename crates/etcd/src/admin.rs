@@ -113,6 +113,14 @@ impl Admin {
         &self.keys
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn get_bot(&self, name: &str) -> Result<Option<KeyValue>, EtcdError> {
         let mut resp = call(
             "read bot",

@@ -35,6 +35,13 @@ pub enum EtcdError {
     AlreadyExists(String),
     #[error("unknown bot {0:?}")]
     UnknownBot(String),
+    #[error("caller {0:?} already exists")]
+    CallerExists(String),
+    #[error("unknown caller {0:?}")]
+    UnknownCaller(String),
+    /// A caller's rules that do not validate (never holds a key).
+    #[error("invalid caller: {0}")]
+    InvalidCaller(String),
     #[error("invalid bot name {0:?}: use 1-64 characters of letters, digits, '-', '_' or '.'")]
     InvalidName(String),
     #[error("invalid token for bot {name:?}: {message}")]

@@ -5,6 +5,13 @@
 //! - `health/<name>` = `{"state": ..., "until": ..., "reason": ..., "instance": ..., "at": ...}`
 //! - `members/<instance-id>` = `{"grpc": "host:port", ...}` under the instance's lease
 //! - `owners/<name>` = the owner's instance id (plain text) under its lease
+//! - `callers/<name>` = a caller's rules (`shardgate_callers::CallerJson`)
+//! - `bans/<caller>` = `{"until": <unix s>, "score": N, "reason": "..."}`
+//!   under a lease that ends with the ban
+//! - `quota/<caller>` = the caller's quota counter (`QuotaCount`; written
+//!   with compare-and-set, not mirrored)
+//! - `settings/violations` = the violation settings (`ViolationSettings`)
+//! - `settings/cluster_key` = the key instances present to each other
 //!
 //! Key names and the (de)serialisation of values live here; decoding
 //! validates (names, token shape, instance ids) and reports problems as
@@ -29,6 +36,12 @@ pub enum Key<'a> {
     Health(&'a str),
     Member(&'a str),
     Owner(&'a str),
+    Caller(&'a str),
+    Ban(&'a str),
+    /// `settings/violations`.
+    Violations,
+    /// `settings/cluster_key`.
+    ClusterKey,
     /// Under the prefix but not part of the layout (ignored).
     Other,
 }
@@ -67,6 +80,31 @@ impl Keys {
         format!("{}owners/{name}", self.prefix)
     }
 
+    pub fn caller(&self, name: &str) -> String {
+        format!("{}callers/{name}", self.prefix)
+    }
+
+    /// `/shardgate/<cluster>/callers/`.
+    pub fn callers_prefix(&self) -> String {
+        format!("{}callers/", self.prefix)
+    }
+
+    pub fn ban(&self, caller: &str) -> String {
+        format!("{}bans/{caller}", self.prefix)
+    }
+
+    pub fn quota(&self, caller: &str) -> String {
+        format!("{}quota/{caller}", self.prefix)
+    }
+
+    pub fn violations(&self) -> String {
+        format!("{}settings/violations", self.prefix)
+    }
+
+    pub fn cluster_key(&self) -> String {
+        format!("{}settings/cluster_key", self.prefix)
+    }
+
     /// `/shardgate/<cluster>/owners/`.
     pub fn owners_prefix(&self) -> String {
         format!("{}owners/", self.prefix)
@@ -84,6 +122,10 @@ impl Keys {
             "health" => Key::Health(name),
             "members" => Key::Member(name),
             "owners" => Key::Owner(name),
+            "callers" => Key::Caller(name),
+            "bans" => Key::Ban(name),
+            "settings" if name == "violations" => Key::Violations,
+            "settings" if name == "cluster_key" => Key::ClusterKey,
             _ => Key::Other,
         })
     }
@@ -207,6 +249,14 @@ mod tests {
             k.parse(b"/shardgate/prod/owners/x.y"),
             Some(Key::Owner("x.y"))
         );
+        assert_eq!(k.caller("billing"), "/shardgate/prod/callers/billing");
+        assert_eq!(k.ban("billing"), "/shardgate/prod/bans/billing");
+        assert_eq!(k.violations(), "/shardgate/prod/settings/violations");
+        assert_eq!(k.parse(k.caller("b").as_bytes()), Some(Key::Caller("b")));
+        assert_eq!(k.parse(k.ban("b").as_bytes()), Some(Key::Ban("b")));
+        assert_eq!(k.parse(k.violations().as_bytes()), Some(Key::Violations));
+        assert_eq!(k.parse(k.cluster_key().as_bytes()), Some(Key::ClusterKey));
+        assert_eq!(k.parse(k.quota("b").as_bytes()), Some(Key::Other));
         assert_eq!(k.parse(b"/shardgate/prod/zzz/a"), Some(Key::Other));
         assert_eq!(k.parse(b"/shardgate/prod/bots"), Some(Key::Other));
         assert_eq!(k.parse(b"/shardgate/production/bots/a"), None);

@@ -3,7 +3,9 @@
 //!
 //! Layout under `/shardgate/<cluster>/` (see `keys.rs` and `docs/etcd.md`):
 //! `bots/<name>`, `health/<name>`, `members/<instance-id>` (under the
-//! instance's lease), `owners/<name>` (under the owner's lease).
+//! instance's lease), `owners/<name>` (under the owner's lease), and the
+//! callers: `callers/<name>`, `bans/<caller>`, `quota/<caller>`,
+//! `settings/violations`, `settings/cluster_key` (see `callers.rs`).
 //!
 //! How one instance takes part:
 //! - **Session** (`session.rs`): a lease with the member key, kept alive
@@ -29,6 +31,7 @@
 //! `redact_tokens`.
 
 mod admin;
+mod callers;
 mod error;
 mod extension;
 pub mod keys;
@@ -44,6 +47,7 @@ mod watch;
 pub mod testing;
 
 pub use admin::{Admin, BotRow, ImportReport, OPERATOR};
+pub use callers::EtcdCallers;
 pub use error::EtcdError;
 pub use extension::ExtensionRules;
 pub use keys::{Keys, MemberValue, valid_instance_id};

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use shardgate_callers::{Ban, CallerJson, CallerSpec, ViolationSettings};
 use shardgate_registry::{BotSpec, Health, HealthState};
 use shardgate_router::{Node, assign_bounded, key_of_name, pick};
 
@@ -48,14 +49,25 @@ pub struct Mirror {
     pub health: BTreeMap<String, Versioned<Health>>,
     pub members: BTreeMap<String, Versioned<MemberValue>>,
     pub owners: BTreeMap<String, OwnerEntry>,
+    /// `callers/<name>`, decoded and validated.
+    pub callers: BTreeMap<String, CallerSpec>,
+    /// `bans/<caller>` (each under a lease that ends with the ban).
+    pub bans: BTreeMap<String, Ban>,
+    /// `settings/violations`; absent: the defaults.
+    pub violations: Option<ViolationSettings>,
+    /// `settings/cluster_key`.
+    pub cluster_key: Option<String>,
 }
 
 impl Mirror {
-    /// Applies a put of `key` (outside the layout: ignored).
-    pub fn apply_put(&mut self, keys: &Keys, key: &[u8], value: &[u8], meta: KvMeta) {
+    /// Applies a put of `key` (outside the layout: ignored). Returns
+    /// whether the key is part of the layout (a put of anything else, like
+    /// the quota counters, changes nothing worth publishing).
+    pub fn apply_put(&mut self, keys: &Keys, key: &[u8], value: &[u8], meta: KvMeta) -> bool {
         let Some(parsed) = keys.parse(key) else {
-            return;
+            return false;
         };
+        let relevant = parsed != Key::Other;
         let shown = String::from_utf8_lossy(key);
         let rev = meta.mod_revision;
         let problem = match parsed {
@@ -127,17 +139,65 @@ impl Mirror {
                     Some(p)
                 }
             },
+            Key::Caller(name) => match CallerJson::decode(name, value) {
+                Ok(spec) => {
+                    self.callers.insert(name.to_owned(), spec);
+                    None
+                }
+                Err(p) => {
+                    // A caller whose value is bad is treated as absent: its
+                    // keys do not work until an operator fixes it.
+                    self.callers.remove(name);
+                    Some(p)
+                }
+            },
+            Key::Ban(name) => match serde_json::from_slice::<Ban>(value) {
+                Ok(ban) => {
+                    self.bans.insert(name.to_owned(), ban);
+                    None
+                }
+                Err(e) => {
+                    self.bans.remove(name);
+                    Some(format!("bad ban JSON: {e}"))
+                }
+            },
+            Key::Violations => match serde_json::from_slice::<ViolationSettings>(value)
+                .map_err(|e| format!("bad JSON: {e}"))
+                .and_then(|v| v.validate().map(|()| v))
+            {
+                Ok(v) => {
+                    self.violations = Some(v);
+                    None
+                }
+                Err(p) => {
+                    self.violations = None;
+                    Some(format!("{p}; using the default violation settings"))
+                }
+            },
+            Key::ClusterKey => match std::str::from_utf8(value) {
+                Ok(k) if k.len() >= 32 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                    self.cluster_key = Some(k.to_owned());
+                    None
+                }
+                _ => {
+                    self.cluster_key = None;
+                    Some("the cluster key must be at least 32 printable ASCII characters".into())
+                }
+            },
             Key::Other => None,
         };
         if let Some(problem) = problem {
             tracing::warn!(key = %shown, revision = rev, "skipping malformed etcd value: {problem}");
         }
         self.revision = self.revision.max(rev);
+        relevant
     }
 
-    /// Applies a delete of `key` at `revision`.
-    pub fn apply_delete(&mut self, keys: &Keys, key: &[u8], revision: i64) {
-        match keys.parse(key) {
+    /// Applies a delete of `key` at `revision`; returns whether the key is
+    /// part of the layout.
+    pub fn apply_delete(&mut self, keys: &Keys, key: &[u8], revision: i64) -> bool {
+        let parsed = keys.parse(key);
+        match parsed {
             Some(Key::Bot(name)) => {
                 self.bots.remove(name);
             }
@@ -150,9 +210,18 @@ impl Mirror {
             Some(Key::Owner(name)) => {
                 self.owners.remove(name);
             }
+            Some(Key::Caller(name)) => {
+                self.callers.remove(name);
+            }
+            Some(Key::Ban(name)) => {
+                self.bans.remove(name);
+            }
+            Some(Key::Violations) => self.violations = None,
+            Some(Key::ClusterKey) => self.cluster_key = None,
             Some(Key::Other) | None => {}
         }
         self.revision = self.revision.max(revision);
+        !matches!(parsed, Some(Key::Other) | None)
     }
 
     /// The health that counts for `bot`: the stored one, unless it was
@@ -269,6 +338,41 @@ mod tests {
 
     fn put(m: &mut Mirror, k: &Keys, key: String, value: &str, rev: i64) {
         m.apply_put(k, key.as_bytes(), value.as_bytes(), meta(rev));
+    }
+
+    #[test]
+    fn callers_bans_and_settings_are_mirrored_and_bad_values_skipped() {
+        let k = Keys::new("c").expect("keys");
+        let mut m = Mirror::default();
+        put(
+            &mut m,
+            &k,
+            k.caller("svc"),
+            r#"{"messages_per_window": 5}"#,
+            2,
+        );
+        put(&mut m, &k, k.caller("bad"), r#"{"colour": 1}"#, 3);
+        put(
+            &mut m,
+            &k,
+            k.ban("svc"),
+            r#"{"until": 99, "score": 100, "reason": "r"}"#,
+            4,
+        );
+        put(&mut m, &k, k.violations(), r#"{"ban_threshold": 40}"#, 5);
+        assert_eq!(m.callers.keys().collect::<Vec<_>>(), ["svc"]);
+        assert_eq!(m.callers["svc"].messages_per_window, 5);
+        assert_eq!(m.bans["svc"].until, 99);
+        assert_eq!(m.violations.map(|v| v.ban_threshold), Some(40));
+        put(&mut m, &k, k.violations(), r#"{"ban_threshold": "x"}"#, 6);
+        assert_eq!(m.violations, None, "a bad value falls back to the defaults");
+        assert!(
+            !m.apply_put(&k, k.quota("svc").as_bytes(), b"{}", meta(7)),
+            "quota counters are not part of the mirror"
+        );
+        assert_eq!(m.revision, 7);
+        assert!(m.apply_delete(&k, k.ban("svc").as_bytes(), 8));
+        assert!(m.bans.is_empty());
     }
 
     #[test]

@@ -499,6 +499,18 @@ impl EtcdRegistry {
         self.inner.config()
     }
 
+    /// The cluster's callers, followed through this registry's watch (makes
+    /// the cluster key if no instance did yet).
+    pub async fn callers(&self) -> Result<crate::EtcdCallers, EtcdError> {
+        crate::callers::EtcdCallers::start(
+            self.inner.client().clone(),
+            self.inner.keys().clone(),
+            self.inner.config().op_timeout,
+            self.inner.subscribe_mirror(),
+        )
+        .await
+    }
+
     /// The session (status, lease, `valid_until`), updated on every
     /// keep-alive.
     pub fn session(&self) -> watch::Receiver<SessionInfo> {

@@ -160,18 +160,23 @@ async fn follow(inner: &Inner, mirror: &mut Mirror) -> WatchEnd {
                     // revision is never taken as "seen".
                     continue;
                 }
+                let mut relevant = false;
                 for event in resp.events() {
                     let Some(kv) = event.kv() else { continue };
-                    match event.event_type() {
+                    relevant |= match event.event_type() {
                         EventType::Put => {
-                            mirror.apply_put(inner.keys(), kv.key(), kv.value(), meta(kv));
+                            mirror.apply_put(inner.keys(), kv.key(), kv.value(), meta(kv))
                         }
                         EventType::Delete => {
-                            mirror.apply_delete(inner.keys(), kv.key(), kv.mod_revision());
+                            mirror.apply_delete(inner.keys(), kv.key(), kv.mod_revision())
                         }
-                    }
+                    };
                 }
-                inner.set_mirror(mirror.clone());
+                // Writes outside the layout (the quota counters, often)
+                // only move the resume point, kept in `mirror`.
+                if relevant {
+                    inner.set_mirror(mirror.clone());
+                }
             }
             _ = ticker.tick() => {
                 let silent = last_heard.elapsed();
