@@ -313,6 +313,7 @@ impl Dispatcher {
             text: env.msg.text.clone(),
             parse_mode: env.msg.parse_mode,
             disable_notification: env.msg.disable_notification,
+            extras: env.msg.extras.clone(),
         };
         self.metrics.queue_wait(chat_id, env.queued_at.elapsed());
         env.span.record("bot", &*self.name);

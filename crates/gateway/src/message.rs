@@ -1,8 +1,8 @@
 //! A validated message: what a `SendRequest` becomes once it passed the
 //! checks that Telegram would otherwise answer with a 400.
 
-use shardgate_proto::v1::SendRequest;
-use shardgate_telegram::ParseMode;
+use shardgate_proto::v1::{Priority, SendRequest};
+use shardgate_telegram::{Extras, ParseMode};
 
 use crate::SendError;
 
@@ -28,6 +28,8 @@ pub struct Message {
     /// W3C trace context of this message, if the caller (or a forwarding
     /// instance) gave one.
     pub traceparent: Option<String>,
+    /// Keyboard, topic, paid flag and the other `sendMessage` parameters.
+    pub extras: Extras,
 }
 
 impl Message {
@@ -37,7 +39,8 @@ impl Message {
             + self.idempotency_key.as_ref().map_or(0, String::len)
             + self.client_ref.len()
             + self.bot.as_ref().map_or(0, String::len)
-            + self.traceparent.as_ref().map_or(0, String::len);
+            + self.traceparent.as_ref().map_or(0, String::len)
+            + self.extras.cost_bytes();
         u64::try_from(strings).unwrap_or(u64::MAX) + crate::budget::MESSAGE_OVERHEAD_BYTES
     }
 
@@ -87,6 +90,19 @@ impl Message {
                 "client_ref is longer than {MAX_KEY_BYTES} bytes"
             )));
         }
+        if Priority::try_from(req.priority).is_err() {
+            return Err(SendError::Invalid(format!(
+                "priority {} is not one of PRIORITY_UNSPECIFIED, PRIORITY_INTERACTIVE, PRIORITY_NORMAL, PRIORITY_BULK",
+                req.priority
+            )));
+        }
+        let extras = Extras::parse(
+            &req.reply_markup_json,
+            &req.params_json,
+            req.message_thread_id,
+            req.allow_paid_broadcast,
+        )
+        .map_err(|e| SendError::Invalid(e.to_string()))?;
         Ok(Message {
             chat_id: req.chat_id,
             user_id: req.user_id,
@@ -101,6 +117,7 @@ impl Message {
                 .then_some(req.traceparent),
             timeout: (req.timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(u64::from(req.timeout_ms))),
+            extras,
         })
     }
 }
@@ -139,6 +156,22 @@ mod tests {
                 idempotency_key: "k".repeat(300),
                 ..req(1, "hi")
             },
+            SendRequest {
+                reply_markup_json: r#"{"inline_keyboard":7}"#.into(),
+                ..req(1, "hi")
+            },
+            SendRequest {
+                params_json: r#"{"text":"twice"}"#.into(),
+                ..req(1, "hi")
+            },
+            SendRequest {
+                message_thread_id: -3,
+                ..req(1, "hi")
+            },
+            SendRequest {
+                priority: 9,
+                ..req(1, "hi")
+            },
         ];
         for r in cases {
             let err = Message::from_request(r).expect_err("invalid");
@@ -162,5 +195,28 @@ mod tests {
         assert_eq!(m.parse_mode, Some(ParseMode::MarkdownV2));
         assert_eq!(m.bot, None);
         assert_eq!(m.idempotency_key, None);
+        assert_eq!(m.extras, Extras::default());
+    }
+
+    #[test]
+    fn rich_fields_are_kept_and_charged() {
+        let plain = Message::from_request(req(5, "pay?")).expect("valid");
+        let rich = Message::from_request(SendRequest {
+            reply_markup_json: r#"{"inline_keyboard":[[{"text":"Pay","callback_data":"p"}]]}"#
+                .into(),
+            params_json: r#"{"protect_content":true}"#.into(),
+            message_thread_id: 12,
+            allow_paid_broadcast: true,
+            priority: Priority::Interactive.into(),
+            ..req(5, "pay?")
+        })
+        .expect("valid");
+        assert_eq!(rich.extras.message_thread_id, Some(12));
+        assert!(rich.extras.allow_paid_broadcast);
+        assert_eq!(rich.extras.params["protect_content"], true);
+        assert_eq!(
+            rich.cost_bytes() - plain.cost_bytes(),
+            rich.extras.cost_bytes() as u64
+        );
     }
 }

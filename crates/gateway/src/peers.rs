@@ -350,6 +350,7 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         None => 0,
     };
     let m = &env.msg;
+    let (reply_markup_json, params_json) = m.extras.to_json_fields();
     Some(pb::SendRequest {
         chat_id: env.chat_id,
         user_id: m.user_id,
@@ -366,6 +367,11 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         timeout_ms,
         traceparent: shardgate_telemetry::traceparent(&env.span).unwrap_or_default(),
         forwarded_caller: env.caller.as_deref().unwrap_or_default().to_owned(),
+        reply_markup_json,
+        message_thread_id: m.extras.message_thread_id.unwrap_or_default(),
+        allow_paid_broadcast: m.extras.allow_paid_broadcast,
+        params_json,
+        priority: pb::Priority::Unspecified.into(),
     })
 }
 

@@ -34,6 +34,7 @@ fn message(chat_id: i64, i: usize) -> Message {
         allow_failover: true,
         timeout: None,
         traceparent: None,
+        extras: Default::default(),
     }
 }
 

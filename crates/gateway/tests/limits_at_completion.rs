@@ -32,6 +32,7 @@ fn message(chat_id: i64) -> Message {
         allow_failover: true,
         timeout: None,
         traceparent: None,
+        extras: Default::default(),
     }
 }
 

@@ -30,6 +30,7 @@ fn message(chat_id: i64, text: String, timeout: Option<Duration>) -> Message {
         allow_failover: true,
         timeout,
         traceparent: None,
+        extras: Default::default(),
     }
 }
 

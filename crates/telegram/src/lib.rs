@@ -40,6 +40,7 @@
 mod backoff;
 mod classify;
 mod client;
+mod extras;
 mod message;
 mod outcome;
 mod redact;
@@ -48,6 +49,7 @@ mod token;
 pub use backoff::Backoff;
 pub use classify::{DEFAULT_RETRY_AFTER, classify};
 pub use client::{Client, ClientConfig, ClientError};
+pub use extras::{Extras, ExtrasError, MAX_JSON_BYTES, TYPED_KEYS};
 pub use message::{BotInfo, ParseMode, ParseModeError, SendMessage};
 pub use outcome::{Outcome, TransientKind};
 pub use redact::redact_tokens;

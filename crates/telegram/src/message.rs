@@ -1,11 +1,14 @@
 //! The request and answer payloads Shardgate exchanges with the Bot API: the
-//! `sendMessage` parameters it uses, the text parse modes, and `getMe`'s answer.
+//! `sendMessage` parameters it uses (the rich ones in [`Extras`]), the text
+//! parse modes, and `getMe`'s answer.
 //! Serialized field names follow the Bot API, so these structs are the JSON bodies.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::extras::Extras;
 
 /// Telegram's text formatting modes (`parse_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,6 +76,9 @@ pub struct SendMessage {
     /// Deliver silently.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_notification: bool,
+    /// Keyboard, topic, paid flag and any other parameter, in the same body.
+    #[serde(flatten)]
+    pub extras: Extras,
 }
 
 /// `getMe`'s answer, the fields Shardgate needs.
@@ -128,6 +134,7 @@ mod tests {
             text: "<b>x</b>".into(),
             parse_mode: Some(ParseMode::Html),
             disable_notification: true,
+            ..Default::default()
         };
         let v = serde_json::to_value(&full).expect("json");
         assert_eq!(
@@ -144,6 +151,35 @@ mod tests {
         })
         .expect("json");
         assert_eq!(v2["parse_mode"], "MarkdownV2");
+    }
+
+    #[test]
+    fn extras_share_the_body_with_the_typed_parameters() {
+        let extras = Extras::parse(
+            r#"{"inline_keyboard":[[{"text":"Open","url":"https://example.org"}]]}"#,
+            r#"{"link_preview_options":{"is_disabled":true}}"#,
+            3,
+            false,
+        )
+        .expect("valid");
+        let msg = SendMessage {
+            chat_id: -1001,
+            text: "hi".into(),
+            extras,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&msg).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "chat_id": -1001,
+                "text": "hi",
+                "message_thread_id": 3,
+                "reply_markup": {"inline_keyboard": [[{"text": "Open", "url": "https://example.org"}]]},
+                "link_preview_options": {"is_disabled": true},
+            })
+        );
+        assert_eq!(serde_json::from_value::<SendMessage>(v).expect("back"), msg);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json as j;
 use shardgate_telegram::{
-    BotInfo, BotToken, Client, ClientConfig, Outcome, ParseMode, SendMessage, TransientKind,
+    BotInfo, BotToken, Client, ClientConfig, Extras, Outcome, ParseMode, SendMessage, TransientKind,
 };
 use support::*;
 
@@ -52,6 +52,13 @@ async fn send_message_shape_and_delivery() {
         text: "<b>hi</b> ünïcode \"q\"".into(),
         parse_mode: Some(ParseMode::Html),
         disable_notification: true,
+        extras: Extras::parse(
+            r#"{"inline_keyboard":[[{"text":"Pay","callback_data":"pay:7"}]]}"#,
+            r#"{"protect_content":true}"#,
+            4,
+            false,
+        )
+        .expect("valid extras"),
     };
     let out = c.send_message(&token(), &m).await;
     assert_eq!(
@@ -74,7 +81,11 @@ async fn send_message_shape_and_delivery() {
     );
     assert_eq!(
         seen[0].json(),
-        j!({"chat_id": -1001234567890i64, "text": "<b>hi</b> ünïcode \"q\"", "parse_mode": "HTML", "disable_notification": true})
+        j!({
+            "chat_id": -1001234567890i64, "text": "<b>hi</b> ünïcode \"q\"", "parse_mode": "HTML",
+            "disable_notification": true, "message_thread_id": 4, "protect_content": true,
+            "reply_markup": {"inline_keyboard": [[{"text": "Pay", "callback_data": "pay:7"}]]},
+        })
     );
 
     // Optional fields are omitted.

@@ -46,6 +46,7 @@ async fn delivers_and_identifies() {
         text: "<b>hi</b>".into(),
         parse_mode: Some(ParseMode::Html),
         disable_notification: true,
+        ..Default::default()
     };
     assert_eq!(
         c.send_message(&t, &m).await,
