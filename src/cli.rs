@@ -248,6 +248,21 @@ pub struct ServeArgs {
     /// any caller exists) [default: auto].
     #[arg(long, env = "SHARDGATE_AUTH", value_enum)]
     pub auth: Option<AuthArg>,
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key).
+    /// Re-read on SIGHUP.
+    #[arg(long, env = "SHARDGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert. Re-read on SIGHUP.
+    #[arg(long, env = "SHARDGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: a client certificate they signed names the
+    /// caller by its subject CN (a key works too). Needs --tls-cert.
+    #[arg(long, env = "SHARDGATE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Open connections on the gRPC port at most; more wait in the kernel's
+    /// backlog [default: 4096].
+    #[arg(long, env = "SHARDGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]

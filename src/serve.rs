@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shardgate_etcd::{EtcdConfig, EtcdRegistry};
-use shardgate_gateway::Gateway;
+use shardgate_gateway::{Gateway, ServeOptions, Tls};
 use shardgate_metrics::Metrics;
 use shardgate_registry::{CallerStore, EmbeddedCallers, EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
@@ -35,6 +35,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
              tables: name, token)"
         );
     }
+    // Read before serving: a bad certificate stops the start, named.
+    let tls = settings
+        .tls
+        .clone()
+        .map(Tls::load)
+        .transpose()
+        .context("loading the TLS files")?;
+    let peer_tls = match (&settings.tls, &settings.etcd) {
+        (Some(files), Some(_)) => Some(
+            files
+                .peer_client_config()
+                .context("TLS towards the cluster's peers")?,
+        ),
+        _ => None,
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(settings.listen)
@@ -45,7 +60,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let instance = settings.for_instance(local.port());
         // The key this instance presents to its peers (forwarding, Status
         // probes); set once the cluster's callers are read.
-        let peer_key = shardgate_gateway::peers::PeerKey::default();
+        let peer_key = match &peer_tls {
+            Some(tls) => shardgate_gateway::peers::PeerKey::with_tls(tls.clone()),
+            None => shardgate_gateway::peers::PeerKey::default(),
+        };
         let (registry, embedded, cluster_callers): Stores = match (&settings.etcd, &settings.bots_file) {
                 (Some(etcd), _) => {
                     if settings.bots_file.is_some() {
@@ -127,7 +145,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             client,
             metrics,
         );
-        spawn_reload(embedded, file_callers);
+        spawn_reload(embedded, file_callers, tls.clone());
         warn_if_open(&gateway, local);
         info!(
             instance = %instance,
@@ -147,7 +165,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 gateway.begin_shutdown();
             }
         };
-        let server = shardgate_gateway::server::serve(gateway.clone(), listener, stop);
+        let options = ServeOptions {
+            tls: tls.clone(),
+            limits: settings.conn_limits.clone(),
+        };
+        let server = shardgate_gateway::server::serve(gateway.clone(), listener, options, stop);
         let result = server.await;
         gateway.shutdown(DRAIN_TIMEOUT).await;
         // Release bots and the lease so that peers take over at once.
@@ -210,7 +232,11 @@ const CALLERS_POLL: Duration = Duration::from_secs(1);
 
 /// Re-reads the bots file on SIGHUP (rotation, new bots, enable/disable) and
 /// the callers file on SIGHUP and whenever its content changes.
-fn spawn_reload(bots: Option<Arc<EmbeddedRegistry>>, callers: Option<Arc<EmbeddedCallers>>) {
+fn spawn_reload(
+    bots: Option<Arc<EmbeddedRegistry>>,
+    callers: Option<Arc<EmbeddedCallers>>,
+    tls: Option<Tls>,
+) {
     if let Some(c) = callers.clone() {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(CALLERS_POLL);
@@ -245,10 +271,20 @@ fn spawn_reload(bots: Option<Arc<EmbeddedRegistry>>, callers: Option<Arc<Embedde
             if let Some(c) = &callers {
                 reload_callers(c).await;
             }
+            if let Some(tls) = &tls {
+                let t = tls.clone();
+                match tokio::task::spawn_blocking(move || t.reload()).await {
+                    Ok(Ok(())) => info!("TLS certificate and key re-read"),
+                    Ok(Err(e)) => {
+                        error!(error = %e, "TLS files not applied; keeping the previous certificate")
+                    }
+                    Err(e) => error!(error = %e, "TLS reload failed"),
+                }
+            }
         }
     });
     #[cfg(not(unix))]
-    let _ = (bots, callers);
+    let _ = (bots, callers, tls);
 }
 
 async fn reload_callers(callers: &Arc<EmbeddedCallers>) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use shardgate_gateway::GatewayConfig;
+use shardgate_gateway::{ConnLimits, GatewayConfig, TlsFiles};
 use shardgate_sched::Limits;
 use shardgate_telegram::{Backoff, ClientConfig};
 
@@ -30,6 +30,10 @@ pub struct ConfigFile {
     pub advertise: Option<String>,
     pub callers_file: Option<PathBuf>,
     pub auth: Option<crate::cli::AuthArg>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -110,6 +114,10 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     /// `user_agent` is set by [`Settings::for_instance`].
     pub client: ClientConfig,
+    /// TLS of the gRPC port, when configured.
+    pub tls: Option<TlsFiles>,
+    /// Connection bounds of the gRPC port.
+    pub conn_limits: ConnLimits,
 }
 
 pub fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -210,6 +218,27 @@ impl Settings {
                 .map_or(c.connect_timeout, Duration::from_millis),
             ..c
         };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            _ => bail!("TLS needs both tls_cert and tls_key (tls_client_ca is optional with them)"),
+        };
+        let max_connections = args.max_connections.or(file.max_connections);
+        if max_connections == Some(0) {
+            bail!("max_connections must be at least 1");
+        }
+        let conn_limits = ConnLimits {
+            max_connections: max_connections.unwrap_or(ConnLimits::default().max_connections),
+            ..ConnLimits::default()
+        };
         Ok(Settings {
             listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
@@ -240,6 +269,8 @@ impl Settings {
                 ..g
             },
             client,
+            tls,
+            conn_limits,
         })
     }
 }

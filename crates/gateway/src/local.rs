@@ -42,9 +42,14 @@ impl LocalGateway {
         ));
         let gateway = Gateway::start(config, registry as Arc<dyn Registry>, client, metrics);
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(gateway.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve(
+            gateway.clone(),
+            listener,
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Ok(LocalGateway {
             gateway,
             addr,

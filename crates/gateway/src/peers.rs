@@ -126,15 +126,40 @@ impl Peers {
 /// Bearer <key>`), once the store has it. Cheap to clone; shared by the
 /// peer links and the [`StatusProbe`].
 #[derive(Clone, Default)]
-pub struct PeerKey(Arc<parking_lot::RwLock<Option<String>>>);
+pub struct PeerKey {
+    key: Arc<parking_lot::RwLock<Option<String>>>,
+    /// TLS towards peers (their certificates checked against the cluster's
+    /// CA, ours presented) when the gRPC port serves TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
+}
 
 impl PeerKey {
+    /// Credentials that reach peers over TLS.
+    pub fn with_tls(tls: tonic::transport::ClientTlsConfig) -> Self {
+        PeerKey {
+            key: Arc::default(),
+            tls: Some(tls),
+        }
+    }
+
     pub fn set(&self, key: Option<String>) {
-        *self.0.write() = key;
+        *self.key.write() = key;
     }
 
     pub fn get(&self) -> Option<String> {
-        self.0.read().clone()
+        self.key.read().clone()
+    }
+
+    /// The endpoint of a peer's gRPC address, over TLS when configured.
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true);
+        match &self.tls {
+            Some(tls) => endpoint.tls_config(tls.clone()).map_err(|e| e.to_string()),
+            None => Ok(endpoint),
+        }
     }
 }
 
@@ -175,10 +200,10 @@ impl StatusProbe {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
+        let channel = self
+            .key
+            .endpoint(addr)?
             .connect_timeout(timeout)
-            .tcp_nodelay(true)
             .connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
@@ -317,10 +342,9 @@ async fn open(
     me: &str,
     key: &PeerKey,
 ) -> Result<(mpsc::Sender<pb::SendRequest>, Responses), String> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", link.addr))
-        .map_err(|e| e.to_string())?
+    let channel = key
+        .endpoint(&link.addr)?
         .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| e.to_string())?;
@@ -475,9 +499,14 @@ mod tests {
             shardgate_metrics::Metrics::new(),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(gateway, listener, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(crate::server::serve(
+            gateway,
+            listener,
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let probe = StatusProbe::new(PeerKey::default());
         let t = Duration::from_secs(2);
         let set = |c| *registry.contact.lock() = c;

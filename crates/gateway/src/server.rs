@@ -6,7 +6,6 @@ use std::future::Future;
 
 use shardgate_proto::v1::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::Server;
 use tonic::{Request, Status};
@@ -15,8 +14,10 @@ use tracing::info;
 
 use crate::Gateway;
 use crate::callers::{Callers, Who, bearer};
+use crate::listen::{ConnInfo, ConnLimits, incoming};
 use crate::peers::FORWARDED_BY;
 use crate::service::GatewayService;
+use crate::tls::Tls;
 
 /// The name the health service reports the gateway under: SERVING once a
 /// bot can take traffic.
@@ -45,20 +46,42 @@ struct AuthLayer {
 impl Interceptor for AuthLayer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let forwarded = request.metadata().contains_key(FORWARDED_BY);
+        let cert_name = request
+            .extensions()
+            .get::<ConnInfo>()
+            .and_then(|c| c.client_cn.clone());
         let who = self
             .callers
-            .identify(bearer(request.metadata()), None, forwarded)
+            .identify(bearer(request.metadata()), cert_name.as_deref(), forwarded)
             .map_err(|e| e.to_status())?;
         request.extensions_mut().insert::<Who>(who);
         Ok(request)
     }
 }
 
+/// How a port is served: TLS or plain, and its connection bounds.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// TLS (rustls) when set, with client certificates when it has a CA.
+    pub tls: Option<Tls>,
+    /// Connection cap and handshake time.
+    pub limits: ConnLimits,
+}
+
+/// HTTP/2 bounds of every connection: concurrent streams (a client opens
+/// more connections rather than more streams past it), header size, and
+/// pings that find a silently dead client within half a minute.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown` resolves, then stops accepting and waits for
 /// running calls.
 pub async fn serve(
     gateway: Gateway,
     listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -90,19 +113,27 @@ pub async fn serve(
     let reflection = descriptors().build_v1()?;
     let reflection_v1alpha = descriptors().build_v1alpha()?;
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "gRPC listening");
+        let tls = match &options.tls {
+            None => "off",
+            Some(t) if t.verifies_clients() => "on, client certificates verified",
+            Some(_) => "on",
+        };
+        info!(%addr, tls, "gRPC listening");
     }
     let auth = AuthLayer {
         callers: gateway.callers().clone(),
     };
     let api = InterceptedService::new(GatewayServer::new(GatewayService::new(gateway)), auth);
     Server::builder()
-        .tcp_nodelay(true)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener, options.tls, options.limits), shutdown)
         .await?;
     Ok(())
 }
