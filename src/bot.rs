@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use shardgate_etcd::Admin;
 use shardgate_registry::BotsFile;
 
@@ -20,18 +20,10 @@ pub fn run(args: BotArgs) -> anyhow::Result<ExitCode> {
         BotCommand::List { json } => Op::List(json),
         BotCommand::Import { file } => Op::Import(BotsFile::load(&file)?),
     };
-    let endpoints: Vec<String> = args
-        .etcd
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if endpoints.is_empty() {
-        bail!("--etcd needs at least one endpoint");
-    }
+    let endpoints = crate::etcd_access::endpoints(&args.etcd)?;
+    let access = args.access.load()?;
     runtime()?.block_on(async move {
-        let admin = Admin::connect(&endpoints, &args.cluster)
+        let admin = Admin::connect(&endpoints, &args.cluster, &access)
             .await
             .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
         match command {

@@ -23,18 +23,11 @@ pub fn run(args: CallerArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(path), None) => execute(&FileStore { path }, args.command)?,
         (None, Some(etcd)) => {
-            let endpoints: Vec<String> = etcd
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if endpoints.is_empty() {
-                bail!("--etcd needs at least one endpoint");
-            }
+            let endpoints = crate::etcd_access::endpoints(&etcd)?;
+            let access = args.access.load()?;
             let rt = crate::serve::runtime()?;
             let admin = rt
-                .block_on(Admin::connect(&endpoints, &args.cluster))
+                .block_on(Admin::connect(&endpoints, &args.cluster, &access))
                 .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
             execute(&EtcdStore { rt, admin }, args.command)?;
         }

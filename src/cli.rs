@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::etcd_access::EtcdAccessArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -80,6 +81,8 @@ pub struct BotArgs {
     /// etcd namespace.
     #[arg(long, env = "SHARDGATE_CLUSTER", default_value = "default")]
     pub cluster: String,
+    #[command(flatten)]
+    pub access: EtcdAccessArgs,
     #[command(subcommand)]
     pub command: BotCommand,
 }
@@ -144,6 +147,8 @@ pub struct CallerArgs {
     /// etcd namespace.
     #[arg(long, env = "SHARDGATE_CLUSTER", default_value = "default")]
     pub cluster: String,
+    #[command(flatten)]
+    pub access: EtcdAccessArgs,
     #[command(subcommand)]
     pub command: CallerCommand,
 }
@@ -263,6 +268,8 @@ pub struct ServeArgs {
     /// backlog [default: 4096].
     #[arg(long, env = "SHARDGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    #[command(flatten)]
+    pub etcd_access: EtcdAccessArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -7,6 +7,7 @@ mod caller;
 mod cli;
 mod cli_reference;
 mod demo;
+mod etcd_access;
 mod serve;
 mod settings;
 

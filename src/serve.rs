@@ -42,14 +42,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(Tls::load)
         .transpose()
         .context("loading the TLS files")?;
-    let peer_tls = match (&settings.tls, &settings.etcd) {
-        (Some(files), Some(_)) => Some(
+    let etcd_access = settings.etcd_access.load()?;
+    if let (Some(files), Some(_)) = (&settings.tls, &settings.etcd) {
+        settings.gateway.peer_tls = Some(
             files
                 .peer_client_config()
                 .context("TLS towards the cluster's peers")?,
-        ),
-        _ => None,
-    };
+        );
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(settings.listen)
@@ -60,7 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let instance = settings.for_instance(local.port());
         // The key this instance presents to its peers (forwarding, Status
         // probes); set once the cluster's callers are read.
-        let peer_key = match &peer_tls {
+        let peer_key = match &settings.gateway.peer_tls {
             Some(tls) => shardgate_gateway::peers::PeerKey::with_tls(tls.clone()),
             None => shardgate_gateway::peers::PeerKey::default(),
         };
@@ -69,8 +69,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     if settings.bots_file.is_some() {
                         warn!("--bots-file is ignored in cluster mode; seed etcd with `shardgate bot import FILE`");
                     }
-                    let endpoints: Vec<String> = etcd.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    let endpoints = crate::etcd_access::endpoints(etcd)?;
                     let mut config = EtcdConfig::new(endpoints, &settings.cluster, &instance, &advertise);
+                    config.access = etcd_access.clone();
                     if let Some(max) = settings.max_outage_extension {
                         config.max_extension = max;
                     }

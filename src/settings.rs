@@ -12,6 +12,7 @@ use shardgate_sched::Limits;
 use shardgate_telegram::{Backoff, ClientConfig};
 
 use crate::cli::ServeArgs;
+use crate::etcd_access::EtcdAccessArgs;
 
 /// The longest `[telegram] max_message_age_secs` accepted.
 const MAX_MESSAGE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -34,6 +35,11 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     pub max_connections: Option<usize>,
+    pub etcd_ca: Option<PathBuf>,
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
+    pub etcd_user: Option<String>,
+    pub etcd_password_file: Option<PathBuf>,
     #[serde(default)]
     pub limits: LimitsFile,
     #[serde(default)]
@@ -118,6 +124,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Connection bounds of the gRPC port.
     pub conn_limits: ConnLimits,
+    /// How to reach etcd (TLS, user); files read by `serve` before it starts.
+    pub etcd_access: EtcdAccessArgs,
 }
 
 pub fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -239,6 +247,13 @@ impl Settings {
             max_connections: max_connections.unwrap_or(ConnLimits::default().max_connections),
             ..ConnLimits::default()
         };
+        let etcd_access = args.etcd_access.clone().or(EtcdAccessArgs {
+            etcd_ca: file.etcd_ca.clone(),
+            etcd_cert: file.etcd_cert.clone(),
+            etcd_key: file.etcd_key.clone(),
+            etcd_user: file.etcd_user.clone(),
+            etcd_password_file: file.etcd_password_file.clone(),
+        });
         Ok(Settings {
             listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
@@ -271,6 +286,7 @@ impl Settings {
             client,
             tls,
             conn_limits,
+            etcd_access,
         })
     }
 }

@@ -88,9 +88,13 @@ fn operator_health(state: HealthState, reason: &str) -> Health {
 
 impl Admin {
     /// Connects to etcd (requests time out after 5 s each).
-    pub async fn connect(endpoints: &[String], cluster: &str) -> Result<Admin, EtcdError> {
+    pub async fn connect(
+        endpoints: &[String],
+        cluster: &str,
+        access: &crate::EtcdAccess,
+    ) -> Result<Admin, EtcdError> {
         let timeout = Duration::from_secs(5);
-        let client = crate::registry::connect(endpoints, timeout).await?;
+        let client = crate::registry::connect(endpoints, timeout, access).await?;
         Admin::new(client, cluster)
     }
 

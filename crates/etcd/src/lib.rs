@@ -30,6 +30,7 @@
 //! `BotToken` (which prints `123456:***`) and foreign text goes through
 //! `redact_tokens`.
 
+mod access;
 mod admin;
 mod callers;
 mod error;
@@ -46,6 +47,7 @@ mod watch;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use access::EtcdAccess;
 pub use admin::{Admin, BotRow, ImportReport, OPERATOR};
 pub use callers::EtcdCallers;
 pub use error::EtcdError;

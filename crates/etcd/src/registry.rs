@@ -25,6 +25,7 @@ use shardgate_registry::{
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 
+use crate::access::EtcdAccess;
 use crate::error::EtcdError;
 use crate::extension::{self, ExtensionRules, PeerEvidence};
 use crate::keys::{Keys, valid_instance_id};
@@ -76,6 +77,8 @@ pub struct EtcdConfig {
     /// The longest the bots are kept past the lease's bound on the other
     /// members' word (zero: never; the lease's bound only). Default 5 min.
     pub max_extension: Duration,
+    /// TLS and credentials towards etcd. Default: plain, no auth.
+    pub access: EtcdAccess,
 }
 
 impl EtcdConfig {
@@ -101,6 +104,7 @@ impl EtcdConfig {
             peer_check_interval: Duration::from_millis(500),
             claim_grace: Duration::from_secs(3),
             max_extension: Duration::from_secs(300),
+            access: EtcdAccess::default(),
         }
     }
 
@@ -169,12 +173,19 @@ impl EtcdConfig {
     }
 }
 
-/// Connects an etcd client (lazily: no request is made).
-pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, EtcdError> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(timeout)
-        .with_keep_alive(Duration::from_secs(2), timeout)
-        .with_keep_alive_while_idle(true);
+/// Connects an etcd client (lazily, unless `access` has a user: then the
+/// connect authenticates).
+pub async fn connect(
+    endpoints: &[String],
+    timeout: Duration,
+    access: &EtcdAccess,
+) -> Result<Client, EtcdError> {
+    let options = access.apply(
+        ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(2), timeout)
+            .with_keep_alive_while_idle(true),
+    );
     crate::error::call(
         "connect",
         timeout,
@@ -416,7 +427,7 @@ impl EtcdRegistry {
     ) -> Result<EtcdRegistry, EtcdError> {
         config.validate()?;
         let keys = Keys::new(&config.cluster)?;
-        let client = connect(&config.endpoints, config.op_timeout).await?;
+        let client = connect(&config.endpoints, config.op_timeout, &config.access).await?;
         let (lease_lost_tx, lease_lost_rx) = mpsc::unbounded_channel();
         let start_fleet = Fleet {
             session: SessionStatus::Lost,

@@ -48,6 +48,30 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// TLS files and credentials, for a server from [`EtcdServer::start_secure`].
+    secure: Option<Secure>,
+}
+
+/// A secured test etcd: TLS with client certificates required, and, once
+/// [`EtcdServer::enable_auth`] ran, user/password auth with a root user.
+pub struct Secure {
+    /// The CA that signed etcd's certificate and the client certificate.
+    pub ca: PathBuf,
+    /// A client certificate (CN `shardgate-test-client`, not a user: its
+    /// CN alone grants nothing once auth is on) and its key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// The root user's password once auth is on.
+    root_password: Option<String>,
+}
+
+/// A key range's permission for a test user (see [`EtcdServer::add_user`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Read,
+    ReadWrite,
 }
 
 impl EtcdServer {
@@ -76,6 +100,7 @@ impl EtcdServer {
                 client_port,
                 peer_port,
                 child: None,
+                secure: None,
             };
             match server.launch().await {
                 Ok(()) => return Ok(server),
@@ -85,9 +110,93 @@ impl EtcdServer {
         Err(last)
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` when
+    /// secured).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts etcd with TLS on its client port and client certificates
+    /// required (`--client-cert-auth`), with certificates made here.
+    /// [`add_user`](Self::add_user) and [`enable_auth`](Self::enable_auth)
+    /// turn on user/password auth.
+    pub async fn start_secure() -> EtcdServer {
+        let mut server = EtcdServer::start().await;
+        server.stop();
+        let secure = match make_certificates(server.dir.path()) {
+            Ok(s) => s,
+            Err(e) => panic!("cannot make test certificates: {e}"),
+        };
+        server.secure = Some(secure);
+        server.restart().await;
+        server
+    }
+
+    /// The TLS files of a secured server.
+    pub fn secure(&self) -> Option<&Secure> {
+        self.secure.as_ref()
+    }
+
+    /// TLS (and, once auth is on, root's credentials) for this server.
+    pub fn access(&self) -> crate::EtcdAccess {
+        let Some(s) = &self.secure else {
+            return crate::EtcdAccess::default();
+        };
+        let read =
+            |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        crate::EtcdAccess {
+            ca_pem: Some(read(&s.ca)),
+            identity: Some((read(&s.cert), read(&s.key))),
+            user: s.root_password.clone().map(|pw| ("root".to_owned(), pw)),
+        }
+    }
+
+    /// Adds a user with a role of the same name holding `grants` (key
+    /// prefixes). Before [`enable_auth`](Self::enable_auth).
+    pub async fn add_user(&self, name: &str, password: &str, grants: &[(Grant, &str)]) {
+        use etcd_client::{Permission, PermissionType};
+        let mut c = self.client().await;
+        let fail = |what: &str, e: etcd_client::Error| -> ! { panic!("{what} {name}: {e}") };
+        c.role_add(name)
+            .await
+            .unwrap_or_else(|e| fail("role add", e));
+        for (grant, prefix) in grants {
+            let kind = match grant {
+                Grant::Read => PermissionType::Read,
+                Grant::ReadWrite => PermissionType::Readwrite,
+            };
+            let perm = Permission::new(kind, prefix.as_bytes()).with_prefix();
+            c.role_grant_permission(name, perm)
+                .await
+                .unwrap_or_else(|e| fail("grant", e));
+        }
+        c.user_add(name, password, None)
+            .await
+            .unwrap_or_else(|e| fail("user add", e));
+        c.user_grant_role(name, name)
+            .await
+            .unwrap_or_else(|e| fail("grant role", e));
+    }
+
+    /// Creates the root user and turns etcd's auth on: from now on every
+    /// request needs a user's credentials.
+    pub async fn enable_auth(&mut self) {
+        let password = "root-test-password".to_owned();
+        let mut c = self.client().await;
+        c.role_add("root").await.expect("role add root");
+        c.user_add("root", password.as_str(), None)
+            .await
+            .expect("user add root");
+        c.user_grant_role("root", "root").await.expect("grant root");
+        c.auth_enable().await.expect("auth enable");
+        if let Some(s) = self.secure.as_mut() {
+            s.root_password = Some(password);
+        }
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -103,9 +212,11 @@ impl EtcdServer {
         self.dir.path()
     }
 
-    /// A plain client of this server.
+    /// A client of this server (with TLS and root's credentials when
+    /// secured).
     pub async fn client(&self) -> Client {
-        Client::connect([self.endpoint()], None)
+        let options = self.access().apply(etcd_client::ConnectOptions::new());
+        Client::connect([self.endpoint()], Some(options))
             .await
             .unwrap_or_else(|e| panic!("connect to test etcd: {e}"))
     }
@@ -152,7 +263,7 @@ impl EtcdServer {
     }
 
     async fn launch(&mut self) -> Result<(), String> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = File::options()
             .create(true)
@@ -169,6 +280,17 @@ impl EtcdServer {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("n1={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(self.secure.as_ref().map_or_else(Vec::new, |s| {
+                vec![
+                    "--cert-file".into(),
+                    s.server_cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    s.server_key.clone().into_os_string(),
+                    "--trusted-ca-file".into(),
+                    s.ca.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -202,7 +324,10 @@ impl EtcdServer {
 
     async fn answers(&self) -> bool {
         let attempt = async {
-            let mut c = Client::connect([self.endpoint()], None).await.ok()?;
+            let options = self.access().apply(etcd_client::ConnectOptions::new());
+            let mut c = Client::connect([self.endpoint()], Some(options))
+                .await
+                .ok()?;
             c.get("/shardgate-probe", None).await.ok()
         };
         matches!(
@@ -210,6 +335,43 @@ impl EtcdServer {
             Ok(Some(_))
         )
     }
+}
+
+/// A CA, etcd's server certificate (127.0.0.1, localhost) and a client
+/// certificate, written into `dir`.
+fn make_certificates(dir: &Path) -> Result<Secure, rcgen::Error> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "shardgate test etcd CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |cn: &str| -> Result<(String, String), rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        Ok((params.signed_by(&key, &issuer)?.pem(), key.serialize_pem()))
+    };
+    let (server_pem, server_key_pem) = leaf("etcd")?;
+    let (client_pem, client_key_pem) = leaf("shardgate-test-client")?;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        path
+    };
+    Ok(Secure {
+        ca: write("ca.pem", &ca_cert.pem()),
+        cert: write("client.pem", &client_pem),
+        key: write("client-key.pem", &client_key_pem),
+        server_cert: write("server.pem", &server_pem),
+        server_key: write("server-key.pem", &server_key_pem),
+        root_password: None,
+    })
 }
 
 impl Drop for EtcdServer {

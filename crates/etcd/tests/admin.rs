@@ -23,7 +23,7 @@ fn no_secret(text: &str) {
 async fn admin_ops_round_trip() {
     let server = etcd().await;
     let client = server.client().await;
-    let admin = Admin::connect(&server.endpoints(), "a1")
+    let admin = Admin::connect(&server.endpoints(), "a1", &server.access())
         .await
         .expect("admin");
 
@@ -172,7 +172,7 @@ async fn state_of(admin: &Admin, name: &str) -> String {
 async fn one_telegram_bot_under_two_names_is_refused_or_skipped() {
     let server = etcd().await;
     let client = server.client().await;
-    let admin = Admin::connect(&server.endpoints(), "dup")
+    let admin = Admin::connect(&server.endpoints(), "dup", &server.access())
         .await
         .expect("admin");
     admin.add("alpha", &token(1)).await.expect("add");

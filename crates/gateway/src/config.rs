@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     pub stream_pending_max: usize,
     /// `--auth on|off|auto`.
     pub auth: shardgate_callers::AuthMode,
+    /// TLS towards peers when the gRPC port serves TLS (cluster mode):
+    /// forwarding and probes verify the peer's certificate and present ours.
+    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -57,6 +60,7 @@ impl Default for GatewayConfig {
             queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,
             stream_pending_max: 10_000,
             auth: shardgate_callers::AuthMode::Auto,
+            peer_tls: None,
         }
     }
 }

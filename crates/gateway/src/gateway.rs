@@ -148,7 +148,10 @@ impl Gateway {
         let config = Arc::new(config);
         let (reroute_tx, reroute_rx) = mpsc::unbounded_channel();
         let migrations = Migrations::default();
-        let peer_key = crate::peers::PeerKey::default();
+        let peer_key = match &config.peer_tls {
+            Some(tls) => crate::peers::PeerKey::with_tls(tls.clone()),
+            None => crate::peers::PeerKey::default(),
+        };
         peer_key.set(callers.cluster_key());
         let peers = Peers::new(registry.instance_id(), peer_key, reroute_tx.clone());
         let ctx = Context {
