@@ -69,9 +69,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .map(|r| r.into_inner())
         .ok();
+    let keyless_refused = stage.keyless_refused;
     stage.stop().await;
 
     let report = summary::Report {
+        keyless_refused,
         took: started.elapsed(),
         accepted,
         answers,

@@ -10,7 +10,7 @@ use shardgate_proto::v1::StatusResponse;
 
 use super::load::{Failover, HOT_GROUP_MESSAGES, REVOKED};
 use super::progress::Answers;
-use super::setup::{BOTS, Stage};
+use super::setup::{BOTS, CALLER, Stage};
 use crate::cli::DemoArgs;
 
 /// Where the emulator and the gateway listen, and the load to come.
@@ -20,6 +20,14 @@ pub fn print_intro(stage: &Stage, args: &DemoArgs) {
         stage.mock.base_url(),
         stage.local.addr,
         BOTS.map(|b| b.0).join(", ")
+    );
+    println!(
+        "Auth on: one caller, `{CALLER}`, sends with its key; a call without a key was {}.",
+        if stage.keyless_refused {
+            "refused (UNAUTHENTICATED)"
+        } else {
+            "NOT refused"
+        }
     );
     println!(
         "Load: {} msg/s over {} private chats for {} s, plus a burst of {HOT_GROUP_MESSAGES} into one hot group (20/min allowed){}.\n",
@@ -36,6 +44,8 @@ pub fn print_intro(stage: &Stage, args: &DemoArgs) {
 
 /// Everything the summary reports, gathered once the load is over.
 pub struct Report {
+    /// A call without the caller's key was refused.
+    pub keyless_refused: bool,
     /// Since the demo started.
     pub took: Duration,
     /// Messages the producer offered.
@@ -60,7 +70,8 @@ impl Report {
     /// Nothing lost, nothing failed, no 429, and the revoked bot (if any)
     /// left rotation.
     fn passed(&self) -> bool {
-        self.lost() == 0
+        self.keyless_refused
+            && self.lost() == 0
             && self.answers.failed_total() == 0
             && self.stats.totals.rate_limited == 0
             && (!self.revoke || self.failover.is_some())

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shardgate_metrics::Metrics;
-use shardgate_registry::{BotSpec, BotsFile, EmbeddedRegistry, Registry};
+use shardgate_registry::{
+    BotSpec, BotsFile, CallerStore, EmbeddedCallers, EmbeddedRegistry, Registry,
+};
 use shardgate_telegram::Client;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -25,10 +27,24 @@ pub struct LocalGateway {
 }
 
 impl LocalGateway {
-    /// Starts the gateway over `bots` and serves it on 127.0.0.1:0.
+    /// Starts the gateway over `bots` and serves it on 127.0.0.1:0, with no
+    /// callers (auth off).
     pub async fn start(
         bots: Vec<BotSpec>,
         config: GatewayConfig,
+        client: Client,
+        metrics: Metrics,
+    ) -> std::io::Result<LocalGateway> {
+        let callers: Arc<dyn CallerStore> = Arc::new(EmbeddedCallers::empty());
+        LocalGateway::start_with_callers(bots, config, callers, client, metrics).await
+    }
+
+    /// [`start`](Self::start) with the callers of `callers` (auth on as soon
+    /// as one exists).
+    pub async fn start_with_callers(
+        bots: Vec<BotSpec>,
+        config: GatewayConfig,
+        callers: Arc<dyn CallerStore>,
         client: Client,
         metrics: Metrics,
     ) -> std::io::Result<LocalGateway> {
@@ -40,7 +56,13 @@ impl LocalGateway {
             None,
             &addr.to_string(),
         ));
-        let gateway = Gateway::start(config, registry as Arc<dyn Registry>, client, metrics);
+        let gateway = Gateway::start_with_callers(
+            config,
+            registry as Arc<dyn Registry>,
+            callers,
+            client,
+            metrics,
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(
             gateway.clone(),
