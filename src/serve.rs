@@ -153,6 +153,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             grpc = %local,
             api = %settings.client.api_base,
             mode = if settings.etcd.is_some() { "cluster" } else { "embedded" },
+            etcd_tls = etcd_access.tls(),
+            etcd_user = etcd_access.user.as_ref().map_or("-", |(name, _)| name.as_str()),
             bots = registry.fleet().borrow().bots.len(),
             "shardgate serving"
         );

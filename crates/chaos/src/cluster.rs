@@ -56,7 +56,64 @@ pub struct LocalCluster {
     pub nodes: Vec<Node>,
     pub bots: usize,
     shardgate: PathBuf,
+    /// `--etcd-*` flags for `serve` (as the gateway user) and for `bot` (as
+    /// the operator) when etcd is secured; empty otherwise.
+    gateway_etcd_flags: Vec<String>,
+    operator_etcd_flags: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+/// Secures `etcd` (users `gateway` and `operator` with their roles, auth on)
+/// and writes their password files into `dir`: the `--etcd-*` flags of each.
+async fn secure(etcd: &mut EtcdServer, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    use shardgate_etcd::testing::Grant;
+    let prefix = format!("/shardgate/{CLUSTER}/");
+    etcd.add_user(
+        "operator",
+        "operator-drill-pw",
+        &[(Grant::ReadWrite, &prefix)],
+    )
+    .await;
+    let writable: Vec<String> = [
+        "members/",
+        "owners/",
+        "health/",
+        "bans/",
+        "quota/",
+        "settings/",
+    ]
+    .iter()
+    .map(|p| format!("{prefix}{p}"))
+    .collect();
+    let mut grants = vec![(Grant::Read, prefix.as_str())];
+    grants.extend(writable.iter().map(|p| (Grant::ReadWrite, p.as_str())));
+    etcd.add_user("gateway", "gateway-drill-pw", &grants).await;
+    etcd.enable_auth().await;
+    let s = etcd.secure().context("a secured etcd")?;
+    let tls = vec![
+        "--etcd-ca".to_owned(),
+        s.ca.to_string_lossy().into_owned(),
+        "--etcd-cert".to_owned(),
+        s.cert.to_string_lossy().into_owned(),
+        "--etcd-key".to_owned(),
+        s.key.to_string_lossy().into_owned(),
+    ];
+    let flags = |user: &str, password: &str| -> Result<Vec<String>> {
+        let file = dir.join(format!("{user}.pw"));
+        std::fs::write(&file, password).context("writing a password file")?;
+        let mut f = tls.clone();
+        f.extend([
+            "--etcd-user".to_owned(),
+            user.to_owned(),
+            "--etcd-password-file".to_owned(),
+            file.to_string_lossy().into_owned(),
+        ]);
+        Ok(f)
+    };
+    Ok((
+        flags("gateway", "gateway-drill-pw")?,
+        flags("operator", "operator-drill-pw")?,
+    ))
 }
 
 impl LocalCluster {
@@ -67,13 +124,23 @@ impl LocalCluster {
         instances: usize,
         bots: usize,
         gateway_config: &str,
+        secure_etcd: bool,
         logs: &Path,
     ) -> Result<LocalCluster> {
-        let etcd = EtcdServer::try_start().await.map_err(|e| anyhow!(e))?;
+        let mut etcd = if secure_etcd {
+            EtcdServer::start_secure().await
+        } else {
+            EtcdServer::try_start().await.map_err(|e| anyhow!(e))?
+        };
         let mock = MockServer::start(MockConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("starting the Bot API emulator")?;
         let dir = tempfile::tempdir().context("temp dir")?;
+        let (gateway_etcd_flags, operator_etcd_flags) = if secure_etcd {
+            secure(&mut etcd, dir.path()).await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let bots_file = dir.path().join("bots.toml");
         let fleet: String = (0..bots)
             .map(|i| {
@@ -95,6 +162,8 @@ impl LocalCluster {
             nodes: Vec::new(),
             bots,
             shardgate: shardgate.to_owned(),
+            gateway_etcd_flags,
+            operator_etcd_flags,
             _dir: dir,
         };
         cluster
@@ -120,6 +189,7 @@ impl LocalCluster {
     pub async fn admin(&self, args: &[&str], stdin: Option<String>) -> Result<()> {
         let mut cmd = Command::new(&self.shardgate);
         cmd.args(["bot", "--etcd", &self.etcd.endpoint(), "--cluster", CLUSTER])
+            .args(&self.operator_etcd_flags)
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -154,6 +224,7 @@ impl LocalCluster {
             .arg(self.mock.base_url())
             .args(["--etcd", &self.etcd.endpoint(), "--cluster", CLUSTER])
             .args(["--instance-id", id])
+            .args(&self.gateway_etcd_flags)
             .arg("--config")
             .arg(config)
             .env(

@@ -49,6 +49,7 @@ pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outc
         spec.cluster.instances,
         spec.cluster.bots,
         &spec.cluster.gateway_config,
+        spec.cluster.secure_etcd,
         &logs,
     )
     .await?;

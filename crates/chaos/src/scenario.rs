@@ -36,6 +36,10 @@ pub struct ClusterSpec {
     pub bots: usize,
     /// Extra TOML for every instance's config file (for example `[limits]`).
     pub gateway_config: String,
+    /// etcd with TLS, client certificates and user/password auth: the
+    /// instances connect as a `gateway` user that may not write `bots/`,
+    /// operator commands as an `operator` user that may.
+    pub secure_etcd: bool,
 }
 
 impl Default for ClusterSpec {
@@ -44,6 +48,7 @@ impl Default for ClusterSpec {
             instances: 3,
             bots: 4,
             gateway_config: String::new(),
+            secure_etcd: false,
         }
     }
 }
