@@ -209,12 +209,16 @@ async fn apply(
                 .throttle(bot_id(index(bot)?), *retry_after_s, None)
         }
         Action::Unthrottle { bot } => c.control.unthrottle(bot_id(index(bot)?)),
-        Action::Faults { error_5xx, drop } => c.control.set_faults(
+        Action::Faults {
+            error_5xx,
+            drop,
+            latency_ms,
+        } => c.control.set_faults(
             None,
             Faults {
                 error_5xx: *error_5xx,
                 drop: *drop,
-                ..Faults::default()
+                latency_ms: latency_ms.map_or((0, 0), |[min, max]| (min, max.max(min))),
             },
         ),
         Action::ClearFaults => c.control.set_faults(None, Faults::default()),

@@ -139,11 +139,15 @@ pub enum Action {
     Unthrottle { bot: String },
     /// Every Bot API request fails with this probability: a 5xx answer
     /// (`error_5xx`) or a connection closed without an answer (`drop`).
+    /// `latency_ms = [MIN, MAX]` delays every answer by a uniform time in
+    /// that range (a slow Bot API).
     Faults {
         #[serde(default)]
         error_5xx: f64,
         #[serde(default)]
         drop: f64,
+        #[serde(default)]
+        latency_ms: Option<[u64; 2]>,
     },
     /// No more injected faults.
     ClearFaults,
@@ -190,11 +194,21 @@ impl Action {
                 format!("{bot} throttled (emulator answers 429 retry_after {retry_after_s})")
             }
             Action::Unthrottle { bot } => format!("emulator stops throttling {bot}"),
-            Action::Faults { error_5xx, drop } => format!(
-                "faults on: {:.0}% 5xx, {:.0}% dropped connections",
-                error_5xx * 100.0,
-                drop * 100.0
-            ),
+            Action::Faults {
+                error_5xx,
+                drop,
+                latency_ms,
+            } => {
+                let mut text = format!(
+                    "faults on: {:.0}% 5xx, {:.0}% dropped connections",
+                    error_5xx * 100.0,
+                    drop * 100.0
+                );
+                if let Some([min, max]) = latency_ms {
+                    text.push_str(&format!(", answers after {min}-{max} ms"));
+                }
+                text
+            }
             Action::ClearFaults => "faults off".into(),
             Action::EtcdStop => "etcd stopped".into(),
             Action::EtcdStart => "etcd started again".into(),
@@ -371,10 +385,16 @@ impl Scenario {
                         ));
                     }
                 },
-                Action::Faults { error_5xx, drop }
-                    if !((0.0..=1.0).contains(error_5xx) && (0.0..=1.0).contains(drop)) =>
-                {
+                Action::Faults {
+                    error_5xx, drop, ..
+                } if !((0.0..=1.0).contains(error_5xx) && (0.0..=1.0).contains(drop)) => {
                     return bad("faults: probabilities must be in 0..=1".into());
+                }
+                Action::Faults {
+                    latency_ms: Some([min, max]),
+                    ..
+                } if min > max || *max > 60_000 => {
+                    return bad("faults: latency_ms = [MIN, MAX] with MIN <= MAX <= 60000".into());
                 }
                 Action::HotGroup { rate }
                     if !(rate.is_finite() && (0.0..=1_000.0).contains(rate)) =>
