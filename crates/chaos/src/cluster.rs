@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use shardgate_etcd::testing::EtcdServer;
+use shardgate_etcd::testing::{EtcdServer, Proxy};
 use shardgate_mock::{Control, MockConfig, MockServer, test_token};
 use shardgate_proto::v1::gateway_client::GatewayClient;
 use shardgate_proto::v1::{StatusRequest, StatusResponse};
@@ -60,6 +60,9 @@ pub struct LocalCluster {
     /// the operator) when etcd is secured; empty otherwise.
     gateway_etcd_flags: Vec<String>,
     operator_etcd_flags: Vec<String>,
+    /// By instance number: the TCP proxy through which that instance
+    /// reaches etcd (instances a drill partitions).
+    proxies: BTreeMap<usize, Proxy>,
     _dir: tempfile::TempDir,
 }
 
@@ -125,6 +128,7 @@ impl LocalCluster {
         bots: usize,
         gateway_config: &str,
         secure_etcd: bool,
+        partitioned: &[usize],
         logs: &Path,
     ) -> Result<LocalCluster> {
         let mut etcd = if secure_etcd {
@@ -164,13 +168,18 @@ impl LocalCluster {
             shardgate: shardgate.to_owned(),
             gateway_etcd_flags,
             operator_etcd_flags,
+            proxies: BTreeMap::new(),
             _dir: dir,
         };
+        for n in partitioned {
+            let proxy = Proxy::start(cluster.etcd.client_addr()).await;
+            cluster.proxies.insert(*n, proxy);
+        }
         cluster
             .admin(&["import", &bots_file.to_string_lossy()], None)
             .await?;
         for i in 1..=instances {
-            let node = cluster.spawn(&format!("gw-{i}"), &config, logs).await?;
+            let node = cluster.spawn(i, &config, logs).await?;
             cluster.nodes.push(node);
         }
         let settled = tokio::time::timeout(Duration::from_secs(30), async {
@@ -215,14 +224,44 @@ impl LocalCluster {
         Ok(())
     }
 
-    async fn spawn(&self, id: &str, config: &Path, logs: &Path) -> Result<Node> {
+    /// The etcd endpoint instance `n` uses: its proxy's, if it has one.
+    fn etcd_endpoint_of(&self, n: usize) -> String {
+        match self.proxies.get(&n) {
+            Some(proxy) => {
+                let scheme = if self.etcd.secure().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", proxy.addr())
+            }
+            None => self.etcd.endpoint(),
+        }
+    }
+
+    /// Cuts instance `n` off from etcd (`heal` false) or ends that.
+    pub fn partition(&self, n: usize, cut: bool) -> Result<()> {
+        let proxy = self
+            .proxies
+            .get(&n)
+            .with_context(|| format!("gw-{n} has no etcd proxy"))?;
+        if cut {
+            proxy.cut();
+        } else {
+            proxy.heal();
+        }
+        Ok(())
+    }
+
+    async fn spawn(&self, n: usize, config: &Path, logs: &Path) -> Result<Node> {
+        let id = &format!("gw-{n}");
         let log_path = logs.join(format!("{id}.log"));
         let mut log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let mut child = Command::new(&self.shardgate)
             .args(["serve", "--listen", "127.0.0.1:0", "--telegram-api-base"])
             .arg(self.mock.base_url())
-            .args(["--etcd", &self.etcd.endpoint(), "--cluster", CLUSTER])
+            .args(["--etcd", &self.etcd_endpoint_of(n), "--cluster", CLUSTER])
             .args(["--instance-id", id])
             .args(&self.gateway_etcd_flags)
             .arg("--config")

@@ -50,6 +50,7 @@ pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outc
         spec.cluster.bots,
         &spec.cluster.gateway_config,
         spec.cluster.secure_etcd,
+        &spec.partitioned(),
         &logs,
     )
     .await?;
@@ -222,6 +223,8 @@ async fn apply(
             },
         ),
         Action::ClearFaults => c.control.set_faults(None, Faults::default()),
+        Action::Partition { instance } => c.partition(*instance, true)?,
+        Action::Heal { instance } => c.partition(*instance, false)?,
         Action::EtcdStop => c.etcd.stop(),
         Action::EtcdStart => c.etcd.try_restart().await.map_err(|e| anyhow!(e))?,
         Action::Kill { instance, owner_of } => {

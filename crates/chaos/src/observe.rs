@@ -68,6 +68,33 @@ impl Sample {
         })
     }
 
+    /// Every live instance but `node` sees `bots` bots, each owned by a live
+    /// instance other than `node`.
+    pub fn driven_without(&self, node: &str, bots: usize) -> bool {
+        let mut others = self.live_views().filter(|v| v.node != node).peekable();
+        others.peek().is_some()
+            && others.all(|v| {
+                v.bots.as_ref().is_some_and(|b| {
+                    b.len() == bots
+                        && b.iter()
+                            .all(|b| b.owner != node && self.live.contains(&b.owner))
+                })
+            })
+    }
+
+    /// Bot API requests the emulator saw from instance `node` so far (its
+    /// User-Agent ends with `(<node>)`), over every bot.
+    pub fn requests_from(&self, node: &str) -> u64 {
+        let tag = format!("({node})");
+        self.stats
+            .bots
+            .values()
+            .flat_map(|b| &b.user_agents)
+            .filter(|(ua, _)| ua.ends_with(&tag))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Every live instance says it reaches etcd (`Some(true)`), or says it
     /// does not (`Some(false)`).
     pub fn etcd_everywhere(&self, reachable: bool) -> bool {
@@ -136,5 +163,80 @@ pub async fn poll(
             views,
             stats,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(node: &str, owners: &[&str]) -> View {
+        View {
+            node: node.into(),
+            bots: Some(
+                owners
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| BotView {
+                        name: format!("bot-{}", i + 1),
+                        state: "healthy".into(),
+                        owner: (*o).into(),
+                        queue_depth: 0,
+                    })
+                    .collect(),
+            ),
+            members: 3,
+            etcd_reachable: Some(true),
+        }
+    }
+
+    #[test]
+    fn the_others_drive_without_a_node_only_when_none_of_their_views_names_it() {
+        let live = vec!["gw-1".to_owned(), "gw-2".to_owned(), "gw-3".to_owned()];
+        let sample = |views| Sample {
+            at: Duration::ZERO,
+            live: live.clone(),
+            views,
+            stats: Stats::default(),
+        };
+        // gw-1's own stale view does not count; the others' do.
+        let moved = sample(vec![
+            view("gw-1", &["gw-1", "gw-1"]),
+            view("gw-2", &["gw-2", "gw-3"]),
+            view("gw-3", &["gw-2", "gw-3"]),
+        ]);
+        assert!(moved.driven_without("gw-1", 2));
+        let not_yet = sample(vec![
+            view("gw-2", &["gw-1", "gw-3"]),
+            view("gw-3", &["gw-2", "gw-3"]),
+        ]);
+        assert!(!not_yet.driven_without("gw-1", 2));
+        assert!(!sample(vec![view("gw-1", &["gw-2", "gw-3"])]).driven_without("gw-1", 2));
+    }
+
+    #[test]
+    fn requests_are_counted_by_the_instance_in_the_user_agent() {
+        let mut stats = Stats::default();
+        for (bot, ua, n) in [
+            (1, "shardgate/0.1.0 (gw-1)", 3),
+            (2, "shardgate/0.1.0 (gw-1)", 4),
+            (2, "shardgate/0.1.0 (gw-10)", 5),
+            (2, "curl/8", 6),
+        ] {
+            stats
+                .bots
+                .entry(bot)
+                .or_default()
+                .user_agents
+                .insert(ua.into(), n);
+        }
+        let s = Sample {
+            at: Duration::ZERO,
+            live: vec![],
+            views: vec![],
+            stats,
+        };
+        assert_eq!(s.requests_from("gw-1"), 7);
+        assert_eq!(s.requests_from("gw-10"), 5);
     }
 }

@@ -163,6 +163,11 @@ pub enum Action {
     },
     /// `shardgate bot rotate` puts a new token for the bot into etcd.
     Rotate { bot: String },
+    /// Instance `instance` loses etcd (its own TCP proxy to etcd black-holes
+    /// the traffic) but keeps its peers and its callers.
+    Partition { instance: usize },
+    /// The partition of `instance` ends.
+    Heal { instance: usize },
     /// Extra load into one group (`chat_id` -1_000_000_777) at `rate`
     /// messages per second, from several callers, until another
     /// `hot-group` event changes it (0 stops it).
@@ -183,6 +188,8 @@ impl Action {
             Action::Kill { .. } => "kill",
             Action::Rotate { .. } => "rotate",
             Action::HotGroup { .. } => "hot-group",
+            Action::Partition { .. } => "partition",
+            Action::Heal { .. } => "heal",
         }
     }
 
@@ -228,6 +235,10 @@ impl Action {
                 format!("hot group: {rate} msg/s into one group")
             }
             Action::HotGroup { .. } => "hot group stops".into(),
+            Action::Partition { instance } => {
+                format!("gw-{instance} cut off from etcd (peers still reach it)")
+            }
+            Action::Heal { instance } => format!("gw-{instance} reaches etcd again"),
         }
     }
 
@@ -282,10 +293,32 @@ pub struct Criteria {
     pub hot_group_ratio_min: Option<f64>,
     /// `RESOURCE_EXHAUSTED` answers to hot-group sends (the queue bound answered).
     pub queue_bound_answers_min: Option<u64>,
+    /// Bot API requests an instance cut off from etcd made after the others
+    /// drove every bot without it, until its partition ended (one instance
+    /// per bot, judged from the emulator's log of User-Agents).
+    pub partitioned_requests_max: Option<u64>,
     /// Largest queue depth of one bot seen in `Status`.
     pub queue_depth_max: Option<u64>,
     /// p99 latency of delivered background sends while the hot load ran, ms.
     pub background_p99_ms_max: Option<f64>,
+}
+
+impl Scenario {
+    /// The instances a `partition` event cuts off: they reach etcd through a
+    /// proxy of their own.
+    pub fn partitioned(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .events
+            .iter()
+            .filter_map(|e| match e.action {
+                Action::Partition { instance } => Some(instance),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// A scenario resolved for one run.
@@ -395,6 +428,15 @@ impl Scenario {
                     ..
                 } if min > max || *max > 60_000 => {
                     return bad("faults: latency_ms = [MIN, MAX] with MIN <= MAX <= 60000".into());
+                }
+                Action::Partition { instance } | Action::Heal { instance }
+                    if !(1..=c.instances).contains(instance) =>
+                {
+                    return bad(format!(
+                        "{}: instance {instance} is not 1..={}",
+                        e.action.name(),
+                        c.instances
+                    ));
                 }
                 Action::HotGroup { rate }
                     if !(rate.is_finite() && (0.0..=1_000.0).contains(rate)) =>

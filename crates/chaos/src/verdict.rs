@@ -64,6 +64,11 @@ pub struct Figures {
     pub takeover: Vec<Option<Duration>>,
     pub resync: Vec<Option<Duration>>,
     pub old_token_requests: Option<u64>,
+    /// Requests of a partitioned instance after the others took its bots,
+    /// until its partition ended; and its requests before that moment (so a
+    /// 0 is seen to be read off a working count).
+    pub partitioned_requests: Option<u64>,
+    pub partitioned_requests_before: u64,
     pub hot_window: Option<(Duration, Duration)>,
     pub hot_in_window: u64,
     pub hot_allowed: u64,
@@ -197,11 +202,37 @@ impl Figures {
                     let d = self.read_rotation(run, *t, bot);
                     (d, format!("{bot}'s new token delivers"))
                 }
+                Action::Partition { instance } => {
+                    let node = format!("gw-{instance}");
+                    let d = after(*t, &|s| s.driven_without(&node, run.bots));
+                    self.takeover.push(d);
+                    if let Some(d) = d {
+                        self.read_partitioned(run, *t + d, *instance, &node);
+                    }
+                    (d, format!("the others drive every bot without {node}"))
+                }
                 _ => continue,
             };
             if let Some(d) = found {
                 self.moments.push(Moment { at: *t + d, what });
             }
+        }
+    }
+
+    /// Requests from `node` between `from` (the others took its bots) and
+    /// the end of its partition (or of the run).
+    fn read_partitioned(&mut self, run: &Run, from: Duration, instance: usize, node: &str) {
+        let until = run
+            .events
+            .iter()
+            .find(|(t, a)| *t > from && matches!(a, Action::Heal { instance: i } if *i == instance))
+            .map_or(run.duration, |(t, _)| *t);
+        let at = |t: Duration| run.samples.iter().find(|s| s.at >= t);
+        let last_before = run.samples.iter().rev().find(|s| s.at <= until);
+        if let (Some(a), Some(b)) = (at(from), last_before) {
+            let n = b.requests_from(node).saturating_sub(a.requests_from(node));
+            self.partitioned_requests = Some(self.partitioned_requests.map_or(n, |m| m.max(n)));
+            self.partitioned_requests_before = a.requests_from(node);
         }
     }
 
@@ -317,6 +348,21 @@ pub fn checks(c: &Criteria, f: &Figures) -> Vec<Check> {
                 .old_token_requests
                 .map_or("no rotation seen".to_owned(), |n| n.to_string()),
             pass: f.old_token_requests.is_some_and(|n| n <= limit),
+        });
+    }
+    if let Some(limit) = c.partitioned_requests_max {
+        out.push(Check {
+            name: "partitioned_requests_max",
+            wanted: format!("≤ {limit}"),
+            measured: f
+                .partitioned_requests
+                .map_or("no takeover seen".to_owned(), |n| {
+                    format!(
+                        "{n} ({} before the takeover)",
+                        f.partitioned_requests_before
+                    )
+                }),
+            pass: f.partitioned_requests.is_some_and(|n| n <= limit),
         });
     }
     if let Some(min) = c.queue_bound_answers_min {

@@ -412,6 +412,11 @@ impl Proxy {
         format!("http://{}", self.addr)
     }
 
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Black hole: connections stay open but nothing goes through, like a
     /// partition (requests time out, nothing is refused).
     pub fn cut(&self) {
