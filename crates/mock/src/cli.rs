@@ -37,6 +37,9 @@ pub struct MockArgs {
     /// Bot window, milliseconds.
     #[arg(long, env = "SHARDGATE_MOCK_BOT_WINDOW_MS", default_value_t = 1000)]
     pub bot_window_ms: u64,
+    /// Messages per bot window a bot may send with `allow_paid_broadcast` (0: no paid lane).
+    #[arg(long, env = "SHARDGATE_MOCK_PAID_BOT_MAX", default_value_t = 1000)]
+    pub paid_bot_max: u32,
     /// Added latency, `MIN..MAX` milliseconds (uniform) or a fixed `N`.
     #[arg(long, env = "SHARDGATE_MOCK_LATENCY_MS", value_parser = parse_latency, value_name = "MIN..MAX")]
     pub latency_ms: Option<(u64, u64)>,
@@ -78,6 +81,7 @@ impl MockArgs {
             },
             max_deliveries: self.max_deliveries,
             seed: self.seed,
+            paid_bot_max: self.paid_bot_max,
         }
     }
 

@@ -2,7 +2,7 @@
 //! returns to it.
 
 use crate::faults::Faults;
-use crate::limits::Limits;
+use crate::limits::{Limits, PAID_BOT_MAX};
 
 /// How a [`crate::MockServer`] starts (and what `reset` returns to).
 #[derive(Clone, Debug, PartialEq)]
@@ -16,16 +16,20 @@ pub struct MockConfig {
     pub max_deliveries: usize,
     /// Seed for the fault dice; `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Messages per bot window a bot may send with `allow_paid_broadcast` (Telegram: 1000
+    /// per second); 0 turns the paid lane off.
+    pub paid_bot_max: u32,
 }
 
 impl Default for MockConfig {
-    /// Official limits, no faults, a log of one million deliveries.
+    /// Official limits (paid lane 1000/s), no faults, a log of one million deliveries.
     fn default() -> Self {
         MockConfig {
             limits: Some(Limits::official()),
             faults: Faults::default(),
             max_deliveries: 1_000_000,
             seed: None,
+            paid_bot_max: PAID_BOT_MAX,
         }
     }
 }

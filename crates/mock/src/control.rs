@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::MockConfig;
 use crate::faults::Faults;
+use crate::files::FileInfo;
 use crate::limits::Limits;
 use crate::state::{ChatState, Delivery, Engine};
 use crate::stats::Stats;
@@ -45,7 +46,7 @@ impl Control {
         self.engine().revoke(bot_id, false);
     }
 
-    /// Every `sendMessage` of `bot_id` answers 429 with `retry_after_s`, for `for_duration`
+    /// Every rate-limited method of `bot_id` answers 429 with `retry_after_s`, for `for_duration`
     /// (or until [`Control::unthrottle`] when `None`).
     pub fn throttle(&self, bot_id: u64, retry_after_s: u64, for_duration: Option<Duration>) {
         let until = for_duration.map(|d| Instant::now() + d);
@@ -86,6 +87,35 @@ impl Control {
     /// The rate limits in force (`None`: no limits).
     pub fn limits(&self) -> Option<Limits> {
         self.engine().limits()
+    }
+
+    /// Sets how many messages per bot window a bot may send with `allow_paid_broadcast`
+    /// (0: no paid lane); kept until [`Control::reset`].
+    pub fn set_paid_bot_max(&self, paid_bot_max: u32) {
+        self.engine().set_paid_bot_max(paid_bot_max);
+    }
+
+    /// The paid lane's rate, messages per bot window.
+    pub fn paid_bot_max(&self) -> u32 {
+        self.engine().paid_bot_max()
+    }
+
+    /// A delivered message as Telegram's `Message` JSON, edits applied (`None`: never sent,
+    /// deleted, or forgotten).
+    pub fn message(&self, chat_id: i64, message_id: i64) -> Option<serde_json::Value> {
+        self.engine().message(chat_id, message_id)
+    }
+
+    /// An uploaded file's description and its bytes, exactly as received.
+    pub fn file(&self, file_id: &str) -> Option<(FileInfo, Vec<u8>)> {
+        self.engine()
+            .file(file_id)
+            .map(|f| (f.info, f.data.to_vec()))
+    }
+
+    /// Every file held (uploads and URLs), oldest first.
+    pub fn files(&self) -> Vec<FileInfo> {
+        self.engine().files()
     }
 
     /// A snapshot of the counters.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
@@ -36,6 +36,9 @@ pub(crate) fn routes() -> Router<Control> {
         .route("/_mock/chat", post(set_chat))
         .route("/_mock/limits", get(get_limits).post(set_limits))
         .route("/_mock/reset", post(reset))
+        .route("/_mock/message", get(message))
+        .route("/_mock/files", get(files))
+        .route("/_mock/files/{file_id}", get(file))
 }
 
 /// A control request that could not be honoured.
@@ -205,6 +208,7 @@ struct LimitsBody {
     group_window_secs: Option<f64>,
     bot_max: Option<u32>,
     bot_window_ms: Option<u64>,
+    paid_bot_max: Option<u32>,
 }
 
 async fn get_limits(State(c): State<Control>) -> Response {
@@ -221,6 +225,7 @@ async fn get_limits(State(c): State<Control>) -> Response {
             group_window_secs: Some(l.group_window.as_secs_f64()),
             bot_max: Some(l.bot_max),
             bot_window_ms: Some(u64::try_from(l.bot_window.as_millis()).unwrap_or(u64::MAX)),
+            paid_bot_max: Some(c.paid_bot_max()),
         },
     };
     axum::Json(body).into_response()
@@ -228,6 +233,9 @@ async fn get_limits(State(c): State<Control>) -> Response {
 
 async fn set_limits(State(c): State<Control>, body: Bytes) -> Result<Response, Bad> {
     let b: LimitsBody = parse(&body)?;
+    if let Some(paid) = b.paid_bot_max {
+        c.set_paid_bot_max(paid);
+    }
     if b.enabled == Some(false) {
         c.set_limits(None);
         return Ok(done());
@@ -259,4 +267,44 @@ async fn set_limits(State(c): State<Control>, body: Bytes) -> Result<Response, B
 async fn reset(State(c): State<Control>) -> Response {
     c.reset();
     done()
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageQuery {
+    chat_id: i64,
+    message_id: i64,
+}
+
+async fn message(State(c): State<Control>, Query(q): Query<MessageQuery>) -> Response {
+    match c.message(q.chat_id, q.message_id) {
+        Some(m) => axum::Json(m).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"ok": false, "error": "no such message"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn files(State(c): State<Control>) -> Response {
+    axum::Json(c.files()).into_response()
+}
+
+/// The bytes of an uploaded file, exactly as received; its SHA-256 in `x-sha256`.
+async fn file(State(c): State<Control>, Path(file_id): Path<String>) -> Response {
+    match c.file(&file_id) {
+        Some((info, data)) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (header::HeaderName::from_static("x-sha256"), info.sha256),
+            ],
+            data,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"ok": false, "error": "no such file"})),
+        )
+            .into_response(),
+    }
 }

@@ -2,7 +2,8 @@
 //! assembly of the router with the `/_mock/` control endpoints.
 //!
 //! Parameters are parsed and validated before the state lock is taken; the arrival time is
-//! read just before. An injected drop is signalled to the connection layer by a
+//! read just before. Bodies are limited to [`MAX_BODY`] bytes (a bigger one is answered 413
+//! "Request Entity Too Large", as Telegram answers a file over 50 MB). An injected drop is signalled to the connection layer by a
 //! [`DropConnection`] marker in the response extensions (see `server.rs`), so the client
 //! gets no answer at all.
 
@@ -10,15 +11,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::control::Control;
 use crate::control_http;
+use crate::methods::{self, Call};
 use crate::params::Params;
 use crate::reply::{ApiError, Reply};
-use crate::state::{Call, Decision};
+use crate::state::Decision;
+
+/// Largest request body read: one file at Telegram's 50 MB limit and its parameters.
+pub(crate) const MAX_BODY: usize = (shardgate_botapi::MAX_FILE_BYTES as usize) + (4 << 20);
 
 /// Response extension telling the connection layer to close the connection unanswered.
 #[derive(Clone, Copy, Debug)]
@@ -26,7 +32,10 @@ pub(crate) struct DropConnection;
 
 /// The whole emulator as an axum router.
 pub(crate) fn router(control: Control) -> Router {
-    control_http::routes().fallback(bot_api).with_state(control)
+    control_http::routes()
+        .fallback(bot_api)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(control)
 }
 
 /// Splits `/bot<token>/<method>` into its token and method.
@@ -39,32 +48,34 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses and validates the call (outside the lock).
-fn call_of(method: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Call {
-    if method.eq_ignore_ascii_case("sendMessage") {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        let send = Params::collect(uri.query(), content_type, body)
-            .map_err(|_| ApiError::bad_request("Bad Request: can't parse request body"))
-            .and_then(|p| p.send_message());
-        Call::SendMessage(send)
-    } else if method.eq_ignore_ascii_case("getMe") {
-        Call::GetMe
-    } else {
-        Call::Unknown
-    }
+async fn call_of(
+    method: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Call {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let params = match body {
+        Ok(body) => Params::collect(uri.query(), content_type, body)
+            .await
+            .map_err(|_| ApiError::bad_request("Bad Request: can't parse request body")),
+        Err(_) => Err(ApiError::too_large()),
+    };
+    methods::parse(method, params)
 }
 
 async fn bot_api(
     State(control): State<Control>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Some((token, method)) = split_path(uri.path()) else {
         return Reply::Error(ApiError::not_found()).into_response();
     };
-    let call = call_of(method, &uri, &headers, &body);
+    let call = call_of(method, &uri, &headers, body).await;
     let arrival = Instant::now();
     let wall_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -109,17 +120,17 @@ mod tests {
         assert_eq!(split_path("/favicon.ico"), None);
     }
 
-    #[test]
-    fn methods_are_case_insensitive() {
+    #[tokio::test]
+    async fn methods_are_case_insensitive() {
         let uri: Uri = "/x?chat_id=1&text=a".parse().unwrap_or_default();
         let h = HeaderMap::new();
-        assert!(matches!(
-            call_of("sendmessage", &uri, &h, b""),
-            Call::SendMessage(Ok(_))
-        ));
-        assert_eq!(call_of("GETME", &uri, &h, b""), Call::GetMe);
-        assert_eq!(call_of("sendPhoto", &uri, &h, b""), Call::Unknown);
-        let bad = call_of("sendMessage", &uri, &h, b"{oops");
-        assert!(matches!(bad, Call::SendMessage(Err(e)) if e.error_code == 400));
+        let call = |m: &'static str, body: &'static [u8]| {
+            call_of(m, &uri, &h, Ok(Bytes::from_static(body)))
+        };
+        assert!(matches!(call("sendmessage", b"").await, Call::Api(Ok(_))));
+        assert_eq!(call("GETME", b"").await, Call::GetMe);
+        assert_eq!(call("sendSticker", b"").await, Call::Unknown);
+        let bad = call("sendMessage", b"{oops").await;
+        assert!(matches!(bad, Call::Api(Err(e)) if e.error_code == 400));
     }
 }

@@ -1,16 +1,20 @@
 //! Telegram's flood limits, as the emulator enforces them.
 //!
-//! Three limits are checked for every `sendMessage`, all keyed by the numeric bot id and all
-//! evaluated at the request's arrival time, which the caller passes in (so tests can use
-//! explicit times):
+//! Three limits are checked for every message (a send, an album item, a copy, an edit or a
+//! delete), all keyed by the numeric bot id and all evaluated at the request's arrival time,
+//! which the caller passes in (so tests can use explicit times):
 //! - per (bot, chat): a token bucket of `chat_burst` tokens refilled at `chat_rate_per_s`,
 //!   kept as a single "theoretical arrival time" (GCRA), 8 bytes per chat;
 //! - per (bot, group) for `chat_id < 0`: at most `group_max` in any `group_window`;
-//! - per bot: at most `bot_max` in any `bot_window`.
+//! - per bot: at most `bot_max` in any `bot_window`, or, for messages sent with
+//!   `allow_paid_broadcast`, at most `paid_bot_max` (1000 by default) in any `bot_window`.
 //!
-//! The windows keep the arrival times of the last `max` accepted requests in a ring, so the
-//! check is O(1). A rejected request consumes nothing. Idle entries are pruned now and then,
-//! so memory follows the number of recently active chats.
+//! A request of n messages (an album, a copy of many) is all or none: a limit of capacity C
+//! needs room for min(n, C) and is charged all n, so a bucket may go into debt and the chat's
+//! next message waits until it is paid (a window holds n slots). The windows keep the arrival
+//! times of the last `max` accepted messages in a ring, so the check is O(1) per message. A
+//! rejected request consumes nothing. Idle entries are pruned now and then, so memory follows
+//! the number of recently active chats.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -95,19 +99,29 @@ struct Window {
 }
 
 impl Window {
-    /// Nanoseconds until one more request fits, 0 if it fits now.
-    fn wait(&self, now: u64, max: usize, window: u64) -> u64 {
-        if self.times.len() < max {
+    /// Nanoseconds until `k` more messages fit (`1 <= k <= max`), 0 if they fit now: all but
+    /// the newest `max - k` recorded times must have left the window.
+    fn wait(&self, now: u64, max: usize, window: u64, k: usize) -> u64 {
+        let keep = max.saturating_sub(k);
+        if self.times.len() <= keep {
             return 0;
         }
-        match self.times.front() {
-            Some(&oldest) => (oldest + window).saturating_sub(now),
+        match self.times.get(self.times.len() - keep - 1) {
+            Some(&t) => (t + window).saturating_sub(now),
             None => 0,
         }
     }
 
-    fn record(&mut self, now: u64, max: usize) {
-        self.times.push_back(now);
+    /// Free slots now (`max` minus the times still inside the window).
+    fn room(&self, now: u64, max: usize, window: u64) -> usize {
+        let expired = self.times.partition_point(|&t| t + window <= now);
+        max.saturating_sub(self.times.len() - expired)
+    }
+
+    fn record(&mut self, now: u64, max: usize, n: usize) {
+        for _ in 0..n.min(max) {
+            self.times.push_back(now);
+        }
         while self.times.len() > max {
             self.times.pop_front();
         }
@@ -116,6 +130,16 @@ impl Window {
     fn idle(&self, now: u64, window: u64) -> bool {
         self.times.back().is_none_or(|&last| last + window <= now)
     }
+}
+
+/// Messages per `bot_window` a bot may send with `allow_paid_broadcast` (Telegram: 1000/s).
+pub const PAID_BOT_MAX: u32 = 1000;
+
+/// What an accepted request cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Messages that went over the bot's free rate on the paid lane (each costs Stars).
+    pub paid: u32,
 }
 
 /// Limit bookkeeping for every bot, chat and group. Not thread-safe by itself: the emulator
@@ -131,6 +155,9 @@ pub struct Limiter {
     chats: FastMap<(u64, i64), u64>,
     groups: FastMap<(u64, i64), Window>,
     bots: FastMap<u64, Window>,
+    /// Every message of a bot, against the paid lane's `paid_max`.
+    paid: FastMap<u64, Window>,
+    paid_max: u32,
     since_prune: usize,
     /// Accepted requests between prunes: grows with the number of live entries, so pruning
     /// stays amortised O(1) per request.
@@ -162,6 +189,8 @@ impl Limiter {
             chats: FastMap::default(),
             groups: FastMap::default(),
             bots: FastMap::default(),
+            paid: FastMap::default(),
+            paid_max: PAID_BOT_MAX,
             since_prune: 0,
             prune_every: PRUNE_EVERY,
         }
@@ -172,16 +201,46 @@ impl Limiter {
         &self.limits
     }
 
-    /// Checks one `sendMessage` from `bot_id` to `chat_id` arriving at `now`. On success the
-    /// request is counted against every limit; on rejection nothing is counted.
+    /// The same limiter with another paid-lane rate (messages per `bot_window`; 0 turns the
+    /// paid lane off, so paid messages meet the free rate).
+    pub fn with_paid_bot_max(mut self, paid_max: u32) -> Self {
+        self.paid_max = paid_max;
+        self
+    }
+
+    /// The paid lane's rate, messages per `bot_window`.
+    pub fn paid_bot_max(&self) -> u32 {
+        self.paid_max
+    }
+
+    /// Checks one message from `bot_id` to `chat_id` arriving at `now`. On success the
+    /// message is counted against every limit; on rejection nothing is counted.
     pub fn check(&mut self, bot_id: u64, chat_id: i64, now: Instant) -> Result<(), RateLimited> {
+        self.check_many(bot_id, chat_id, 1, false, now).map(|_| ())
+    }
+
+    /// Checks a request of `n` messages (at least 1) from `bot_id` to `chat_id` arriving at
+    /// `now`, all or none; `paid`: sent with `allow_paid_broadcast`, so the bot's rate is
+    /// the paid lane's once the free rate is used up.
+    pub fn check_many(
+        &mut self,
+        bot_id: u64,
+        chat_id: i64,
+        n: u32,
+        paid: bool,
+        now: Instant,
+    ) -> Result<Admitted, RateLimited> {
         let now = self.nanos(now);
+        let n = n.max(1);
         let group_max = self.limits.group_max as usize;
         let group_window = nanos_of(self.limits.group_window);
         let bot_max = self.limits.bot_max as usize;
         let bot_window = nanos_of(self.limits.bot_window);
+        let paid_max = self.paid_max as usize;
         let group_on = chat_id < 0 && group_max > 0 && group_window > 0;
         let bot_on = bot_max > 0 && bot_window > 0;
+        let paid_on = paid && bot_on && paid_max > bot_max;
+        let count = n as usize;
 
         let mut worst: Option<(Scope, u64)> = None;
         let mut consider = |scope: Scope, wait: u64| {
@@ -189,18 +248,38 @@ impl Limiter {
                 worst = Some((scope, wait));
             }
         };
-        if let Some((_, tolerance)) = self.chat {
+        if let Some((interval, tolerance)) = self.chat {
+            // Room for min(n, burst): the k-th message must conform.
+            let k = u64::from(n.min(self.limits.chat_burst)).max(1);
             let tat = self.chats.get(&(bot_id, chat_id)).copied().unwrap_or(0);
+            let last = tat.max(now) + (k - 1) * interval;
             consider(
                 Scope::Chat,
-                tat.saturating_sub(tolerance).saturating_sub(now),
+                last.saturating_sub(tolerance).saturating_sub(now),
             );
         }
         if group_on && let Some(w) = self.groups.get(&(bot_id, chat_id)) {
-            consider(Scope::Group, w.wait(now, group_max, group_window));
+            consider(
+                Scope::Group,
+                w.wait(now, group_max, group_window, count.min(group_max)),
+            );
         }
-        if bot_on && let Some(w) = self.bots.get(&bot_id) {
-            consider(Scope::Bot, w.wait(now, bot_max, bot_window));
+        let free_room = match self.bots.get(&bot_id) {
+            Some(w) if bot_on => w.room(now, bot_max, bot_window),
+            _ => bot_max,
+        };
+        if paid_on {
+            if let Some(w) = self.paid.get(&bot_id) {
+                consider(
+                    Scope::Bot,
+                    w.wait(now, paid_max, bot_window, count.min(paid_max)),
+                );
+            }
+        } else if bot_on && let Some(w) = self.bots.get(&bot_id) {
+            consider(
+                Scope::Bot,
+                w.wait(now, bot_max, bot_window, count.min(bot_max)),
+            );
         }
         if let Some((scope, wait)) = worst {
             return Err(RateLimited {
@@ -211,22 +290,35 @@ impl Limiter {
 
         if let Some((interval, _)) = self.chat {
             let tat = self.chats.entry((bot_id, chat_id)).or_insert(0);
-            *tat = (*tat).max(now) + interval;
+            *tat = (*tat).max(now) + u64::from(n) * interval;
         }
         if group_on {
             self.groups
                 .entry((bot_id, chat_id))
                 .or_default()
-                .record(now, group_max);
+                .record(now, group_max, count);
         }
+        let mut admitted = Admitted::default();
         if bot_on {
-            self.bots.entry(bot_id).or_default().record(now, bot_max);
+            self.bots
+                .entry(bot_id)
+                .or_default()
+                .record(now, bot_max, count);
+            if paid_max > bot_max {
+                self.paid
+                    .entry(bot_id)
+                    .or_default()
+                    .record(now, paid_max, count);
+            }
+            if paid_on {
+                admitted.paid = u32::try_from(count.saturating_sub(free_room)).unwrap_or(u32::MAX);
+            }
         }
-        self.since_prune += 1;
+        self.since_prune += count;
         if self.since_prune >= self.prune_every {
             self.prune(now, group_window, bot_window);
         }
-        Ok(())
+        Ok(admitted)
     }
 
     /// Number of (bot, chat) and (bot, group) entries currently held (for tests and stats).
@@ -240,6 +332,7 @@ impl Limiter {
         self.chats.retain(|_, tat| *tat > now);
         self.groups.retain(|_, w| !w.idle(now, group_window));
         self.bots.retain(|_, w| !w.idle(now, bot_window));
+        self.paid.retain(|_, w| !w.idle(now, bot_window));
         self.prune_every = PRUNE_EVERY.max(self.chats.len() + self.groups.len());
     }
 
@@ -285,177 +378,5 @@ fn nanos_of(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(t0: Instant, ms: u64) -> Instant {
-        t0 + Duration::from_millis(ms)
-    }
-
-    #[test]
-    fn chat_bucket_allows_burst_then_refills() {
-        let t0 = Instant::now();
-        let mut l = Limiter::new(Limits::official(), t0);
-        for _ in 0..3 {
-            assert_eq!(l.check(1, 10, t0), Ok(()));
-        }
-        let err = l.check(1, 10, t0).unwrap_err();
-        assert_eq!(err.scope, Scope::Chat);
-        assert_eq!(err.wait, Duration::from_secs(1));
-        assert_eq!(err.retry_after(), 1);
-        // Rejections consume nothing: still one token after 1 s.
-        assert!(l.check(1, 10, ms(t0, 999)).is_err());
-        assert_eq!(l.check(1, 10, ms(t0, 1000)), Ok(()));
-        assert!(l.check(1, 10, ms(t0, 1500)).is_err());
-        assert_eq!(l.check(1, 10, ms(t0, 2000)), Ok(()));
-        // Another chat and another bot have their own buckets.
-        assert_eq!(l.check(1, 11, ms(t0, 2000)), Ok(()));
-        assert_eq!(l.check(2, 10, ms(t0, 2000)), Ok(()));
-        // After a long pause the bucket is full again, but no fuller than the burst.
-        for _ in 0..3 {
-            assert_eq!(l.check(1, 10, ms(t0, 60_000)), Ok(()));
-        }
-        assert!(l.check(1, 10, ms(t0, 60_000)).is_err());
-    }
-
-    #[test]
-    fn retry_after_rounds_up_with_minimum_one() {
-        let r = |ms| {
-            RateLimited {
-                scope: Scope::Chat,
-                wait: Duration::from_millis(ms),
-            }
-            .retry_after()
-        };
-        assert_eq!(r(1), 1);
-        assert_eq!(r(0), 1);
-        assert_eq!(r(1000), 1);
-        assert_eq!(r(1001), 2);
-        assert_eq!(r(59_500), 60);
-    }
-
-    #[test]
-    fn slow_chat_rate_gives_long_retry_after() {
-        let t0 = Instant::now();
-        let limits = Limits {
-            chat_burst: 1,
-            chat_rate_per_s: 0.25,
-            ..Limits::official()
-        };
-        let mut l = Limiter::new(limits, t0);
-        assert_eq!(l.check(1, 5, t0), Ok(()));
-        let err = l.check(1, 5, ms(t0, 500)).unwrap_err();
-        assert_eq!(err.wait, Duration::from_millis(3500));
-        assert_eq!(err.retry_after(), 4);
-    }
-
-    #[test]
-    fn group_window_is_sliding() {
-        let t0 = Instant::now();
-        let limits = Limits {
-            chat_burst: 0, // per-chat bucket off, to isolate the group window
-            ..Limits::official()
-        };
-        let mut l = Limiter::new(limits, t0);
-        for i in 0..20 {
-            assert_eq!(l.check(1, -100, ms(t0, i * 1000)), Ok(()), "msg {i}");
-        }
-        let err = l.check(1, -100, ms(t0, 30_000)).unwrap_err();
-        assert_eq!(err.scope, Scope::Group);
-        assert_eq!(err.wait, Duration::from_secs(30));
-        assert_eq!(err.retry_after(), 30);
-        // The first message leaves the window at exactly 60 s.
-        assert!(l.check(1, -100, ms(t0, 59_999)).is_err());
-        assert_eq!(l.check(1, -100, ms(t0, 60_000)), Ok(()));
-        assert!(l.check(1, -100, ms(t0, 60_500)).is_err());
-        assert_eq!(l.check(1, -100, ms(t0, 61_000)), Ok(()));
-        // Positive chats are not groups; another bot has its own window.
-        assert_eq!(l.check(2, -100, ms(t0, 61_000)), Ok(()));
-    }
-
-    #[test]
-    fn bot_window_counts_every_chat() {
-        let t0 = Instant::now();
-        let mut l = Limiter::new(Limits::official(), t0);
-        for chat in 0..30 {
-            assert_eq!(l.check(7, chat + 1, ms(t0, 100)), Ok(()));
-        }
-        let err = l.check(7, 1000, ms(t0, 600)).unwrap_err();
-        assert_eq!(err.scope, Scope::Bot);
-        assert_eq!(err.wait, Duration::from_millis(500));
-        assert_eq!(err.retry_after(), 1);
-        assert_eq!(l.check(8, 1000, ms(t0, 600)), Ok(()));
-        assert_eq!(l.check(7, 1000, ms(t0, 1100)), Ok(()));
-    }
-
-    #[test]
-    fn longest_wait_decides_scope() {
-        let t0 = Instant::now();
-        let mut l = Limiter::new(Limits::official(), t0);
-        // Fill the group window slowly, then the chat bucket is fine but the group is not.
-        for i in 0..20 {
-            assert_eq!(l.check(1, -5, ms(t0, i * 2000)), Ok(()));
-        }
-        for _ in 0..3 {
-            assert_eq!(l.check(1, -6, ms(t0, 40_000)), Ok(()));
-        }
-        let err = l.check(1, -5, ms(t0, 40_000)).unwrap_err();
-        assert_eq!((err.scope, err.retry_after()), (Scope::Group, 20));
-        let err = l.check(1, -6, ms(t0, 40_000)).unwrap_err();
-        assert_eq!((err.scope, err.retry_after()), (Scope::Chat, 1));
-    }
-
-    #[test]
-    fn disabled_limits_never_reject() {
-        let t0 = Instant::now();
-        let limits = Limits {
-            chat_burst: 0,
-            chat_rate_per_s: 1.0,
-            group_max: 0,
-            group_window: Duration::from_secs(60),
-            bot_max: 0,
-            bot_window: Duration::from_secs(1),
-        };
-        let mut l = Limiter::new(limits, t0);
-        for _ in 0..1000 {
-            assert_eq!(l.check(1, -1, t0), Ok(()));
-        }
-        assert_eq!(l.tracked(), (0, 0));
-    }
-
-    #[test]
-    fn times_never_run_backwards() {
-        let t0 = Instant::now();
-        let mut l = Limiter::new(Limits::official(), t0);
-        for _ in 0..3 {
-            assert_eq!(l.check(1, 1, ms(t0, 5000)), Ok(()));
-        }
-        // An earlier arrival processed later counts as "now", not as the past.
-        assert!(l.check(1, 1, ms(t0, 1000)).is_err());
-    }
-
-    #[test]
-    fn idle_entries_are_pruned() {
-        let t0 = Instant::now();
-        let limits = Limits {
-            bot_max: 0,
-            ..Limits::official()
-        };
-        let mut l = Limiter::new(limits, t0);
-        for chat in 1..=10 {
-            assert_eq!(l.check(1, -chat, t0), Ok(()));
-        }
-        assert_eq!(l.tracked(), (10, 10));
-        for chat in 1..PRUNE_EVERY as i64 - 10 {
-            assert_eq!(l.check(1, chat, t0), Ok(()));
-        }
-        assert!(l.tracked().0 > 60_000);
-        // An hour later, enough further requests trigger a prune of every idle entry.
-        let later = t0 + Duration::from_secs(3600);
-        for chat in 0..20 {
-            assert_eq!(l.check(2, chat + 1, later), Ok(()));
-        }
-        assert!(l.tracked().0 <= 20, "{:?}", l.tracked());
-        assert_eq!(l.tracked().1, 0);
-    }
-}
+#[path = "limits_tests.rs"]
+mod tests;

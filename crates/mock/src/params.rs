@@ -1,35 +1,33 @@
 //! Request parameters, collected the way the Bot API accepts them (query string, JSON body,
-//! `application/x-www-form-urlencoded` body, or `multipart/form-data`), and the validation of
-//! `sendMessage`'s parameters.
+//! `application/x-www-form-urlencoded` body, or `multipart/form-data` parsed with `multer`),
+//! and the uploads a multipart body carries.
 //!
-//! Unknown parameters are ignored. Body values override query values of the same name.
+//! A multipart part with a file name is an upload (kept byte-exact, named by its field);
+//! any other part is a parameter whose value is its text. Unknown parameters are kept (the
+//! method decides what it reads). Body values override query values of the same name.
 
-use std::collections::HashMap;
-
+use axum::body::Bytes;
 use serde_json::Value;
+use shardgate_botapi::Params as Values;
 
-use crate::reply::ApiError;
-
-/// Longest text accepted, in characters.
-pub(crate) const MAX_TEXT_CHARS: usize = 4096;
-
-/// All parameters of one request, by name.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Params(HashMap<String, Value>);
-
-/// Where a message goes: a numeric chat id, or something else (an `@username` or garbage)
-/// that the emulator treats as an unknown chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    Id(i64),
-    Unknown,
+/// One uploaded file of a multipart body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FilePart {
+    /// The form field's name (a file parameter like `photo`, or an `attach://` name).
+    pub field: String,
+    /// The file name the client gave.
+    pub filename: String,
+    /// The part's content type, if any.
+    pub content_type: Option<String>,
+    /// The bytes, exactly as received.
+    pub data: Bytes,
 }
 
-/// A validated `sendMessage`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SendMessage {
-    pub chat: Target,
-    pub text: String,
+/// All parameters of one request, by name, and its uploads.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Params {
+    pub values: Values,
+    pub files: Vec<FilePart>,
 }
 
 /// A body the emulator could not read as the content type it claims.
@@ -39,10 +37,10 @@ pub(crate) struct BadBody;
 impl Params {
     /// Collects the parameters of a request. A body that does not parse is reported as
     /// `Err` (the caller turns it into a 400 at the validation step).
-    pub fn collect(
+    pub async fn collect(
         query: Option<&str>,
         content_type: Option<&str>,
-        body: &[u8],
+        body: Bytes,
     ) -> Result<Params, BadBody> {
         let mut params = Params::default();
         if let Some(q) = query {
@@ -53,24 +51,33 @@ impl Params {
         }
         let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
         if ct.starts_with("application/json") {
-            params.add_json(body)?;
+            params.add_json(&body)?;
         } else if ct.starts_with("application/x-www-form-urlencoded") {
-            params.add_urlencoded(body)?;
+            params.add_urlencoded(&body)?;
         } else if ct.starts_with("multipart/form-data") {
-            let boundary = boundary(&ct, content_type.unwrap_or("")).ok_or(BadBody)?;
-            params.add_multipart(body, &boundary)?;
+            let boundary =
+                multer::parse_boundary(content_type.unwrap_or("")).map_err(|_| BadBody)?;
+            params.add_multipart(body, boundary).await?;
         } else if body.first() == Some(&b'{') {
-            params.add_json(body)?;
+            params.add_json(&body)?;
         } else {
-            params.add_urlencoded(body)?;
+            params.add_urlencoded(&body)?;
         }
         Ok(params)
+    }
+
+    /// Parameters only, from a query string (tests).
+    #[cfg(test)]
+    pub fn from_query(query: &str) -> Params {
+        let mut params = Params::default();
+        let _ = params.add_urlencoded(query.as_bytes());
+        params
     }
 
     fn add_json(&mut self, body: &[u8]) -> Result<(), BadBody> {
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => {
-                self.0.extend(map);
+                self.values.extend(map);
                 Ok(())
             }
             _ => Err(BadBody),
@@ -80,262 +87,163 @@ impl Params {
     fn add_urlencoded(&mut self, raw: &[u8]) -> Result<(), BadBody> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_bytes(raw).map_err(|_| BadBody)?;
-        self.0
+        self.values
             .extend(pairs.into_iter().map(|(k, v)| (k, Value::String(v))));
         Ok(())
     }
 
-    fn add_multipart(&mut self, body: &[u8], boundary: &str) -> Result<(), BadBody> {
-        let delimiter = format!("--{boundary}");
-        let mut rest = body;
-        // Skip the preamble up to the first delimiter.
-        let start = find(rest, delimiter.as_bytes()).ok_or(BadBody)?;
-        rest = &rest[start + delimiter.len()..];
-        loop {
-            if rest.starts_with(b"--") {
-                return Ok(());
-            }
-            rest = rest.strip_prefix(b"\r\n").ok_or(BadBody)?;
-            let end = find(rest, delimiter.as_bytes()).ok_or(BadBody)?;
-            let part = &rest[..end];
-            rest = &rest[end + delimiter.len()..];
-            let part = part.strip_suffix(b"\r\n").unwrap_or(part);
-            let split = find(part, b"\r\n\r\n").ok_or(BadBody)?;
-            let headers = String::from_utf8_lossy(&part[..split]);
-            let value = &part[split + 4..];
-            if let Some(name) = part_name(&headers) {
-                let value = String::from_utf8(value.to_vec()).map_err(|_| BadBody)?;
-                self.0.insert(name, Value::String(value));
-            }
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-
-    /// Validates `sendMessage` in Telegram's order: chat_id, text, length, parse_mode.
-    pub fn send_message(&self) -> Result<SendMessage, ApiError> {
-        let chat = match self.get("chat_id") {
-            None => return Err(ApiError::bad_request("Bad Request: chat_id is empty")),
-            Some(Value::Number(n)) => n.as_i64().map_or(Target::Unknown, Target::Id),
-            Some(Value::String(s)) => {
-                let s = s.trim();
-                if s.is_empty() {
-                    return Err(ApiError::bad_request("Bad Request: chat_id is empty"));
+    async fn add_multipart(&mut self, body: Bytes, boundary: String) -> Result<(), BadBody> {
+        let stream = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        while let Some(field) = multipart.next_field().await.map_err(|_| BadBody)? {
+            let Some(name) = field.name().map(str::to_owned) else {
+                continue;
+            };
+            let filename = field.file_name().map(str::to_owned);
+            let content_type = field.content_type().map(|m| m.to_string());
+            let data = field.bytes().await.map_err(|_| BadBody)?;
+            match filename {
+                Some(filename) => {
+                    self.files.retain(|f| f.field != name);
+                    self.files.push(FilePart {
+                        field: name,
+                        filename,
+                        content_type,
+                        data,
+                    });
                 }
-                s.parse().map_or(Target::Unknown, Target::Id)
+                None => {
+                    let value = String::from_utf8(data.to_vec()).map_err(|_| BadBody)?;
+                    self.values.insert(name, Value::String(value));
+                }
             }
-            Some(_) => Target::Unknown,
-        };
-        let text = match self.get("text") {
-            None => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        };
-        if text.trim().is_empty() {
-            return Err(ApiError::bad_request("Bad Request: message text is empty"));
         }
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(ApiError::bad_request("Bad Request: message is too long"));
-        }
-        let parse_mode = match self.get("parse_mode") {
-            None => "",
-            Some(Value::String(s)) => s.as_str(),
-            Some(_) => "?",
-        };
-        let known = ["", "html", "markdown", "markdownv2"];
-        if !known.contains(&parse_mode.to_ascii_lowercase().as_str()) {
-            return Err(ApiError::bad_request("Bad Request: unsupported parse_mode"));
-        }
-        Ok(SendMessage { chat, text })
+        Ok(())
     }
-}
 
-/// The multipart boundary, taken from the original (case-preserving) content type.
-fn boundary(lower: &str, original: &str) -> Option<String> {
-    let at = lower.find("boundary=")?;
-    let raw = original.get(at + "boundary=".len()..)?;
-    let raw = raw.split(';').next()?.trim().trim_matches('"');
-    (!raw.is_empty()).then(|| raw.to_owned())
-}
+    /// A parameter, treating JSON `null` as absent.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).filter(|v| !v.is_null())
+    }
 
-/// The `name="..."` of a part's Content-Disposition header.
-fn part_name(headers: &str) -> Option<String> {
-    headers
-        .split("\r\n")
-        .find(|h| h.to_ascii_lowercase().starts_with("content-disposition:"))
-        .and_then(|h| {
-            let at = h.find("name=\"")?;
-            let rest = &h[at + 6..];
-            let end = rest.find('"')?;
-            Some(rest[..end].to_owned())
-        })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    /// The upload sent in the form field `name`.
+    pub fn file(&self, name: &str) -> Option<&FilePart> {
+        self.files.iter().find(|f| f.field == name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn send(query: Option<&str>, ct: Option<&str>, body: &str) -> Result<SendMessage, ApiError> {
-        Params::collect(query, ct, body.as_bytes())
-            .map_err(|_| ApiError::bad_request("bad body"))?
-            .send_message()
+    async fn collect(query: Option<&str>, ct: Option<&str>, body: &str) -> Result<Params, BadBody> {
+        Params::collect(query, ct, Bytes::copy_from_slice(body.as_bytes())).await
     }
 
-    fn ok(chat: i64, text: &str) -> Result<SendMessage, ApiError> {
-        Ok(SendMessage {
-            chat: Target::Id(chat),
-            text: text.into(),
-        })
+    fn values(p: &Params) -> Vec<(String, String)> {
+        p.values
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+            .collect()
     }
 
-    fn bad(description: &'static str) -> Result<SendMessage, ApiError> {
-        Err(ApiError::bad_request(description))
-    }
-
-    #[test]
-    fn reads_query_json_and_form() {
+    #[tokio::test]
+    async fn reads_query_json_and_form() {
+        let p = collect(Some("chat_id=5&text=hi%20there"), None, "")
+            .await
+            .unwrap_or_default();
+        assert_eq!(p.get("text").and_then(Value::as_str), Some("hi there"));
+        let p = collect(
+            None,
+            Some("application/json; charset=utf-8"),
+            r#"{"chat_id":-100,"text":"x","foo":[1]}"#,
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(p.get("chat_id"), Some(&Value::from(-100)));
+        assert_eq!(p.get("foo"), Some(&serde_json::json!([1])));
+        let p = collect(
+            None,
+            Some("application/x-www-form-urlencoded"),
+            "chat_id=-7&text=a%2Bb",
+        )
+        .await
+        .unwrap_or_default();
         assert_eq!(
-            send(Some("chat_id=5&text=hi%20there"), None, ""),
-            ok(5, "hi there")
-        );
-        assert_eq!(
-            send(
-                None,
-                Some("application/json"),
-                r#"{"chat_id":-100,"text":"x","foo":[1]}"#
-            ),
-            ok(-100, "x")
-        );
-        assert_eq!(
-            send(
-                None,
-                Some("application/json; charset=utf-8"),
-                r#"{"chat_id":"42","text":"y"}"#
-            ),
-            ok(42, "y")
-        );
-        assert_eq!(
-            send(
-                None,
-                Some("application/x-www-form-urlencoded"),
-                "chat_id=-7&text=a%2Bb&z=1"
-            ),
-            ok(-7, "a+b")
+            values(&p),
+            vec![
+                ("chat_id".into(), "-7".into()),
+                ("text".into(), "a+b".into())
+            ]
         );
         // Body overrides query.
-        assert_eq!(
-            send(
-                Some("chat_id=1&text=q"),
-                Some("application/json"),
-                r#"{"text":"b"}"#
-            ),
-            ok(1, "b")
-        );
+        let p = collect(
+            Some("chat_id=1&text=q"),
+            Some("application/json"),
+            r#"{"text":"b"}"#,
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(p.get("text").and_then(Value::as_str), Some("b"));
+        assert_eq!(p.get("chat_id").and_then(Value::as_str), Some("1"));
     }
 
-    #[test]
-    fn reads_multipart() {
+    #[tokio::test]
+    async fn multipart_keeps_values_and_files_apart() {
         let body = "--XyZ\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n77\r\n\
                     --XyZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nline1\r\nline2\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"a.jpg\"\r\n\
+                    Content-Type: image/jpeg\r\n\r\n\x01\x02\r\n\x03\r\n\
                     --XyZ--\r\n";
+        let p = collect(None, Some("multipart/form-data; boundary=XyZ"), body)
+            .await
+            .unwrap_or_default();
+        assert_eq!(p.get("chat_id").and_then(Value::as_str), Some("77"));
         assert_eq!(
-            send(None, Some("multipart/form-data; boundary=XyZ"), body),
-            ok(77, "line1\r\nline2")
+            p.get("text").and_then(Value::as_str),
+            Some("line1\r\nline2")
         );
+        let photo = p.file("photo").cloned();
+        assert_eq!(photo.as_ref().map(|f| f.filename.as_str()), Some("a.jpg"));
+        assert_eq!(
+            photo.as_ref().and_then(|f| f.content_type.as_deref()),
+            Some("image/jpeg")
+        );
+        assert_eq!(
+            photo.map(|f| f.data.to_vec()),
+            Some(b"\x01\x02\r\n\x03".to_vec())
+        );
+        assert!(p.get("photo").is_none());
     }
 
-    #[test]
-    fn validation_errors() {
+    #[tokio::test]
+    async fn unreadable_bodies_are_errors() {
         assert_eq!(
-            send(Some("text=hi"), None, ""),
-            bad("Bad Request: chat_id is empty")
-        );
-        assert_eq!(
-            send(Some("chat_id=&text=hi"), None, ""),
-            bad("Bad Request: chat_id is empty")
-        );
-        assert_eq!(
-            send(
-                None,
-                Some("application/json"),
-                r#"{"chat_id":null,"text":"hi"}"#
-            ),
-            bad("Bad Request: chat_id is empty")
-        );
-        assert_eq!(
-            send(Some("chat_id=1"), None, ""),
-            bad("Bad Request: message text is empty")
-        );
-        assert_eq!(
-            send(Some("chat_id=1&text=%20"), None, ""),
-            bad("Bad Request: message text is empty")
-        );
-        let long = "é".repeat(MAX_TEXT_CHARS);
-        assert_eq!(
-            send(
-                None,
-                Some("application/json"),
-                &serde_json::json!({"chat_id":1,"text":long}).to_string()
-            ),
-            ok(1, &long)
-        );
-        let too_long = "a".repeat(MAX_TEXT_CHARS + 1);
-        assert_eq!(
-            send(
-                None,
-                Some("application/json"),
-                &serde_json::json!({"chat_id":1,"text":too_long}).to_string()
-            ),
-            bad("Bad Request: message is too long")
-        );
-        for mode in ["HTML", "Markdown", "MarkdownV2", "html", ""] {
-            assert!(
-                send(
-                    Some(&format!("chat_id=1&text=x&parse_mode={mode}")),
-                    None,
-                    ""
-                )
-                .is_ok()
-            );
-        }
-        assert_eq!(
-            send(Some("chat_id=1&text=x&parse_mode=BBCode"), None, ""),
-            bad("Bad Request: unsupported parse_mode")
-        );
-    }
-
-    #[test]
-    fn odd_chat_ids_are_unknown_chats() {
-        let r = send(Some("chat_id=@channel&text=x"), None, "");
-        assert_eq!(r.map(|m| m.chat), Ok(Target::Unknown));
-        let r = send(
-            None,
-            Some("application/json"),
-            r#"{"chat_id":1.5,"text":"x"}"#,
-        );
-        assert_eq!(r.map(|m| m.chat), Ok(Target::Unknown));
-    }
-
-    #[test]
-    fn unreadable_bodies_are_errors() {
-        assert_eq!(
-            Params::collect(None, Some("application/json"), b"{nope"),
+            collect(None, Some("application/json"), "{nope").await,
             Err(BadBody)
         );
         assert_eq!(
-            Params::collect(None, Some("application/json"), b"[1]"),
+            collect(None, Some("application/json"), "[1]").await,
             Err(BadBody)
         );
         assert_eq!(
-            Params::collect(None, Some("multipart/form-data"), b"x"),
+            collect(None, Some("multipart/form-data"), "x").await,
             Err(BadBody)
         );
-        assert!(Params::collect(None, Some("application/json"), b"  ").is_ok());
+        assert_eq!(
+            collect(
+                None,
+                Some("multipart/form-data; boundary=b"),
+                "--b\r\nbroken"
+            )
+            .await,
+            Err(BadBody)
+        );
+        assert!(collect(None, Some("application/json"), "  ").await.is_ok());
     }
 }

@@ -46,6 +46,10 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         ApiError::new(401, "Unauthorized")
     }
+    /// 413, Telegram's answer to a file over 50 MB.
+    pub fn too_large() -> Self {
+        ApiError::new(413, "Request Entity Too Large")
+    }
     pub fn forbidden(what: &'static str) -> Self {
         ApiError::new(403, what)
     }
@@ -160,20 +164,78 @@ impl Chat {
     }
 }
 
-/// A Telegram `Message`, as `sendMessage` returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A Telegram `Message`, as the send, copy, forward and edit methods return it. Absent
+/// fields are left out, as Telegram does.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub(crate) struct Message {
     pub message_id: i64,
-    pub from: User,
-    pub chat: Chat,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<User>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
     pub date: u64,
-    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_thread_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_topic_message: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_origin: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_date: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<Vec<FileObject>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<FileObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<FileObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<FileObject>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_entities: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_markup: Option<serde_json::Value>,
+}
+
+/// A `PhotoSize`, `Document`, `Video` or `Audio`: the fields each has, the others left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct FileObject {
+    pub file_id: String,
+    pub file_unique_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    pub file_size: u64,
+}
+
+/// A `MessageId`, as the copy methods return it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct MessageId {
+    pub message_id: i64,
 }
 
 /// One answer of the Bot API (besides a dropped connection).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Reply {
-    Sent(Message),
+    Sent(Box<Message>),
+    Album(Vec<Message>),
+    Copied(MessageId),
+    CopiedMany(Vec<MessageId>),
+    True,
     Me(User),
     Error(ApiError),
 }
@@ -195,15 +257,16 @@ impl Reply {
 
     /// The JSON body.
     pub fn to_json(&self) -> serde_json::Value {
+        fn ok<T: Serialize>(result: T) -> Result<serde_json::Value, serde_json::Error> {
+            serde_json::to_value(Success { ok: true, result })
+        }
         let value = match self {
-            Reply::Sent(m) => serde_json::to_value(Success {
-                ok: true,
-                result: m,
-            }),
-            Reply::Me(u) => serde_json::to_value(Success {
-                ok: true,
-                result: u,
-            }),
+            Reply::Sent(m) => ok(m),
+            Reply::Album(ms) => ok(ms),
+            Reply::Copied(id) => ok(id),
+            Reply::CopiedMany(ids) => ok(ids),
+            Reply::True => ok(true),
+            Reply::Me(u) => ok(u),
             Reply::Error(e) => serde_json::to_value(e),
         };
         value.unwrap_or(serde_json::Value::Null)
@@ -256,13 +319,14 @@ mod tests {
     fn success_shapes_match_telegram() {
         let m = Message {
             message_id: 1,
-            from: User::bot(42),
-            chat: Chat::new(-1001234567890),
+            from: Some(User::bot(42)),
+            chat: Some(Chat::new(-1001234567890)),
             date: 1_700_000_000,
-            text: "hi".into(),
+            text: Some("hi".into()),
+            ..Message::default()
         };
         assert_eq!(
-            Reply::Sent(m).to_json(),
+            Reply::Sent(Box::new(m)).to_json(),
             json!({"ok":true,"result":{
                 "message_id":1,
                 "from":{"id":42,"is_bot":true,"first_name":"Mock 42","username":"mock_42_bot"},
@@ -275,5 +339,14 @@ mod tests {
         assert_eq!(me["result"]["username"], "mock_42_bot");
         assert_eq!(Chat::new(5).kind, "private");
         assert_eq!(Chat::new(-5).kind, "group");
+        assert_eq!(Reply::True.to_json(), json!({"ok":true,"result":true}));
+        assert_eq!(
+            Reply::CopiedMany(vec![MessageId { message_id: 3 }]).to_json(),
+            json!({"ok":true,"result":[{"message_id":3}]})
+        );
+        assert_eq!(
+            Reply::Error(ApiError::too_large()).to_json(),
+            json!({"ok":false,"error_code":413,"description":"Request Entity Too Large"})
+        );
     }
 }

@@ -13,8 +13,14 @@ use crate::limits::Scope;
 pub struct Counters {
     /// Bot API requests received (every outcome, injected faults included).
     pub requests: u64,
-    /// Messages delivered (200 answers to `sendMessage`).
+    /// Messages delivered (sends, album items, copies and forwards: one per message).
     pub delivered: u64,
+    /// Messages delivered over the bot's free rate on the paid lane (`allow_paid_broadcast`).
+    pub paid: u64,
+    /// Messages edited.
+    pub edited: u64,
+    /// Messages deleted.
+    pub deleted: u64,
     /// Deliveries whose `(chat_id, text)` equals an earlier delivery's (by any bot).
     pub duplicates: u64,
     /// All 429 answers (the sum of the four scopes below).
@@ -42,7 +48,7 @@ pub struct Counters {
     /// Most deliveries seen within any one-second window.
     pub max_delivered_per_s: u64,
     /// Bot API requests by `User-Agent` header (`""`: none sent). At most
-    /// [`MAX_USER_AGENTS`] distinct values; later ones count under `"(other)"`.
+    /// 64 distinct values; later ones count under `"(other)"`.
     pub user_agents: BTreeMap<String, u64>,
 }
 
@@ -76,13 +82,18 @@ impl Stats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Delivered {
-        duplicate: bool,
+        messages: u64,
+        duplicates: u64,
+        paid: u64,
     },
+    Edited,
+    /// How many messages a delete removed.
+    Deleted(u64),
     RateLimited(Option<Scope>),
     Error(u16),
     Injected5xx,
     InjectedDrop,
-    /// Answered 200 without delivering (getMe).
+    /// Answered 200 without delivering (getMe, answerCallbackQuery).
     Answered,
 }
 
@@ -119,14 +130,18 @@ impl StatsBook {
     /// Counts one request and its outcome; `now_ns` is the arrival time (monotonic).
     pub fn count(&mut self, bot_id: Option<u64>, outcome: Outcome, now_ns: u64) {
         apply(&mut self.totals, outcome);
-        if let Outcome::Delivered { .. } = outcome {
+        let delivered = match outcome {
+            Outcome::Delivered { messages, .. } => messages,
+            _ => 0,
+        };
+        for _ in 0..delivered {
             let n = self.total_rate.observe(now_ns);
             self.totals.max_delivered_per_s = self.totals.max_delivered_per_s.max(n);
         }
         if let Some(id) = bot_id {
             let c = self.bots.entry(id).or_default();
             apply(c, outcome);
-            if let Outcome::Delivered { .. } = outcome {
+            for _ in 0..delivered {
                 let n = self.bot_rates.entry(id).or_default().observe(now_ns);
                 c.max_delivered_per_s = c.max_delivered_per_s.max(n);
             }
@@ -164,10 +179,17 @@ fn tally(map: &mut BTreeMap<String, u64>, ua: &str) {
 fn apply(c: &mut Counters, outcome: Outcome) {
     c.requests += 1;
     match outcome {
-        Outcome::Delivered { duplicate } => {
-            c.delivered += 1;
-            c.duplicates += u64::from(duplicate);
+        Outcome::Delivered {
+            messages,
+            duplicates,
+            paid,
+        } => {
+            c.delivered += messages;
+            c.duplicates += duplicates;
+            c.paid += paid;
         }
+        Outcome::Edited => c.edited += 1,
+        Outcome::Deleted(n) => c.deleted += n,
         Outcome::RateLimited(scope) => {
             c.rate_limited += 1;
             match scope {
@@ -194,8 +216,24 @@ mod tests {
     #[test]
     fn counts_totals_and_per_bot() {
         let mut b = StatsBook::default();
-        b.count(Some(1), Outcome::Delivered { duplicate: false }, 0);
-        b.count(Some(1), Outcome::Delivered { duplicate: true }, 10);
+        b.count(
+            Some(1),
+            Outcome::Delivered {
+                messages: 1,
+                duplicates: 0,
+                paid: 0,
+            },
+            0,
+        );
+        b.count(
+            Some(1),
+            Outcome::Delivered {
+                messages: 1,
+                duplicates: 1,
+                paid: 0,
+            },
+            10,
+        );
         b.count(Some(2), Outcome::RateLimited(Some(Scope::Group)), 20);
         b.count(Some(2), Outcome::RateLimited(None), 20);
         b.count(None, Outcome::Error(404), 30);
@@ -203,7 +241,11 @@ mod tests {
         b.count(Some(2), Outcome::InjectedDrop, 30);
         b.count(
             Some(1),
-            Outcome::Delivered { duplicate: false },
+            Outcome::Delivered {
+                messages: 1,
+                duplicates: 0,
+                paid: 0,
+            },
             2_000_000_000,
         );
         let s = b.snapshot(3, true);
