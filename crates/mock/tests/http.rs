@@ -3,104 +3,13 @@
 //! Timing-sensitive checks use limits and latencies far from anything a slow machine could
 //! reach (e.g. a chat refill of one token per 1000 s), so they never depend on luck.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
+use common::{Api, TestResult, slow_limits, start};
 use serde_json::{Value, json};
-use shardgate_mock::{ChatState, Faults, Limits, MockConfig, MockServer, Stats, test_token};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// Official limits except that a chat's bucket never refills during a test.
-fn slow_limits() -> Limits {
-    Limits {
-        chat_rate_per_s: 0.001,
-        ..Limits::official()
-    }
-}
-
-async fn start(limits: Option<Limits>) -> std::io::Result<MockServer> {
-    let config = MockConfig {
-        limits,
-        seed: Some(1),
-        ..MockConfig::default()
-    };
-    MockServer::start(
-        config,
-        "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
-    )
-    .await
-}
-
-/// An HTTP client aimed at one emulator: every request names a path below the emulator's base
-/// URL (`/bot<token>/sendMessage?...`, `/_mock/stats`), and most answers are read as
-/// (status, JSON body), the shape every Bot API answer has.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(server: &MockServer) -> Result<Api, reqwest::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(20))
-            .build()?;
-        Ok(Api {
-            http,
-            base: server.base_url(),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// GET `path`; the connection error itself when the emulator drops it.
-    async fn send_get(&self, path: &str) -> Result<reqwest::Response, reqwest::Error> {
-        self.http.get(self.url(path)).send().await
-    }
-
-    /// GET `path` and only its status code.
-    async fn status(&self, path: &str) -> Result<u16, reqwest::Error> {
-        Ok(self.send_get(path).await?.status().as_u16())
-    }
-
-    /// GET `path`, answered as (status, JSON body).
-    async fn get(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
-        json_of(self.send_get(path).await?).await
-    }
-
-    /// GET `path` and decode its JSON body as `T`.
-    async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T, reqwest::Error> {
-        self.send_get(path).await?.json().await
-    }
-
-    /// POST `path` without a body.
-    async fn post(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
-        json_of(self.http.post(self.url(path)).send().await?).await
-    }
-
-    /// POST `body` as JSON to `path`.
-    async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, Value), reqwest::Error> {
-        json_of(self.http.post(self.url(path)).json(body).send().await?).await
-    }
-
-    /// POST `form` as `application/x-www-form-urlencoded` to `path`.
-    async fn post_form(
-        &self,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> Result<(u16, Value), reqwest::Error> {
-        json_of(self.http.post(self.url(path)).form(form).send().await?).await
-    }
-}
-
-async fn json_of(resp: reqwest::Response) -> Result<(u16, Value), reqwest::Error> {
-    let status = resp.status().as_u16();
-    Ok((status, resp.json::<Value>().await?))
-}
+use shardgate_mock::{ChatState, Faults, Stats, test_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_message_three_ways_and_get_me() -> TestResult {
