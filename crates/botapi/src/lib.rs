@@ -10,14 +10,19 @@
 //!   Telegram's size limits (10 MB photos, 50 MB other files).
 //! - [`check_reply_markup`] and [`check_send_params`] check a send request's rich fields.
 //!
+//! - [`inspect`] reads all of that at once into a [`Shape`], with the rules that tie it
+//!   together (a send needs a chat, an edit its message).
+//!
 //! Every refusal is a [`ParamError`] naming the field at fault.
 
+mod call;
 mod error;
 mod params;
 mod send;
 mod table;
 mod uploads;
 
+pub use call::{Shape, inspect};
 pub use error::ParamError;
 pub use params::{
     ChatTarget, EditTarget, Params, chat_target, edit_target, item_count, parse_chat, parse_params,
@@ -28,6 +33,7 @@ pub use send::{
 };
 pub use table::{
     BOT_API_VERSION, Class, Items, MEDIA_GROUP, MESSAGE_IDS, METHODS, Method, classify, method,
+    takes_paid_broadcast,
 };
 pub use uploads::{
     MAX_FILE_BYTES, MAX_PHOTO_BYTES, Reference, UPLOAD_PARAMS, Upload, UploadKind, UsedUpload,

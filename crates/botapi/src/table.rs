@@ -67,6 +67,8 @@ pub struct Method {
     pub name: &'static str,
     /// Its class.
     pub class: Class,
+    /// Whether it takes `allow_paid_broadcast` (the paid lane's bot rate).
+    pub paid_broadcast: bool,
 }
 
 const SEND_ONE: Class = Class::SendOne;
@@ -75,7 +77,20 @@ const OTHER: Class = Class::Other;
 const REFUSED: Class = Class::Refused;
 
 const fn m(name: &'static str, class: Class) -> Method {
-    Method { name, class }
+    Method {
+        name,
+        class,
+        paid_broadcast: false,
+    }
+}
+
+/// A method that takes `allow_paid_broadcast`.
+const fn paid(name: &'static str, class: Class) -> Method {
+    Method {
+        name,
+        class,
+        paid_broadcast: true,
+    }
 }
 
 /// Every Bot API method, in alphabetical order.
@@ -96,7 +111,7 @@ pub static METHODS: &[Method] = &[
     m("closeForumTopic", OTHER),
     m("closeGeneralForumTopic", OTHER),
     m("convertGiftToStars", OTHER),
-    m("copyMessage", SEND_ONE),
+    paid("copyMessage", SEND_ONE),
     m("copyMessages", Class::SendMany(MESSAGE_IDS)),
     m("createChatInviteLink", OTHER),
     m("createChatSubscriptionInviteLink", OTHER),
@@ -187,32 +202,32 @@ pub static METHODS: &[Method] = &[
     m("revokeChatInviteLink", OTHER),
     m("savePreparedInlineMessage", OTHER),
     m("savePreparedKeyboardButton", OTHER),
-    m("sendAnimation", SEND_ONE),
-    m("sendAudio", SEND_ONE),
+    paid("sendAnimation", SEND_ONE),
+    paid("sendAudio", SEND_ONE),
     m("sendChatAction", OTHER),
     m("sendChatJoinRequestWebApp", OTHER),
     m("sendChecklist", SEND_ONE),
-    m("sendContact", SEND_ONE),
-    m("sendDice", SEND_ONE),
-    m("sendDocument", SEND_ONE),
-    m("sendGame", SEND_ONE),
+    paid("sendContact", SEND_ONE),
+    paid("sendDice", SEND_ONE),
+    paid("sendDocument", SEND_ONE),
+    paid("sendGame", SEND_ONE),
     m("sendGift", SEND_ONE),
-    m("sendInvoice", SEND_ONE),
-    m("sendLivePhoto", SEND_ONE),
-    m("sendLocation", SEND_ONE),
-    m("sendMediaGroup", Class::SendMany(MEDIA_GROUP)),
-    m("sendMessage", SEND_ONE),
+    paid("sendInvoice", SEND_ONE),
+    paid("sendLivePhoto", SEND_ONE),
+    paid("sendLocation", SEND_ONE),
+    paid("sendMediaGroup", Class::SendMany(MEDIA_GROUP)),
+    paid("sendMessage", SEND_ONE),
     m("sendMessageDraft", SEND_ONE),
-    m("sendPaidMedia", SEND_ONE),
-    m("sendPhoto", SEND_ONE),
-    m("sendPoll", SEND_ONE),
-    m("sendRichMessage", SEND_ONE),
+    paid("sendPaidMedia", SEND_ONE),
+    paid("sendPhoto", SEND_ONE),
+    paid("sendPoll", SEND_ONE),
+    paid("sendRichMessage", SEND_ONE),
     m("sendRichMessageDraft", SEND_ONE),
-    m("sendSticker", SEND_ONE),
-    m("sendVenue", SEND_ONE),
-    m("sendVideo", SEND_ONE),
-    m("sendVideoNote", SEND_ONE),
-    m("sendVoice", SEND_ONE),
+    paid("sendSticker", SEND_ONE),
+    paid("sendVenue", SEND_ONE),
+    paid("sendVideo", SEND_ONE),
+    paid("sendVideoNote", SEND_ONE),
+    paid("sendVoice", SEND_ONE),
     m("setBusinessAccountBio", OTHER),
     m("setBusinessAccountGiftSettings", OTHER),
     m("setBusinessAccountName", OTHER),
@@ -268,6 +283,11 @@ pub fn method(name: &str) -> Option<&'static Method> {
     METHODS.iter().find(|m| m.name.eq_ignore_ascii_case(name))
 }
 
+/// Whether `name` takes `allow_paid_broadcast` (case-insensitive; unknown names do not).
+pub fn takes_paid_broadcast(name: &str) -> bool {
+    method(name).is_some_and(|m| m.paid_broadcast)
+}
+
 /// The class of `name` (case-insensitive); a name the table does not hold is
 /// [`Class::Other`], so methods newer than the table go through on the bot's limit.
 pub fn classify(name: &str) -> Class {
@@ -312,6 +332,30 @@ mod tests {
         }
         assert_eq!(classify("answerCallbackQuery"), Class::Other);
         assert_eq!(classify("getMe"), Class::Other);
+    }
+
+    #[test]
+    fn the_paid_lane_is_for_sends_albums_and_copy_message() {
+        assert!(takes_paid_broadcast("sendMessage"));
+        assert!(takes_paid_broadcast("sendmediagroup"));
+        assert!(takes_paid_broadcast("copyMessage"));
+        for not in [
+            "copyMessages",
+            "forwardMessage",
+            "forwardMessages",
+            "editMessageText",
+            "sendChatAction",
+            "sendHologram",
+        ] {
+            assert!(!takes_paid_broadcast(not), "{not}");
+        }
+        for m in METHODS.iter().filter(|m| m.paid_broadcast) {
+            assert!(
+                matches!(m.class, Class::SendOne | Class::SendMany(_)),
+                "{}",
+                m.name
+            );
+        }
     }
 
     #[test]

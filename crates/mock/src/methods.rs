@@ -8,7 +8,7 @@
 use serde_json::Value;
 use shardgate_botapi::{
     ChatTarget, MAX_FILE_BYTES, MAX_PHOTO_BYTES, MEDIA_GROUP, MESSAGE_IDS, ParamError,
-    ReplyMarkupKind, item_count, parse_chat, reply_markup_kind,
+    ReplyMarkupKind, item_count, parse_chat, reply_markup_kind, takes_paid_broadcast,
 };
 
 use crate::files::FileSource;
@@ -143,7 +143,7 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
         return answer_callback(p);
     }
     let chat = chat_param(p, "chat_id")?;
-    let paid = flag(p, "allow_paid_broadcast");
+    let paid = takes_paid_broadcast(method) && flag(p, "allow_paid_broadcast");
     let action = match method {
         "sendMessage" => {
             let draft = Draft {
@@ -189,11 +189,7 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
         },
         "copyMessage" | "forwardMessage" | "copyMessages" | "forwardMessages" => {
             let many = method.ends_with('s');
-            let ids = if many {
-                ids(p, method)?
-            } else {
-                vec![message_id(p)?]
-            };
+            let ids = if many { ids(p)? } else { vec![message_id(p)?] };
             let copy_own = method == "copyMessage";
             Action::Copy {
                 from: chat_param(p, "from_chat_id")?,
@@ -233,7 +229,7 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
             many: false,
         },
         _ => Action::Delete {
-            ids: ids(p, method)?,
+            ids: ids(p)?,
             many: true,
         },
     };
@@ -403,19 +399,14 @@ fn edit_message_id(p: &Params) -> Result<i64, ApiError> {
 }
 
 /// `message_ids` of 1 to 100 positive ids.
-fn ids(p: &Params, method: &str) -> Result<Vec<i64>, ApiError> {
-    let described = match item_count(method, &p.values) {
-        Ok(_) | Err(ParamError::InvalidMessageId { .. }) => {
-            p.get(MESSAGE_IDS.field).and_then(structured)
-        }
-        Err(_) => None,
-    };
-    let ids: Option<Vec<i64>> = match described {
+fn ids(p: &Params) -> Result<Vec<i64>, ApiError> {
+    let ids: Option<Vec<i64>> = match p.get(MESSAGE_IDS.field).and_then(structured) {
         Some(Value::Array(list)) => list.iter().map(|v| int(v).filter(|id| *id > 0)).collect(),
         _ => None,
     };
+    let range = MESSAGE_IDS.min as usize..=MESSAGE_IDS.max as usize;
     match ids {
-        Some(ids) if (1..=MESSAGE_IDS.max as usize).contains(&ids.len()) => Ok(ids),
+        Some(ids) if range.contains(&ids.len()) => Ok(ids),
         _ => Err(bad("Bad Request: message identifiers are not specified")),
     }
 }

@@ -358,6 +358,27 @@ fn copies_forwards_edits_and_deletes_name_their_messages() {
 }
 
 #[test]
+fn the_paid_flag_counts_only_where_the_bot_api_takes_it() {
+    let paid = |method: &str, extra: Value| {
+        let mut v = json!({"chat_id": 1, "text": "x", "from_chat_id": 2, "message_id": 3, "message_ids": [3], "allow_paid_broadcast": true});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        parse_json(method, v).map(|r| r.paid)
+    };
+    assert_eq!(paid("sendMessage", json!({})), Ok(true));
+    assert_eq!(paid("copyMessage", json!({})), Ok(true));
+    assert_eq!(paid("copyMessages", json!({})), Ok(false));
+    assert_eq!(paid("forwardMessage", json!({})), Ok(false));
+    assert_eq!(paid("forwardMessages", json!({})), Ok(false));
+    assert_eq!(paid("editMessageText", json!({})), Ok(false));
+    assert_eq!(
+        paid("sendMessage", json!({"allow_paid_broadcast": "false"})),
+        Ok(false)
+    );
+}
+
+#[test]
 fn callback_answers_need_a_query_id() {
     assert!(matches!(
         parse_json(

@@ -223,13 +223,7 @@ impl Engine {
                 "Bad Request: message to copy not found"
             });
         }
-        let admitted = match self.admit(
-            bot_id,
-            chat_id,
-            originals.len(),
-            paid && !copy.forward,
-            arrival,
-        ) {
+        let admitted = match self.admit(bot_id, chat_id, originals.len(), paid, arrival) {
             Ok(a) => a,
             Err(answer) => return answer,
         };
