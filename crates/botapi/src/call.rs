@@ -74,10 +74,7 @@ mod tests {
     use serde_json::json;
 
     fn shape(method: &str, v: Value) -> Result<Shape, ParamError> {
-        match v {
-            Value::Object(p) => inspect(method, &p),
-            _ => inspect(method, &Params::new()),
-        }
+        inspect(method, &crate::params::params_of(v))
     }
 
     #[test]

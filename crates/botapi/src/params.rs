@@ -250,16 +250,22 @@ pub(crate) fn decoded(value: &Value) -> Cow<'_, Value> {
     Cow::Borrowed(value)
 }
 
+/// The parameters of a JSON object (anything else: none), for tests.
+#[cfg(test)]
+pub(crate) fn params_of(v: Value) -> Params {
+    match v {
+        Value::Object(m) => m,
+        _ => Params::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn params(v: Value) -> Params {
-        match v {
-            Value::Object(m) => m,
-            _ => Params::new(),
-        }
+        params_of(v)
     }
 
     #[test]

@@ -235,14 +235,8 @@ pub fn check_uploads(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::params_of as params;
     use serde_json::json;
-
-    fn params(v: Value) -> Params {
-        match v {
-            Value::Object(m) => m,
-            _ => Params::new(),
-        }
-    }
 
     fn up(name: &str, size: u64) -> Upload<'_> {
         Upload { name, size }

@@ -55,22 +55,26 @@ pub(crate) struct Request {
 pub(crate) enum Action {
     /// `sendMessage`, `sendPhoto`, `sendDocument` (one draft) or `sendMediaGroup` (2-10).
     Send { drafts: Vec<Draft>, album: bool },
-    /// `copyMessage(s)` and `forwardMessage(s)` of `ids` from chat `from`.
-    Copy {
-        from: Target,
-        ids: Vec<i64>,
-        forward: bool,
-        many: bool,
-        /// `copyMessage`'s own caption and reply markup, replacing the original's.
-        caption: Option<String>,
-        reply_markup: Option<Value>,
-    },
+    /// `copyMessage(s)` and `forwardMessage(s)`.
+    Copy(Copy),
     /// `editMessageText`, `editMessageCaption`, `editMessageReplyMarkup`.
     Edit { message_id: i64, change: Change },
     /// `deleteMessage` (one id, must exist) or `deleteMessages` (missing ids are skipped).
     Delete { ids: Vec<i64>, many: bool },
     /// `answerCallbackQuery`.
     AnswerCallback,
+}
+
+/// A copy or forward of `ids` from chat `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Copy {
+    pub from: Target,
+    pub ids: Vec<i64>,
+    pub forward: bool,
+    pub many: bool,
+    /// `copyMessage`'s own caption and reply markup, replacing the original's.
+    pub caption: Option<String>,
+    pub reply_markup: Option<Value>,
 }
 
 /// The kinds of media the emulator keeps.
@@ -145,19 +149,13 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
     let chat = chat_param(p, "chat_id")?;
     let paid = takes_paid_broadcast(method) && flag(p, "allow_paid_broadcast");
     let action = match method {
-        "sendMessage" => {
-            let draft = Draft {
-                text: Some(text(p)?),
-                entities: json_param(p, "entities")?,
-                reply_markup: reply_markup(p)?,
-                thread: thread(p)?,
-                ..Draft::default()
-            };
-            Action::Send {
-                drafts: vec![draft],
-                album: false,
-            }
-        }
+        "sendMessage" => one(Draft {
+            text: Some(text(p)?),
+            entities: json_param(p, "entities")?,
+            reply_markup: reply_markup(p)?,
+            thread: thread(p)?,
+            ..Draft::default()
+        }),
         "sendPhoto" | "sendDocument" => {
             let kind = if method == "sendPhoto" {
                 MediaKind::Photo
@@ -170,18 +168,14 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
                 "document"
             };
             let (caption, caption_entities) = caption(p, p.get("caption"), "caption_entities")?;
-            let draft = Draft {
+            one(Draft {
                 caption,
                 caption_entities,
                 media: Some((kind, file(p, field, p.get(field), kind)?)),
                 reply_markup: reply_markup(p)?,
                 thread: thread(p)?,
                 ..Draft::default()
-            };
-            Action::Send {
-                drafts: vec![draft],
-                album: false,
-            }
+            })
         }
         "sendMediaGroup" => Action::Send {
             drafts: album(p)?,
@@ -191,7 +185,7 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
             let many = method.ends_with('s');
             let ids = if many { ids(p)? } else { vec![message_id(p)?] };
             let copy_own = method == "copyMessage";
-            Action::Copy {
+            Action::Copy(Copy {
                 from: chat_param(p, "from_chat_id")?,
                 ids,
                 forward: method.starts_with("forward"),
@@ -202,7 +196,7 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
                     None
                 },
                 reply_markup: if copy_own { reply_markup(p)? } else { None },
-            }
+            })
         }
         "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => {
             let message_id = edit_message_id(p)?;
@@ -238,6 +232,14 @@ fn request(method: &str, p: &Params) -> Result<Request, ApiError> {
         paid,
         action,
     })
+}
+
+/// A send of one message.
+fn one(draft: Draft) -> Action {
+    Action::Send {
+        drafts: vec![draft],
+        album: false,
+    }
 }
 
 fn bad(description: &'static str) -> ApiError {

@@ -258,7 +258,7 @@ fn copies_forwards_edits_and_deletes_name_their_messages() {
         json!({"chat_id": 1, "from_chat_id": 2, "message_ids": "[3,4]"}),
     );
     assert!(
-        matches!(r, Ok(Request { action: Action::Copy { ref ids, many: true, forward: false, .. }, .. }) if ids == &[3, 4])
+        matches!(r, Ok(Request { action: Action::Copy(Copy { ref ids, many: true, forward: false, from: Target::Id(2), .. }), .. }) if ids == &[3, 4])
     );
     let r = parse_json(
         "forwardMessage",
@@ -267,11 +267,11 @@ fn copies_forwards_edits_and_deletes_name_their_messages() {
     assert!(matches!(
         r,
         Ok(Request {
-            action: Action::Copy {
+            action: Action::Copy(Copy {
                 many: false,
                 forward: true,
                 ..
-            },
+            }),
             ..
         })
     ));

@@ -12,7 +12,7 @@ use super::{Delivery, Engine, fingerprint};
 use crate::files::FileSource;
 use crate::limits::Admitted;
 use crate::messages::Stored;
-use crate::methods::{Action, Change, Draft, Request, Target};
+use crate::methods::{Action, Change, Copy, Draft, Request, Target};
 use crate::reply::{ApiError, Message, MessageId, Reply, User};
 use crate::stats::Outcome;
 
@@ -42,49 +42,36 @@ impl Engine {
         let Some(chat_id) = chat else {
             return (Reply::True, Outcome::Answered);
         };
-        let paid = request.paid;
+        let turn = Turn {
+            bot_id,
+            chat_id,
+            paid: request.paid,
+            arrival,
+            wall_ms,
+        };
         match request.action {
-            Action::Send { drafts, album } => {
-                self.send(bot_id, chat_id, drafts, album, paid, arrival, wall_ms)
-            }
-            Action::Copy {
-                from,
-                ids,
-                forward,
-                many,
-                caption,
-                reply_markup,
-            } => {
-                let Target::Id(from) = from else {
+            Action::Send { drafts, album } => self.send(turn, drafts, album),
+            Action::Copy(copy) => {
+                let Target::Id(from) = copy.from else {
                     return bad("Bad Request: chat not found");
                 };
-                let copy = Copy {
-                    from,
-                    ids,
-                    forward,
-                    many,
-                    caption,
-                    reply_markup,
-                };
-                self.copy(bot_id, chat_id, copy, paid, arrival, wall_ms)
+                self.copy(turn, from, copy)
             }
-            Action::Edit { message_id, change } => {
-                self.edit(bot_id, chat_id, message_id, change, arrival, wall_ms)
-            }
-            Action::Delete { ids, many } => self.delete(bot_id, chat_id, &ids, many, arrival),
+            Action::Edit { message_id, change } => self.edit(turn, message_id, change),
+            Action::Delete { ids, many } => self.delete(turn, &ids, many),
             Action::AnswerCallback => (Reply::True, Outcome::Answered),
         }
     }
 
-    /// (7) The rate limits for `n` messages into `chat_id`, all or none.
-    fn admit(
-        &mut self,
-        bot_id: u64,
-        chat_id: i64,
-        n: usize,
-        paid: bool,
-        arrival: Instant,
-    ) -> Result<Admitted, Answer> {
+    /// (7) The rate limits for `n` messages of a turn, all or none (`paid`: on the paid
+    /// lane; edits and deletes never are).
+    fn admit(&mut self, t: Turn, n: usize, paid: bool) -> Result<Admitted, Answer> {
+        let Turn {
+            bot_id,
+            chat_id,
+            arrival,
+            ..
+        } = t;
         let Some(limiter) = self.limiter.as_mut() else {
             return Ok(Admitted::default());
         };
@@ -140,24 +127,20 @@ impl Engine {
         (message, duplicate)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &mut self,
-        bot_id: u64,
-        chat_id: i64,
-        drafts: Vec<Draft>,
-        album: bool,
-        paid: bool,
-        arrival: Instant,
-        wall_ms: u64,
-    ) -> Answer {
+    fn send(&mut self, t: Turn, drafts: Vec<Draft>, album: bool) -> Answer {
+        let Turn {
+            bot_id,
+            chat_id,
+            wall_ms,
+            ..
+        } = t;
         let unknown_file = drafts.iter().any(
             |d| matches!(&d.media, Some((_, FileSource::Id(id))) if self.files.get(id).is_none()),
         );
         if unknown_file {
             return bad("Bad Request: wrong file identifier/HTTP URL specified");
         }
-        let admitted = match self.admit(bot_id, chat_id, drafts.len(), paid, arrival) {
+        let admitted = match self.admit(t, drafts.len(), t.paid) {
             Ok(a) => a,
             Err(answer) => return answer,
         };
@@ -202,19 +185,17 @@ impl Engine {
         (reply, outcome)
     }
 
-    fn copy(
-        &mut self,
-        bot_id: u64,
-        chat_id: i64,
-        copy: Copy,
-        paid: bool,
-        arrival: Instant,
-        wall_ms: u64,
-    ) -> Answer {
+    fn copy(&mut self, t: Turn, from: i64, copy: Copy) -> Answer {
+        let Turn {
+            bot_id,
+            chat_id,
+            wall_ms,
+            ..
+        } = t;
         let originals: Vec<Stored> = copy
             .ids
             .iter()
-            .filter_map(|id| self.messages.get(copy.from, *id).cloned())
+            .filter_map(|id| self.messages.get(from, *id).cloned())
             .collect();
         if originals.is_empty() || (!copy.many && originals.len() < copy.ids.len()) {
             return bad(if copy.forward {
@@ -223,7 +204,7 @@ impl Engine {
                 "Bad Request: message to copy not found"
             });
         }
-        let admitted = match self.admit(bot_id, chat_id, originals.len(), paid, arrival) {
+        let admitted = match self.admit(t, originals.len(), t.paid) {
             Ok(a) => a,
             Err(answer) => return answer,
         };
@@ -271,15 +252,13 @@ impl Engine {
         (reply, outcome)
     }
 
-    fn edit(
-        &mut self,
-        bot_id: u64,
-        chat_id: i64,
-        message_id: i64,
-        change: Change,
-        arrival: Instant,
-        wall_ms: u64,
-    ) -> Answer {
+    fn edit(&mut self, t: Turn, message_id: i64, change: Change) -> Answer {
+        let Turn {
+            bot_id,
+            chat_id,
+            wall_ms,
+            ..
+        } = t;
         // Only a message this bot sent into this chat.
         let Some(current) = self
             .messages
@@ -318,7 +297,7 @@ impl Engine {
         if unchanged {
             return bad(NOT_MODIFIED);
         }
-        if let Err(answer) = self.admit(bot_id, chat_id, 1, false, arrival) {
+        if let Err(answer) = self.admit(t, 1, false) {
             return answer;
         }
         let Some(m) = self.messages.get_mut(chat_id, message_id) else {
@@ -351,14 +330,10 @@ impl Engine {
         (Reply::Sent(Box::new(message)), Outcome::Edited)
     }
 
-    fn delete(
-        &mut self,
-        bot_id: u64,
-        chat_id: i64,
-        ids: &[i64],
-        many: bool,
-        arrival: Instant,
-    ) -> Answer {
+    fn delete(&mut self, t: Turn, ids: &[i64], many: bool) -> Answer {
+        let Turn {
+            bot_id, chat_id, ..
+        } = t;
         let own: Vec<i64> = ids
             .iter()
             .copied()
@@ -371,7 +346,7 @@ impl Engine {
         if !many && own.is_empty() {
             return bad("Bad Request: message to delete not found");
         }
-        if let Err(answer) = self.admit(bot_id, chat_id, 1, false, arrival) {
+        if let Err(answer) = self.admit(t, 1, false) {
             return answer;
         }
         for id in &own {
@@ -382,12 +357,13 @@ impl Engine {
     }
 }
 
-/// A copy or forward, its source chat resolved.
-struct Copy {
-    from: i64,
-    ids: Vec<i64>,
-    forward: bool,
-    many: bool,
-    caption: Option<String>,
-    reply_markup: Option<serde_json::Value>,
+/// Who sends into which chat, when, and on which lane: what every step of a request needs.
+#[derive(Clone, Copy, Debug)]
+struct Turn {
+    bot_id: u64,
+    chat_id: i64,
+    /// `allow_paid_broadcast` on a method that takes it.
+    paid: bool,
+    arrival: Instant,
+    wall_ms: u64,
 }
