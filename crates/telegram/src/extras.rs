@@ -7,37 +7,26 @@
 //! `INVALID_ARGUMENT` naming the field at the caller instead of a 400 from
 //! Telegram after the message waited its turn.
 //!
+//! The rules themselves (the four markup shapes, the keys typed fields own)
+//! are the Bot API's and live in `shardgate-botapi`; this module adds the
+//! byte bound and keeps the checked values for the request body.
+//!
 //! Invariant: an [`Extras`] never carries a key that a typed parameter of
-//! [`SendMessage`](crate::SendMessage) owns, so the body serialized with
-//! `#[serde(flatten)]` has each key once (a duplicate key is the kind of
-//! ambiguity Bot API servers resolve differently).
+//! [`SendMessage`](crate::SendMessage) owns (`check_send_params` refuses
+//! them), so the body serialized with `#[serde(flatten)]` has each key once
+//! (a duplicate key is the kind of ambiguity Bot API servers resolve
+//! differently).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use shardgate_botapi::{
+    PARAMS_FIELD, ParamError, REPLY_MARKUP_FIELD, check_send_params, parse_params,
+    reply_markup_kind,
+};
 
 /// Bound on each JSON field, in bytes. A 100-button keyboard with long
 /// callback data is about 10 KiB; entities of a 4096-character text about 30.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
-
-/// `sendMessage` parameters that typed fields own; `params_json` may not set
-/// them (the typed field is the one place each is given).
-pub const TYPED_KEYS: &[&str] = &[
-    "chat_id",
-    "text",
-    "parse_mode",
-    "disable_notification",
-    "reply_markup",
-    "message_thread_id",
-    "allow_paid_broadcast",
-];
-
-/// The keys that tell Telegram's four `reply_markup` objects apart.
-const MARKUP_KINDS: &[(&str, &str)] = &[
-    ("inline_keyboard", "an array of button rows"),
-    ("keyboard", "an array of button rows"),
-    ("remove_keyboard", "true"),
-    ("force_reply", "true"),
-];
 
 /// What is wrong with a rich parameter; the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,15 +34,11 @@ pub enum ExtrasError {
     /// The field is longer than [`MAX_JSON_BYTES`].
     #[error("{field} is {len} bytes; at most {MAX_JSON_BYTES} are accepted")]
     TooLong { field: &'static str, len: usize },
-    /// The field is not JSON, or not a JSON object.
-    #[error("{field} must be a JSON object: {reason}")]
-    NotObject { field: &'static str, reason: String },
-    /// `reply_markup_json` is an object but none of Telegram's markups.
-    #[error("reply_markup_json {0}")]
-    Markup(String),
-    /// `params_json` sets a key a typed field owns.
-    #[error("params_json sets {0:?}, which has its own field; set that field instead")]
-    TypedKey(String),
+    /// Not JSON, not an object, not one of Telegram's markups, or
+    /// `params_json` setting a key a typed field owns (the Bot API rules of
+    /// `shardgate-botapi`).
+    #[error(transparent)]
+    Invalid(#[from] ParamError),
     /// `message_thread_id` is negative.
     #[error("message_thread_id must be positive (0 = none)")]
     ThreadId,
@@ -87,14 +72,17 @@ impl Extras {
         if message_thread_id < 0 {
             return Err(ExtrasError::ThreadId);
         }
-        let reply_markup = match object("reply_markup_json", reply_markup_json)? {
-            Some(markup) => Some(Value::Object(check_markup(markup)?)),
-            None => None,
+        let reply_markup = if reply_markup_json.trim().is_empty() {
+            None
+        } else {
+            let markup = parse_params(
+                REPLY_MARKUP_FIELD,
+                bounded(REPLY_MARKUP_FIELD, reply_markup_json)?,
+            )?;
+            reply_markup_kind(&markup)?;
+            Some(Value::Object(markup))
         };
-        let params = object("params_json", params_json)?.unwrap_or_default();
-        if let Some(key) = params.keys().find(|k| TYPED_KEYS.contains(&k.as_str())) {
-            return Err(ExtrasError::TypedKey(key.clone()));
-        }
+        let params = check_send_params(bounded(PARAMS_FIELD, params_json)?)?;
         Ok(Extras {
             message_thread_id: (message_thread_id > 0).then_some(message_thread_id),
             reply_markup,
@@ -126,66 +114,15 @@ impl Extras {
     }
 }
 
-/// Parses a field that must be a JSON object; `Ok(None)` when empty.
-fn object(field: &'static str, text: &str) -> Result<Option<Map<String, Value>>, ExtrasError> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
+/// `text`, if within [`MAX_JSON_BYTES`].
+fn bounded<'a>(field: &'static str, text: &'a str) -> Result<&'a str, ExtrasError> {
     if text.len() > MAX_JSON_BYTES {
         return Err(ExtrasError::TooLong {
             field,
             len: text.len(),
         });
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(other) => Err(ExtrasError::NotObject {
-            field,
-            reason: format!("got {}", kind(&other)),
-        }),
-        // serde_json's message names a line and column, never the input.
-        Err(e) => Err(ExtrasError::NotObject {
-            field,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// Exactly one of Telegram's markup kinds, with the right JSON type.
-fn check_markup(markup: Map<String, Value>) -> Result<Map<String, Value>, ExtrasError> {
-    let present: Vec<&(&str, &str)> = MARKUP_KINDS
-        .iter()
-        .filter(|(key, _)| markup.contains_key(*key))
-        .collect();
-    let [(key, expected)] = present.as_slice() else {
-        return Err(ExtrasError::Markup(format!(
-            "must have exactly one of inline_keyboard, keyboard, remove_keyboard, force_reply (has {})",
-            present.len()
-        )));
-    };
-    let ok = match &markup[*key] {
-        Value::Array(rows) => {
-            matches!(*key, "inline_keyboard" | "keyboard") && rows.iter().all(Value::is_array)
-        }
-        Value::Bool(true) => matches!(*key, "remove_keyboard" | "force_reply"),
-        _ => false,
-    };
-    if ok {
-        Ok(markup)
-    } else {
-        Err(ExtrasError::Markup(format!("{key} must be {expected}")))
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -233,18 +170,17 @@ mod tests {
 
     #[test]
     fn params_json_may_not_set_a_typed_key() {
-        for key in TYPED_KEYS {
+        for key in shardgate_botapi::TYPED_SEND_PARAMS {
             let params = json!({ *key: 1, "protect_content": true }).to_string();
-            assert_eq!(
-                Extras::parse("", &params, 0, false),
-                Err(ExtrasError::TypedKey((*key).to_owned()))
+            let err = Extras::parse("", &params, 0, false).expect_err(key);
+            assert!(
+                matches!(err, ExtrasError::Invalid(ParamError::ReservedKey { .. })),
+                "{err}"
             );
+            assert!(err.to_string().contains(key), "{err}");
         }
         let err = Extras::parse("", "[]", 0, false).expect_err("array");
-        assert!(
-            err.to_string()
-                .starts_with("params_json must be a JSON object")
-        );
+        assert!(err.to_string().starts_with("params_json"), "{err}");
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod token;
 pub use backoff::Backoff;
 pub use classify::{DEFAULT_RETRY_AFTER, classify};
 pub use client::{Client, ClientConfig, ClientError};
-pub use extras::{Extras, ExtrasError, MAX_JSON_BYTES, TYPED_KEYS};
+pub use extras::{Extras, ExtrasError, MAX_JSON_BYTES};
 pub use message::{BotInfo, ParseMode, ParseModeError, SendMessage};
 pub use outcome::{Outcome, TransientKind};
 pub use redact::redact_tokens;
