@@ -29,13 +29,13 @@ pub struct Setup {
 }
 
 /// What a drill ended with.
-pub struct Outcome {
+pub struct DrillResult {
     pub passed: bool,
     pub summary: String,
     pub report: PathBuf,
 }
 
-pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outcome> {
+pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<DrillResult> {
     let wall = Instant::now();
     let started = humantime(SystemTime::now());
     let logs = setup.out.join(format!("{}-logs", plan.name));
@@ -152,7 +152,7 @@ pub async fn run(plan: &Plan, scenario_text: &str, setup: &Setup) -> Result<Outc
     };
     let md = setup.out.join(format!("{}.md", plan.name));
     std::fs::write(&md, report.markdown()).with_context(|| format!("writing {}", md.display()))?;
-    Ok(Outcome {
+    Ok(DrillResult {
         passed: report.passed(),
         summary: report.summary(),
         report: md,

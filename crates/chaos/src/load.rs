@@ -40,9 +40,9 @@ pub enum Kind {
     Hot,
 }
 
-/// How one attempt or a whole send ended.
+/// How one attempt or a whole send ended, as the caller was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Answer {
     Delivered { bot: String },
     Failed { code: String },
 }
@@ -56,16 +56,16 @@ pub struct Msg {
     pub created: Duration,
     pub attempts: u32,
     /// The first attempt's outcome.
-    pub first: Option<Outcome>,
+    pub first: Option<Answer>,
     /// The final outcome, after retries; None = never answered.
-    pub last: Option<Outcome>,
+    pub last: Option<Answer>,
     /// When the final answer came (since the load started).
     pub answered: Option<Duration>,
 }
 
 impl Msg {
     pub fn delivered(&self) -> bool {
-        matches!(self.last, Some(Outcome::Delivered { .. }))
+        matches!(self.last, Some(Answer::Delivered { .. }))
     }
 }
 
@@ -200,7 +200,7 @@ impl Driver {
                             }
                             None => {
                                 let code = "NO_INSTANCE".to_owned();
-                                settle(&mut msgs, idx, &mut retries, max_attempts, Outcome::Failed { code }, elapsed, &self.progress);
+                                settle(&mut msgs, idx, &mut retries, max_attempts, Answer::Failed { code }, elapsed, &self.progress);
                             }
                         }
                     }
@@ -209,8 +209,8 @@ impl Driver {
                     Ev::Answer(resp) => {
                         let Some((idx, _)) = pending.remove(&resp.client_ref) else { continue };
                         let outcome = match resp.error {
-                            None => Outcome::Delivered { bot: resp.bot },
-                            Some(e) => Outcome::Failed { code: e.code },
+                            None => Answer::Delivered { bot: resp.bot },
+                            Some(e) => Answer::Failed { code: e.code },
                         };
                         settle(&mut msgs, idx, &mut retries, max_attempts, outcome, elapsed, &self.progress);
                     }
@@ -228,7 +228,7 @@ impl Driver {
                         for k in broken {
                             if let Some((idx, _)) = pending.remove(&k) {
                                 let code = STREAM_BROKEN.to_owned();
-                                settle(&mut msgs, idx, &mut retries, max_attempts, Outcome::Failed { code }, elapsed, &self.progress);
+                                settle(&mut msgs, idx, &mut retries, max_attempts, Answer::Failed { code }, elapsed, &self.progress);
                             }
                         }
                     }
@@ -284,7 +284,7 @@ fn settle(
     idx: usize,
     retries: &mut BinaryHeap<Reverse<(Instant, usize)>>,
     max_attempts: u32,
-    outcome: Outcome,
+    outcome: Answer,
     at: Duration,
     progress: &Progress,
 ) {
@@ -293,8 +293,8 @@ fn settle(
         m.first = Some(outcome.clone());
     }
     let retry = match &outcome {
-        Outcome::Failed { code } => retryable(code) && m.attempts < max_attempts,
-        Outcome::Delivered { .. } => false,
+        Answer::Failed { code } => retryable(code) && m.attempts < max_attempts,
+        Answer::Delivered { .. } => false,
     };
     if retry {
         let backoff = Duration::from_millis(250 * u64::from(m.attempts));
@@ -302,8 +302,8 @@ fn settle(
         return;
     }
     match outcome {
-        Outcome::Delivered { .. } => progress.delivered.fetch_add(1, Ordering::Relaxed),
-        Outcome::Failed { .. } => progress.failed.fetch_add(1, Ordering::Relaxed),
+        Answer::Delivered { .. } => progress.delivered.fetch_add(1, Ordering::Relaxed),
+        Answer::Failed { .. } => progress.failed.fetch_add(1, Ordering::Relaxed),
     };
     m.last = Some(outcome);
     m.answered = Some(at);
@@ -399,7 +399,7 @@ mod tests {
         let idx = new_msg(&mut msgs, Kind::Background, 1, Duration::ZERO);
         let mut retries = BinaryHeap::new();
         let progress = Progress::default();
-        let fail = || Outcome::Failed {
+        let fail = || Answer::Failed {
             code: "UNAVAILABLE".into(),
         };
         msgs[idx].attempts = 1;

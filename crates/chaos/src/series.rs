@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::cluster::{bot_id, bot_name, rotated_bot_id};
-use crate::load::Outcome;
+use crate::load::Answer;
 use crate::verdict::Run;
 
 /// Per-second series for the chart: deliveries per bot (a rotated token
@@ -52,7 +52,7 @@ impl Series {
         }
         let mut errors = vec![0; seconds];
         for m in &run.record.msgs {
-            if let (Some(Outcome::Failed { .. }), Some(at)) = (&m.last, m.answered) {
+            if let (Some(Answer::Failed { .. }), Some(at)) = (&m.last, m.answered) {
                 errors[(at.as_secs() as usize).min(seconds - 1)] += 1;
             }
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use shardgate_mock::{Delivery, Limits, Stats};
 
 use crate::cluster::{bot_id, rotated_bot_id};
-use crate::load::{HOT_CHAT, Kind, LoadRecord, Outcome, msg_index};
+use crate::load::{Answer, HOT_CHAT, Kind, LoadRecord, msg_index};
 use crate::observe::Sample;
 use crate::scenario::{Action, Criteria, bot_index};
 
@@ -113,7 +113,7 @@ impl Figures {
                     f.unanswered += 1;
                     f.lost += 1;
                 }
-                Some(Outcome::Delivered { .. }) => {
+                Some(Answer::Delivered { .. }) => {
                     if *n == 0 {
                         f.lost += 1;
                     }
@@ -123,7 +123,7 @@ impl Figures {
                         f.delivered += 1;
                     }
                 }
-                Some(Outcome::Failed { code }) => {
+                Some(Answer::Failed { code }) => {
                     *failed.entry(code.clone()).or_default() += 1;
                     if *n > 0 {
                         f.ghosts += 1;
@@ -134,7 +134,7 @@ impl Figures {
                 }
             }
             if !hot {
-                if matches!(m.first, Some(Outcome::Delivered { .. })) {
+                if matches!(m.first, Some(Answer::Delivered { .. })) {
                     f.first_try_ok += 1;
                 }
                 if !m.delivered() {
@@ -441,7 +441,7 @@ mod tests {
     use crate::load::Msg;
     use crate::observe::{BotView, View};
 
-    fn msg(kind: Kind, first: Option<Outcome>, last: Option<Outcome>) -> Msg {
+    fn msg(kind: Kind, first: Option<Answer>, last: Option<Answer>) -> Msg {
         Msg {
             kind,
             chat_id: 1,
@@ -453,14 +453,14 @@ mod tests {
         }
     }
 
-    fn ok() -> Option<Outcome> {
-        Some(Outcome::Delivered {
+    fn ok() -> Option<Answer> {
+        Some(Answer::Delivered {
             bot: "bot-1".into(),
         })
     }
 
-    fn failed(code: &str) -> Option<Outcome> {
-        Some(Outcome::Failed { code: code.into() })
+    fn failed(code: &str) -> Option<Answer> {
+        Some(Answer::Failed { code: code.into() })
     }
 
     fn delivery(seq: u64, idx: usize, at_ms: u64) -> Delivery {
