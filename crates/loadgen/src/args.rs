@@ -125,6 +125,11 @@ pub struct Args {
     /// and delivered/ceiling >= 0.95.
     #[arg(long)]
     pub smoke: bool,
+    /// Soak: embedded, 3 bots, 2000 chats (10% groups) at the limit for
+    /// `--duration` (default here 1800 s); samples RSS, file descriptors and
+    /// tokio tasks every 10 s and fails unless they stay flat and no 429 came.
+    #[arg(long)]
+    pub soak: bool,
     /// Exit non-zero when delivered/ceiling is below this.
     #[arg(long)]
     pub assert_ratio: Option<f64>,
@@ -152,6 +157,24 @@ impl Args {
         self.warmup.get_or_insert(3.0);
         self.rate = None;
         self.assert_ratio.get_or_insert(0.95);
+        self.assert_no_429 = true;
+    }
+
+    /// `--soak`'s preset (its duration only when `--duration` kept its
+    /// default of 30 s).
+    pub fn apply_soak(&mut self) {
+        if !self.soak {
+            return;
+        }
+        self.embedded = true;
+        self.target = None;
+        self.bots = 3;
+        self.chats = 2000;
+        self.group_share = 0.1;
+        if self.duration == 30.0 {
+            self.duration = 1800.0;
+        }
+        self.rate = None;
         self.assert_no_429 = true;
     }
 

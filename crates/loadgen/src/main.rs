@@ -26,6 +26,7 @@ mod report;
 mod run;
 mod sampler;
 mod setup;
+mod soak;
 mod table;
 mod workload;
 
@@ -39,6 +40,7 @@ use crate::args::Args;
 fn main() -> anyhow::Result<ExitCode> {
     let mut args = Args::parse();
     args.apply_smoke();
+    args.apply_soak();
     // reqwest is built without a default crypto provider (workspace-wide);
     // the bare-HTTP loop and `--emulator` stats need one even for http://.
     let _ = rustls::crypto::ring::default_provider().install_default();

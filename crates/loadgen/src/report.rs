@@ -136,6 +136,8 @@ pub struct Report {
     pub bare: Option<Phase>,
     pub gateway_vs_bare: Option<f64>,
     pub p99_added_us: Option<i64>,
+    /// `--soak`: RSS, descriptors and tasks over the run, and whether flat.
+    pub soak: Option<crate::soak::SoakReport>,
     pub pass: bool,
     pub failures: Vec<String>,
 }

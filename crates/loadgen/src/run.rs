@@ -29,10 +29,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rss_baseline = rss_kb();
     let mut setup = Setup::start(&args).await?;
     let stats0 = setup.stats.get().await;
+    let (soak_stop, soak_rx) = tokio::sync::watch::channel(false);
+    let soak_sampler = args
+        .soak
+        .then(|| crate::soak::sample(tokio::time::Instant::now(), soak_rx));
     let gateway = if args.bare_only {
         None
     } else {
         Some(phases::gateway(&args, &setup, tty).await?)
+    };
+    let _ = soak_stop.send(true);
+    let soak = match soak_sampler {
+        Some(h) => Some(crate::soak::judge(
+            h.await.unwrap_or_default(),
+            args.warmup().max(args.duration / 10.0),
+        )),
+        None => None,
     };
     let rss_end = rss_kb();
     let bare = if args.bare_http || args.bare_only {
@@ -70,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             rss_end,
             rss_quiet,
             tracked_quiet,
+            soak,
         },
     );
     if report.args.json {
@@ -95,6 +108,7 @@ struct Observed {
     rss_end: Option<u64>,
     rss_quiet: Option<u64>,
     tracked_quiet: Option<u64>,
+    soak: Option<crate::soak::SoakReport>,
 }
 
 /// The 429s by scope between two snapshots of the emulator's counters.
@@ -241,6 +255,15 @@ fn assemble(args: Args, s: &Setup, mut o: Observed) -> Report {
             failures.push(format!("{bad} messages failed: {:?}", g.errors));
         }
     }
+    if let Some(soak) = &o.soak
+        && !soak.flat()
+    {
+        failures.push(format!(
+            "not flat over the soak (first quarter -> last quarter): RSS {:.0} -> {:.0} kB, \
+             fds {:.0} -> {:.0}, tasks {:.0} -> {:.0}",
+            soak.rss_kb.0, soak.rss_kb.1, soak.fds.0, soak.fds.1, soak.tasks.0, soak.tasks.1
+        ));
+    }
     let peak_rss = samples.iter().filter_map(|s| s.rss_kb).max();
     let tracked_chats_peak = samples
         .iter()
@@ -303,6 +326,7 @@ fn assemble(args: Args, s: &Setup, mut o: Observed) -> Report {
         bare: o.bare,
         gateway_vs_bare,
         p99_added_us,
+        soak: o.soak.take(),
         pass: failures.is_empty(),
         failures,
         args,

@@ -193,6 +193,23 @@ pub fn print_table(r: &Report) {
             }
         );
     }
+    if let Some(soak) = &r.soak {
+        let flat = |f: bool| if f { "flat" } else { "GROWING" };
+        println!(
+            "  soak ({} readings, every {} s; first quarter -> last quarter): RSS {:.1} -> {:.1} MiB ({}), fds {:.0} -> {:.0} ({}), tokio tasks {:.0} -> {:.0} ({})",
+            soak.readings.len(),
+            crate::soak::PERIOD.as_secs(),
+            soak.rss_kb.0 / 1024.0,
+            soak.rss_kb.1 / 1024.0,
+            flat(soak.rss_kb.2),
+            soak.fds.0,
+            soak.fds.1,
+            flat(soak.fds.2),
+            soak.tasks.0,
+            soak.tasks.1,
+            flat(soak.tasks.2)
+        );
+    }
     if let Some(b) = &r.bare {
         println!();
         println!(
