@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::tls::Ca;
 use common::{BOTS, wait_for};
-use shardgate_etcd::testing::{EtcdServer, Grant};
+use shardgate_etcd::testing::EtcdServer;
 use shardgate_mock::{MockConfig, MockServer};
 use shardgate_proto::v1::gateway_client::GatewayClient;
 use shardgate_proto::v1::{SendRequest, StatusRequest};
@@ -90,21 +90,8 @@ async fn owners(addr: SocketAddr, ca: &Ca) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_a_secured_etcd_serves_over_tls_and_only_operators_write_bots() {
     let mut etcd = EtcdServer::start_secure().await;
-    let prefix = format!("/shardgate/{CLUSTER}/");
-    etcd.add_user("operator", "operator-pw", &[(Grant::ReadWrite, &prefix)])
+    etcd.add_shardgate_users(CLUSTER, "gateway-pw", "operator-pw")
         .await;
-    let writable = [
-        "members/",
-        "owners/",
-        "health/",
-        "bans/",
-        "quota/",
-        "settings/",
-    ]
-    .map(|p| format!("{prefix}{p}"));
-    let mut grants = vec![(Grant::Read, prefix.as_str())];
-    grants.extend(writable.iter().map(|p| (Grant::ReadWrite, p.as_str())));
-    etcd.add_user("gateway", "gateway-pw", &grants).await;
     etcd.enable_auth().await;
 
     let dir = tempfile::tempdir().expect("dir");

@@ -69,28 +69,8 @@ pub struct LocalCluster {
 /// Secures `etcd` (users `gateway` and `operator` with their roles, auth on)
 /// and writes their password files into `dir`: the `--etcd-*` flags of each.
 async fn secure(etcd: &mut EtcdServer, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
-    use shardgate_etcd::testing::Grant;
-    let prefix = format!("/shardgate/{CLUSTER}/");
-    etcd.add_user(
-        "operator",
-        "operator-drill-pw",
-        &[(Grant::ReadWrite, &prefix)],
-    )
-    .await;
-    let writable: Vec<String> = [
-        "members/",
-        "owners/",
-        "health/",
-        "bans/",
-        "quota/",
-        "settings/",
-    ]
-    .iter()
-    .map(|p| format!("{prefix}{p}"))
-    .collect();
-    let mut grants = vec![(Grant::Read, prefix.as_str())];
-    grants.extend(writable.iter().map(|p| (Grant::ReadWrite, p.as_str())));
-    etcd.add_user("gateway", "gateway-drill-pw", &grants).await;
+    etcd.add_shardgate_users(CLUSTER, "gateway-drill-pw", "operator-drill-pw")
+        .await;
     etcd.enable_auth().await;
     let s = etcd.secure().context("a secured etcd")?;
     let tls = vec![

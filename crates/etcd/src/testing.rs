@@ -183,6 +183,28 @@ impl EtcdServer {
             .unwrap_or_else(|e| fail("grant role", e));
     }
 
+    /// The two users docs/etcd.md describes for `cluster`: `gateway` reads
+    /// the whole prefix and writes only what an instance writes at run time
+    /// (members, owners, health, bans, quota, settings); `operator` writes
+    /// it all. Before [`enable_auth`](Self::enable_auth).
+    pub async fn add_shardgate_users(&self, cluster: &str, gateway_pw: &str, operator_pw: &str) {
+        let prefix = format!("/shardgate/{cluster}/");
+        self.add_user("operator", operator_pw, &[(Grant::ReadWrite, &prefix)])
+            .await;
+        let writable = [
+            "members/",
+            "owners/",
+            "health/",
+            "bans/",
+            "quota/",
+            "settings/",
+        ]
+        .map(|p| format!("{prefix}{p}"));
+        let mut grants = vec![(Grant::Read, prefix.as_str())];
+        grants.extend(writable.iter().map(|p| (Grant::ReadWrite, p.as_str())));
+        self.add_user("gateway", gateway_pw, &grants).await;
+    }
+
     /// Creates the root user and turns etcd's auth on: from now on every
     /// request needs a user's credentials.
     pub async fn enable_auth(&mut self) {
