@@ -281,7 +281,8 @@ fn cut_status(cut: Cut, read: u64) -> Status {
 }
 
 /// The number of requests read, if `status` ends a stream the gateway cut
-/// (see [`cut_status`]): every request after them went unread.
+/// (a stream closed early for shutdown, overload or a broken request
+/// stream): every request after them went unread.
 pub fn requests_read(status: &Status) -> Option<u64> {
     if status.code() != tonic::Code::Unavailable {
         return None;
