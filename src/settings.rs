@@ -72,6 +72,9 @@ pub struct LimitsFile {
     pub max_in_flight: Option<u32>,
     pub queue_max: Option<usize>,
     pub chat_queue_max: Option<usize>,
+    /// Fraction of a bot's sends bulk messages keep while they wait
+    /// (0..=1, default 0.10).
+    pub bulk_min_share: Option<f64>,
     pub cooldown_factor: Option<f64>,
     pub bot_throttle_threshold_secs: Option<u64>,
     /// Caps every cooldown (drills, staging); unset in production.
@@ -180,6 +183,7 @@ impl Settings {
             max_in_flight: l.max_in_flight.unwrap_or(d.max_in_flight),
             queue_max: l.queue_max.unwrap_or(d.queue_max),
             chat_queue_max: l.chat_queue_max.unwrap_or(d.chat_queue_max),
+            bulk_min_share: l.bulk_min_share.unwrap_or(d.bulk_min_share),
         };
         limits.validate().context("in [limits]")?;
         if l.queue_bytes_max.is_some_and(|b| b < 64 * 1024) {
@@ -339,7 +343,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nbulk_min_share = 0.25\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
         )
         .expect("write");
         let s = Settings::resolve(ServeArgs {
@@ -352,6 +356,7 @@ mod tests {
         assert_eq!(s.instance_id.as_deref(), Some("from-flag"));
         assert_eq!(s.gateway.limits.group_window, Duration::from_secs(6));
         assert_eq!(s.gateway.limits.chat_rate, 9.0);
+        assert_eq!(s.gateway.limits.bulk_min_share, 0.25);
         assert_eq!(s.gateway.max_message_age, Duration::from_secs(90));
         assert_eq!(s.cluster, "default");
         assert_eq!(s.max_outage_extension, Some(Duration::ZERO));
@@ -395,6 +400,8 @@ mod tests {
             "lisen = \"x\"\n",
             "[limits]\nchat_rate = 0.0\n",
             "[limits]\ncooldown_factor = 0.5\n",
+            "[limits]\nbulk_min_share = 1.5\n",
+            "[limits]\nbulk_min_share = -0.1\n",
             "[telegram]\nmax_attempts = 6\n",
             "[telegram]\nmax_message_age_secs = 0\n",
         ]

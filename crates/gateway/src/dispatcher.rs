@@ -247,14 +247,26 @@ impl Dispatcher {
                 Queued {
                     seq,
                     not_before: 0,
+                    priority: env.msg.priority,
                     item: env,
                 },
                 self.tick(Instant::now()),
             );
             Ok(())
         } else {
-            self.sched
-                .push(chat_id, seq, env, self.tick(Instant::now()))
+            let now = self.tick(Instant::now());
+            let priority = env.msg.priority;
+            if let Some(in_secs) = self.would_miss_deadline(&env, now) {
+                self.metrics.failed(tonic::Code::DeadlineExceeded);
+                debug!(
+                    chat_id,
+                    in_secs, "refused: would be sent after its deadline"
+                );
+                env.reply
+                    .finish(Err(SendError::WouldMissDeadline { in_secs }));
+                return;
+            }
+            self.sched.push_as(chat_id, seq, priority, env, now)
         };
         match result {
             Ok(()) => {}
@@ -276,6 +288,15 @@ impl Dispatcher {
                 ))))
             }
         }
+    }
+
+    /// Deadline-aware admission: `Some(seconds)` when the scheduler's
+    /// estimate puts a new message's send after its deadline (seconds from
+    /// `now`, rounded up), `None` when it may make it or has no deadline.
+    fn would_miss_deadline(&self, env: &Envelope, now: Tick) -> Option<u64> {
+        let deadline = self.tick(env.deadline?);
+        let at = self.sched.estimate(env.chat_id, env.msg.priority, now);
+        (at > deadline).then(|| at.saturating_sub(now).div_ceil(1_000_000))
     }
 
     /// Sends everything the scheduler releases now; returns when to wake.
@@ -484,6 +505,7 @@ impl Dispatcher {
             Queued {
                 seq,
                 not_before,
+                priority: env.msg.priority,
                 item: env,
             },
             self.tick(Instant::now()),
@@ -542,6 +564,7 @@ impl Dispatcher {
                     Queued {
                         seq: d.seq,
                         not_before: 0,
+                        priority: d.priority,
                         item: env,
                     },
                     self.tick(Instant::now()),

@@ -28,6 +28,10 @@ pub enum SendError {
     /// The caller's deadline passed before the message was sent.
     #[error("deadline exceeded before the message was sent")]
     DeadlineExceeded,
+    /// Refused when queued: the limits ahead of the message would send it
+    /// only after its deadline (estimated at `in_secs` from then).
+    #[error("would be sent in about {in_secs} s, after the message's deadline; nothing was sent")]
+    WouldMissDeadline { in_secs: u64 },
     /// No key, or one nobody has (auth on).
     #[error("{0}")]
     Unauthenticated(String),
@@ -59,7 +63,9 @@ impl SendError {
             SendError::Unauthenticated(_) => Code::Unauthenticated,
             SendError::PermissionDenied(_) => Code::PermissionDenied,
             SendError::Unavailable(_) => Code::Unavailable,
-            SendError::DeadlineExceeded => Code::DeadlineExceeded,
+            SendError::DeadlineExceeded | SendError::WouldMissDeadline { .. } => {
+                Code::DeadlineExceeded
+            }
             SendError::NotOwner(_) => Code::Aborted,
         }
     }
@@ -161,6 +167,7 @@ mod tests {
             SendError::QueueFull("full".into()),
             SendError::Unavailable("none".into()),
             SendError::DeadlineExceeded,
+            SendError::WouldMissDeadline { in_secs: 40 },
             SendError::Unauthenticated("who".into()),
             SendError::PermissionDenied("no".into()),
         ];
@@ -170,6 +177,18 @@ mod tests {
             assert_eq!(back.telegram_code(), e.telegram_code());
         }
         assert!(SendError::from_proto(&SendError::NotOwner("moved".into()).to_proto()).is_none());
+    }
+
+    #[test]
+    fn a_refusal_at_admission_says_when_it_would_have_gone() {
+        let e = SendError::WouldMissDeadline { in_secs: 40 };
+        let status = e.to_status();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(
+            status.message().contains("would be sent in about 40 s"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

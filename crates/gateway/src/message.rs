@@ -1,7 +1,8 @@
 //! A validated message: what a `SendRequest` becomes once it passed the
 //! checks that Telegram would otherwise answer with a 400.
 
-use shardgate_proto::v1::{Priority, SendRequest};
+use shardgate_proto::v1::{self as pb, SendRequest};
+use shardgate_sched::Priority;
 use shardgate_telegram::{Extras, ParseMode};
 
 use crate::SendError;
@@ -30,6 +31,8 @@ pub struct Message {
     pub traceparent: Option<String>,
     /// Keyboard, topic, paid flag and the other `sendMessage` parameters.
     pub extras: Extras,
+    /// Its class in the bot's scheduler (Normal unless the caller asked).
+    pub priority: Priority,
 }
 
 impl Message {
@@ -90,12 +93,17 @@ impl Message {
                 "client_ref is longer than {MAX_KEY_BYTES} bytes"
             )));
         }
-        if Priority::try_from(req.priority).is_err() {
-            return Err(SendError::Invalid(format!(
-                "priority {} is not one of PRIORITY_UNSPECIFIED, PRIORITY_INTERACTIVE, PRIORITY_NORMAL, PRIORITY_BULK",
-                req.priority
-            )));
-        }
+        let priority = match pb::Priority::try_from(req.priority) {
+            Ok(pb::Priority::Interactive) => Priority::Interactive,
+            Ok(pb::Priority::Unspecified | pb::Priority::Normal) => Priority::Normal,
+            Ok(pb::Priority::Bulk) => Priority::Bulk,
+            Err(_) => {
+                return Err(SendError::Invalid(format!(
+                    "priority {} is not one of PRIORITY_UNSPECIFIED, PRIORITY_INTERACTIVE, PRIORITY_NORMAL, PRIORITY_BULK",
+                    req.priority
+                )));
+            }
+        };
         let extras = Extras::parse(
             &req.reply_markup_json,
             &req.params_json,
@@ -118,8 +126,20 @@ impl Message {
             timeout: (req.timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(u64::from(req.timeout_ms))),
             extras,
+            priority,
         })
     }
+}
+
+/// The wire value of a scheduler class, for a message forwarded to a peer
+/// (the inverse of the mapping in [`Message::from_request`]).
+pub(crate) fn wire_priority(p: Priority) -> i32 {
+    match p {
+        Priority::Interactive => pb::Priority::Interactive,
+        Priority::Normal => pb::Priority::Normal,
+        Priority::Bulk => pb::Priority::Bulk,
+    }
+    .into()
 }
 
 /// Caller strings echoed in errors are cut short.
@@ -207,10 +227,20 @@ mod tests {
             params_json: r#"{"protect_content":true}"#.into(),
             message_thread_id: 12,
             allow_paid_broadcast: true,
-            priority: Priority::Interactive.into(),
+            priority: pb::Priority::Interactive.into(),
             ..req(5, "pay?")
         })
         .expect("valid");
+        assert_eq!(rich.priority, Priority::Interactive);
+        for p in [Priority::Interactive, Priority::Normal, Priority::Bulk] {
+            let back = Message::from_request(SendRequest {
+                priority: wire_priority(p),
+                ..req(5, "x")
+            })
+            .expect("valid");
+            assert_eq!(back.priority, p, "a forwarded class comes back as itself");
+        }
+        assert_eq!(plain.priority, Priority::Normal);
         assert_eq!(rich.extras.message_thread_id, Some(12));
         assert!(rich.extras.allow_paid_broadcast);
         assert_eq!(rich.extras.params["protect_content"], true);

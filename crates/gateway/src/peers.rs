@@ -395,7 +395,7 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         message_thread_id: m.extras.message_thread_id.unwrap_or_default(),
         allow_paid_broadcast: m.extras.allow_paid_broadcast,
         params_json,
-        priority: pb::Priority::Unspecified.into(),
+        priority: crate::message::wire_priority(m.priority),
     })
 }
 

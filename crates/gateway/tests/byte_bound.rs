@@ -14,6 +14,7 @@ use shardgate_gateway::{GatewayConfig, Message, SendError};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
 use shardgate_registry::BotSpec;
+use shardgate_sched::Priority;
 use shardgate_telegram::{BotToken, Client, ClientConfig};
 
 const TEXT_CHARS: usize = 4_000;
@@ -35,6 +36,7 @@ fn message(chat_id: i64, i: usize) -> Message {
         timeout: None,
         traceparent: None,
         extras: Default::default(),
+        priority: Priority::Normal,
     }
 }
 

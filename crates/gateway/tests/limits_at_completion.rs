@@ -14,7 +14,7 @@ use shardgate_gateway::{GatewayConfig, Message};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
 use shardgate_registry::BotSpec;
-use shardgate_sched::Limits;
+use shardgate_sched::{Limits, Priority};
 use shardgate_telegram::{BotToken, Client, ClientConfig};
 
 const LATENCY_MS: u64 = 300;
@@ -33,6 +33,7 @@ fn message(chat_id: i64) -> Message {
         timeout: None,
         traceparent: None,
         extras: Default::default(),
+        priority: Priority::Normal,
     }
 }
 

@@ -14,6 +14,7 @@ use shardgate_metrics::Metrics;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
 use shardgate_proto::v1 as pb;
 use shardgate_registry::BotSpec;
+use shardgate_sched::Priority;
 use shardgate_telegram::{BotToken, Client, ClientConfig};
 use tokio::time::Instant;
 
@@ -31,6 +32,7 @@ fn message(chat_id: i64, text: String, timeout: Option<Duration>) -> Message {
         timeout,
         traceparent: None,
         extras: Default::default(),
+        priority: Priority::Normal,
     }
 }
 

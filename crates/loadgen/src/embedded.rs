@@ -34,6 +34,7 @@ pub fn lifted_limits(max_in_flight: u32) -> Limits {
         max_in_flight,
         queue_max: 10_000_000,
         chat_queue_max: 100_000,
+        bulk_min_share: 0.10,
     }
 }
 

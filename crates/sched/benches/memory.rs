@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use shardgate_sched::{Limits, Next, Queued, Scheduler, Tick, Window};
 
 /// Field-for-field mirrors of the scheduler's private per-chat state and
-/// slab slot (`scheduler.rs`, `struct Chat` and `struct Node<T>`), for
+/// slab slot (`scheduler/queues.rs`, `struct Chat` and `struct Node<T>`), for
 /// `size_of` only. Keep in step.
 #[allow(dead_code)]
 struct ChatMirror {

@@ -8,13 +8,17 @@
 //! picks), which keeps it deterministic and property-testable. The daemon's
 //! dispatcher is the thin async shell around it.
 
+mod admission;
 mod gcra;
 mod limits;
+mod priority;
 mod scheduler;
 mod window;
 
+pub use admission::{Position, estimate};
 pub use gcra::Gcra;
 pub use limits::Limits;
+pub use priority::Priority;
 pub use scheduler::{Dispatch, Next, PushError, Queued, Scheduler};
 pub use window::Window;
 

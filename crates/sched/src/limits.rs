@@ -37,6 +37,9 @@ pub struct Limits {
     pub queue_max: usize,
     /// Messages queued for one chat; past it, pushes for that chat are refused.
     pub chat_queue_max: usize,
+    /// Fraction of the bot's sends (0..=1) that bulk messages keep while
+    /// they wait, however busy the higher classes keep the bot.
+    pub bulk_min_share: f64,
 }
 
 impl Default for Limits {
@@ -53,6 +56,7 @@ impl Default for Limits {
             max_in_flight: 16,
             queue_max: 100_000,
             chat_queue_max: 1_000,
+            bulk_min_share: 0.10,
         }
     }
 }
@@ -84,7 +88,16 @@ impl Limits {
                 "max_in_flight, queue_max and chat_queue_max must be positive",
             ));
         }
+        if !(0.0..=1.0).contains(&self.bulk_min_share) {
+            return Err(InvalidLimits("bulk_min_share must be between 0 and 1"));
+        }
         Ok(())
+    }
+
+    /// The bot's sustained sends per second: `bot_max` per window
+    /// (with the margin).
+    pub fn bot_rate_per_s(&self) -> f64 {
+        f64::from(self.bot_max) / (self.bot_window + self.jitter_margin).as_secs_f64()
     }
 
     /// Messages per second this bot can deliver with enough demand over
@@ -117,5 +130,12 @@ mod tests {
             .validate()
             .is_err()
         );
+        for share in [-0.1, 1.5, f64::NAN] {
+            let l = Limits {
+                bulk_min_share: share,
+                ..Limits::default()
+            };
+            assert!(l.validate().is_err(), "{share}");
+        }
     }
 }

@@ -1,17 +1,25 @@
-//! The per-bot scheduler: per-chat FIFO queues and a ready-heap ordered by
-//! the time each chat's head message may go.
+//! The per-bot scheduler: per-chat queues in priority and FIFO order, and
+//! per class a heap of chats waiting for their limits and a heap of chats
+//! that may send, oldest head first.
 //!
-//! Invariants (checked by the property tests in `scheduler/tests.rs`):
+//! Invariants (checked by the property tests in `scheduler/tests.rs` and
+//! `scheduler/tests_priority.rs`):
 //! - limits hold at the server's *arrival* count, for any arrival time
 //!   between a request's dispatch and its completion: a chat never gets more
 //!   than its bucket allows, a group never more than `group_max` in any
 //!   `group_window`, the bot never more than `bot_max` in any `bot_window`
 //!   (`jitter_margin` is only extra slack on top);
-//! - one request per chat is in flight at a time, and a chat's messages leave
-//!   in `seq` order (FIFO per chat, hence per (chat, user));
+//! - one request per chat is in flight at a time, and a chat's messages of
+//!   one class leave in `seq` order (FIFO per chat and class, hence per
+//!   (chat, user)); a message of a higher class goes before the chat's
+//!   lower ones;
 //! - nothing leaves during a chat's or the bot's cooldown;
-//! - a chat that must wait never holds up another chat: the heap is ordered by
-//!   each chat's own earliest time, then by the age of its head message.
+//! - a chat that must wait never holds up another chat: each class's chats
+//!   wait in a heap ordered by their own earliest time;
+//! - the bot sends the highest class that has a chat its limits allow now,
+//!   and within it the oldest head; bulk takes a turn when its share is
+//!   due ([`crate::Priority`]), so it keeps `bulk_min_share` of the sends
+//!   while it has work.
 //!
 //! # Counting at completion
 //!
@@ -38,9 +46,11 @@
 //! scheduler, each chat's as a circular list (the tail's link is the head),
 //! so no per-chat buffer survives an empty queue. Group windows live in a
 //! map of their own, keyed by group: only a group that sent something pays
-//! for a window. The ready-heap holds `(eligible at, head seq, chat)` and
-//! no record of which entry is current: an entry is live when it is what the
-//! chat would be scheduled at now (head's seq and eligible time), see
+//! for a window. A chat has one heap entry, in the lane of its head's
+//! class: `(eligible at, head seq, chat)` in `waiting` until that time has
+//! come, then `(head seq, eligible at, chat)` in `ready`; no record says
+//! which entry is current: an entry is live when it is what the chat would
+//! be scheduled at now (head's seq and class, eligible time), see
 //! [`Scheduler::next`]. `gc` shrinks the maps, drops stale heap entries and
 //! compacts the slab, so memory returns when chats go idle.
 
@@ -48,23 +58,19 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::hash_map::Entry;
 
-use crate::{Gcra, Limits, Tick, Window, ticks};
+use crate::priority::BulkCredit;
+use crate::{Gcra, Limits, Position, Priority, Tick, Window, ticks};
 
-/// A queued message and what the scheduler needs to know about it.
-#[derive(Debug)]
-pub struct Queued<T> {
-    /// Acceptance order across the gateway; FIFO per chat follows it.
-    pub seq: u64,
-    /// Not before this time (retry backoff); 0 = no constraint.
-    pub not_before: Tick,
-    pub item: T,
-}
+mod queues;
+pub use queues::Queued;
+use queues::{Chat, IN_FLIGHT, KEEP_EMPTY, MAX_SLOTS, NIL, Slab};
 
 /// A message the caller must send now.
 #[derive(Debug)]
 pub struct Dispatch<T> {
     pub chat_id: i64,
     pub seq: u64,
+    pub priority: Priority,
     pub item: T,
 }
 
@@ -93,210 +99,36 @@ pub enum PushError<T> {
 /// ids come from clients).
 type ChatMap<V> = std::collections::HashMap<i64, V, foldhash::fast::RandomState>;
 
-/// No slot: an empty queue's tail, the end of the free list.
-const NIL: u32 = u32::MAX;
-/// Most messages one scheduler holds (slab slots), so that a chat's queue
-/// length fits next to its in-flight bit. `push` refuses beyond it.
-const MAX_SLOTS: usize = (IN_FLIGHT - 1) as usize;
-/// The in-flight bit of [`Chat::flags`]; the other bits count its queue.
-const IN_FLIGHT: u32 = 1 << 31;
-/// Slab and heap allocations larger than this many entries are released
-/// when they empty; smaller ones are kept for reuse.
-const KEEP_EMPTY: usize = 4_096;
+/// What a chat's heap entry says: its head may go at `at`; the head's `seq`
+/// and class tell a current entry from a stale one.
+type Entry3 = (Tick, u64, Priority);
 
-/// One chat's state: 16 bytes.
-#[derive(Debug, Clone, Copy)]
-struct Chat {
-    /// GCRA state of the chat's bucket (includes chat cooldowns).
-    tat: Tick,
-    /// Slab slot of the last queued message (its `next` is the first), or
-    /// [`NIL`] when the queue is empty.
-    tail: u32,
-    /// [`IN_FLIGHT`] | number of queued messages.
-    flags: u32,
+/// The chats whose head message is of one class.
+#[derive(Debug, Default)]
+struct Lane {
+    /// (eligible at, head seq, chat): chats that must wait, earliest first.
+    waiting: BinaryHeap<Reverse<(Tick, u64, i64)>>,
+    /// (head seq, eligible at, chat): chats whose limits allow a send,
+    /// oldest head first.
+    ready: BinaryHeap<Reverse<(u64, Tick, i64)>>,
 }
 
-impl Chat {
-    fn new(tat: Tick) -> Self {
-        Chat {
-            tat,
-            tail: NIL,
-            flags: 0,
-        }
-    }
-
-    fn in_flight(&self) -> bool {
-        self.flags & IN_FLIGHT != 0
-    }
-
+impl Lane {
     fn len(&self) -> usize {
-        (self.flags & !IN_FLIGHT) as usize
-    }
-}
-
-/// A slab slot: a queued message and the next one of its chat, or a free
-/// slot and the next free one.
-#[derive(Debug)]
-struct Node<T> {
-    queued: Option<Queued<T>>,
-    next: u32,
-}
-
-/// The queued messages of every chat of the scheduler.
-#[derive(Debug)]
-struct Slab<T> {
-    nodes: Vec<Node<T>>,
-    /// First free slot, or [`NIL`].
-    free: u32,
-    /// Occupied slots: the messages queued.
-    live: usize,
-}
-
-impl<T> Slab<T> {
-    fn new() -> Self {
-        Slab {
-            nodes: Vec::new(),
-            free: NIL,
-            live: 0,
-        }
+        self.waiting.len() + self.ready.len()
     }
 
-    /// Stores a message; its link is set by the caller.
-    fn alloc(&mut self, queued: Queued<T>) -> u32 {
-        self.live += 1;
-        if let Some(node) = self.nodes.get_mut(self.free as usize) {
-            let i = self.free;
-            self.free = node.next;
-            node.queued = Some(queued);
-            return i;
-        }
-        assert!(
-            self.nodes.len() < MAX_SLOTS,
-            "more than {MAX_SLOTS} messages queued in one scheduler"
-        );
-        let i = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            queued: Some(queued),
-            next: NIL,
-        });
-        i
-    }
-
-    /// Takes a message out and frees its slot; the slab's memory goes when
-    /// the last message leaves (beyond [`KEEP_EMPTY`] slots).
-    fn release(&mut self, i: u32) -> Option<Queued<T>> {
-        let node = self.nodes.get_mut(i as usize)?;
-        let queued = node.queued.take()?;
-        node.next = self.free;
-        self.free = i;
-        self.live -= 1;
-        if self.live == 0 {
-            self.clear();
-        }
-        Some(queued)
-    }
-
-    fn clear(&mut self) {
-        if self.nodes.capacity() > KEEP_EMPTY {
-            self.nodes = Vec::new();
-        } else {
-            self.nodes.clear();
-        }
-        self.free = NIL;
-        self.live = 0;
-    }
-
-    fn next(&self, i: u32) -> u32 {
-        self.nodes[i as usize].next
-    }
-
-    fn set_next(&mut self, i: u32, next: u32) {
-        self.nodes[i as usize].next = next;
-    }
-
-    fn get(&self, i: u32) -> Option<&Queued<T>> {
-        self.nodes.get(i as usize)?.queued.as_ref()
-    }
-
-    fn seq(&self, i: u32) -> u64 {
-        self.get(i).map_or(0, |q| q.seq)
-    }
-
-    /// The first message of a chat's queue.
-    fn head(&self, chat: &Chat) -> Option<&Queued<T>> {
-        if chat.tail == NIL {
-            return None;
-        }
-        self.get(self.next(chat.tail))
-    }
-
-    /// Inserts a message in `seq` order (after the messages with a lower
-    /// seq); returns true when it became the chat's head.
-    fn link(&mut self, chat: &mut Chat, queued: Queued<T>) -> bool {
-        let seq = queued.seq;
-        chat.flags += 1;
-        let tail = chat.tail;
-        if tail == NIL {
-            let i = self.alloc(queued);
-            self.set_next(i, i);
-            chat.tail = i;
-            return true;
-        }
-        let head = self.next(tail);
-        if self.seq(tail) < seq {
-            let i = self.alloc(queued);
-            self.set_next(i, head);
-            self.set_next(tail, i);
-            chat.tail = i;
-            return false;
-        }
-        // The tail's seq is at least `seq`: the walk stops there at the latest.
-        let mut prev = tail;
-        let mut at = head;
-        while self.seq(at) < seq {
-            prev = at;
-            at = self.next(at);
-        }
-        let i = self.alloc(queued);
-        self.set_next(i, at);
-        self.set_next(prev, i);
-        at == head
-    }
-
-    /// Takes a chat's first message out.
-    fn pop_front(&mut self, chat: &mut Chat) -> Option<Queued<T>> {
-        let tail = chat.tail;
-        if tail == NIL {
-            return None;
-        }
-        let head = self.next(tail);
-        if head == tail {
-            chat.tail = NIL;
-        } else {
-            let second = self.next(head);
-            self.set_next(tail, second);
-        }
-        chat.flags -= 1;
-        self.release(head)
-    }
-
-    /// Moves every queued message into a new, dense slab (keeping each
-    /// chat's order), so its memory follows the number queued.
-    fn compact<'a>(&mut self, chats: impl Iterator<Item = &'a mut Chat>) {
-        let mut dense = Slab {
-            nodes: Vec::with_capacity(self.live),
-            free: NIL,
-            live: 0,
-        };
-        for chat in chats {
-            let mut moved = Chat::new(0);
-            while let Some(q) = self.pop_front(chat) {
-                dense.link(&mut moved, q);
+    /// Moves every entry eligible at `now` to `ready`. Each entry moves
+    /// once: amortised O(log n) per message. Stale entries move too and
+    /// are dropped when they reach the top of `ready`.
+    fn promote(&mut self, now: Tick) {
+        while let Some(&Reverse((at, seq, chat))) = self.waiting.peek() {
+            if at > now {
+                break;
             }
-            chat.tail = moved.tail;
-            chat.flags = (chat.flags & IN_FLIGHT) | moved.flags;
+            pop_heap(&mut self.waiting);
+            self.ready.push(Reverse((seq, at, chat)));
         }
-        *self = dense;
     }
 }
 
@@ -313,9 +145,14 @@ pub struct Scheduler<T> {
     /// Even spacing of the bot's sends (GCRA over the bot rate).
     bot_pace: Gcra,
     bot_tat: Tick,
-    /// (eligible at, head seq, chat). Entries go stale when a chat changes;
-    /// an entry is live when it equals what the chat would get now.
-    ready: BinaryHeap<Reverse<(Tick, u64, i64)>>,
+    /// One lane per class ([`Priority::index`]). Entries go stale when a
+    /// chat changes; an entry is live when it equals what the chat would
+    /// get now ([`entry_of`]).
+    lanes: [Lane; 3],
+    /// The latest `now` seen by [`Scheduler::next`]: an entry eligible by
+    /// then goes straight to its lane's `ready` heap.
+    seen: Tick,
+    bulk: BulkCredit,
     in_flight: u32,
     bot_cooldown_until: Tick,
     /// Chats first seen before this time start with an empty bucket (see
@@ -323,15 +160,15 @@ pub struct Scheduler<T> {
     cold_until: Tick,
 }
 
-/// The heap entry a chat should have now: (eligible at, head seq), or
-/// `None` when it has nothing to send or something in flight.
+/// The heap entry a chat should have now: (eligible at, head seq, head
+/// class), or `None` when it has nothing to send or something in flight.
 fn entry_of<T>(
     bucket: &Gcra,
     slab: &Slab<T>,
     groups: &ChatMap<Window>,
     chat_id: i64,
     chat: &Chat,
-) -> Option<(Tick, u64)> {
+) -> Option<Entry3> {
     if chat.in_flight() {
         return None;
     }
@@ -352,7 +189,7 @@ fn entry_of<T>(
         .next_free(chat.tat)
         .max(group_free)
         .max(head.not_before);
-    Some((at, head.seq))
+    Some((at, head.seq, head.priority))
 }
 
 /// True when nothing of the chat limits anything any more.
@@ -360,11 +197,11 @@ fn is_idle(bucket: &Gcra, chat: &Chat, now: Tick) -> bool {
     chat.tail == NIL && !chat.in_flight() && bucket.is_idle(chat.tat, now)
 }
 
-/// Pops the heap's top; a large heap's memory goes when it empties.
-fn pop_ready(ready: &mut BinaryHeap<Reverse<(Tick, u64, i64)>>) {
-    ready.pop();
-    if ready.is_empty() && ready.capacity() > KEEP_EMPTY {
-        *ready = BinaryHeap::new();
+/// Pops a heap's top; a large heap's memory goes when it empties.
+fn pop_heap<E: Ord>(heap: &mut BinaryHeap<E>) {
+    heap.pop();
+    if heap.is_empty() && heap.capacity() > KEEP_EMPTY {
+        *heap = BinaryHeap::new();
     }
 }
 
@@ -383,22 +220,20 @@ impl<T> Scheduler<T> {
                 limits.bot_max,
                 ticks(limits.bot_window + limits.jitter_margin),
             ),
-            bot_pace: Gcra::new(
-                limits.bot_burst,
-                limits.bot_max as f64 / (limits.bot_window + limits.jitter_margin).as_secs_f64(),
-            ),
+            bot_pace: Gcra::new(limits.bot_burst, limits.bot_rate_per_s()),
             bot_tat: 0,
+            bulk: BulkCredit::new(limits.bulk_min_share),
             limits,
             chats: ChatMap::default(),
             groups: ChatMap::default(),
             slab: Slab::new(),
-            ready: BinaryHeap::new(),
+            lanes: Default::default(),
+            seen: 0,
             in_flight: 0,
             bot_cooldown_until: 0,
             cold_until: 0,
         }
     }
-
     /// A scheduler for a bot that another process may have driven right
     /// before `now` (an instance that died or handed the bot over, or this
     /// process before a restart): nothing goes for one bot window, and chats
@@ -445,14 +280,30 @@ impl<T> Scheduler<T> {
         self.bot_cooldown_until
     }
 
-    /// Queues a new message at the back of its chat, within the bounds.
+    /// Queues a new message of class Normal behind its chat's messages of
+    /// that class and higher, within the bounds.
     pub fn push(&mut self, chat_id: i64, seq: u64, item: T, now: Tick) -> Result<(), PushError<T>> {
+        self.push_as(chat_id, seq, Priority::Normal, item, now)
+    }
+
+    /// Queues a new message of class `priority` behind its chat's messages
+    /// of that class and higher (it overtakes the chat's lower ones),
+    /// within the bounds.
+    pub fn push_as(
+        &mut self,
+        chat_id: i64,
+        seq: u64,
+        priority: Priority,
+        item: T,
+        now: Tick,
+    ) -> Result<(), PushError<T>> {
         if self.slab.live >= self.limits.queue_max.min(MAX_SLOTS) {
             return Err(PushError::BotQueueFull(item));
         }
         let queued = Queued {
             seq,
             not_before: 0,
+            priority,
             item,
         };
         self.insert(chat_id, queued, now, self.limits.chat_queue_max)
@@ -460,14 +311,14 @@ impl<T> Scheduler<T> {
     }
 
     /// Puts a message back (a retry, a re-route from another bot, a resend
-    /// after a migration) in `seq` order, ignoring the bounds: it was
+    /// after a migration) in sending order, ignoring the bounds: it was
     /// accepted already and must not be lost.
     pub fn requeue(&mut self, chat_id: i64, queued: Queued<T>, now: Tick) {
         // A chat holds fewer than `MAX_SLOTS` messages: no bound refuses.
         let _ = self.insert(chat_id, queued, now, usize::MAX);
     }
 
-    /// Queues a message in `seq` order unless its chat already holds
+    /// Queues a message in sending order unless its chat already holds
     /// `chat_max` (then it is handed back), with one map lookup.
     fn insert(
         &mut self,
@@ -532,11 +383,10 @@ impl<T> Scheduler<T> {
         let chat = self.chats.entry(chat_id).or_insert(Chat::new(0));
         let before = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat);
         chat.tat = self.bucket.cool_until(chat.tat, until);
-        let after = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat);
-        if let Some((at, seq)) = after
-            && after != before
-        {
-            self.ready.push(Reverse((at, seq, chat_id)));
+        let chat = *chat;
+        let after = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, &chat);
+        if after.is_some() && after != before {
+            self.schedule(chat_id, &chat);
         }
     }
 
@@ -546,7 +396,7 @@ impl<T> Scheduler<T> {
     }
 
     /// Moves a chat's queue to another id (a group that became a
-    /// supergroup); order is kept by `seq`.
+    /// supergroup); order is kept by class and `seq`.
     pub fn rename_chat(&mut self, from: i64, to: i64, now: Tick) {
         let Some(chat) = self.chats.get_mut(&from) else {
             return;
@@ -570,12 +420,13 @@ impl<T> Scheduler<T> {
                 out.push(Dispatch {
                     chat_id: *chat_id,
                     seq: q.seq,
+                    priority: q.priority,
                     item: q.item,
                 });
             }
         }
         self.slab.clear();
-        self.ready = BinaryHeap::new();
+        self.lanes = Default::default();
         out.sort_by_key(|d| d.seq);
         out
     }
@@ -584,10 +435,16 @@ impl<T> Scheduler<T> {
     /// is sent; returning false drops it (a caller that gave up, a deadline
     /// that passed) without spending any limit on it.
     ///
-    /// The heap's top entry is live when it is exactly what its chat would
-    /// be scheduled at now (nothing in flight, same head seq, same eligible
-    /// time); anything else is a leftover of an earlier state and is popped.
+    /// The candidate is the oldest head among the chats whose limits allow
+    /// a send now, in the highest class that has one; bulk's instead when
+    /// its share is due ([`crate::Priority`]). Heap entries are checked when
+    /// they reach a top: live when exactly what the chat would be scheduled
+    /// at now (nothing in flight, same head seq and class, same eligible
+    /// time); anything else is a leftover of an earlier state and is
+    /// popped. Each entry is pushed and popped at most twice (waiting,
+    /// then ready): O(log n) per message.
     pub fn next(&mut self, now: Tick, mut keep: impl FnMut(&mut T) -> bool) -> Next<T> {
+        self.seen = self.seen.max(now);
         loop {
             if self.bot_cooldown_until > now {
                 return if self.slab.live == 0 {
@@ -599,24 +456,31 @@ impl<T> Scheduler<T> {
             if self.in_flight >= self.limits.max_in_flight {
                 return Next::Idle;
             }
-            let Some(&Reverse((at, seq, chat_id))) = self.ready.peek() else {
-                return Next::Idle;
-            };
-            let chat = match self.chats.get_mut(&chat_id) {
-                Some(chat)
-                    if entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat)
-                        == Some((at, seq)) =>
-                {
-                    chat
-                }
-                _ => {
-                    pop_ready(&mut self.ready);
-                    continue;
-                }
-            };
-            if at > now {
-                return Next::WaitUntil(at);
+            let mut tops = [None; 3];
+            let (bucket, slab, groups, chats) =
+                (&self.bucket, &self.slab, &self.groups, &self.chats);
+            for ((lane, top), class) in self
+                .lanes
+                .iter_mut()
+                .zip(tops.iter_mut())
+                .zip(Priority::ALL)
+            {
+                lane.promote(now);
+                *top = live_ready(lane, now, |at, seq, chat_id| {
+                    is_live(bucket, slab, groups, chats, (at, seq, class), chat_id)
+                });
             }
+            let class = if self.bulk.due() && tops[Priority::Bulk.index()].is_some() {
+                Priority::Bulk
+            } else {
+                match Priority::ALL
+                    .into_iter()
+                    .find(|p| tops[p.index()].is_some())
+                {
+                    Some(p) => p,
+                    None => return self.earliest_wait(),
+                }
+            };
             // Every slot of the bot window is held by a request in flight.
             let Some(window_free) = self.bot.next_free() else {
                 return Next::Idle;
@@ -625,7 +489,13 @@ impl<T> Scheduler<T> {
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
-            pop_ready(&mut self.ready);
+            let Some(chat_id) = tops[class.index()] else {
+                continue;
+            };
+            pop_heap(&mut self.lanes[class.index()].ready);
+            let Some(chat) = self.chats.get_mut(&chat_id) else {
+                continue;
+            };
             let Some(mut head) = self.slab.pop_front(chat) else {
                 continue;
             };
@@ -647,12 +517,85 @@ impl<T> Scheduler<T> {
             self.bot.start();
             self.bot_tat = self.bot_pace.consume(self.bot_tat, now);
             self.in_flight += 1;
+            let bulk_waiting =
+                self.slab.class_len[Priority::Bulk.index()] > 0 || class == Priority::Bulk;
+            self.bulk.sent(class, bulk_waiting);
             return Next::Send(Dispatch {
                 chat_id,
                 seq: head.seq,
+                priority: head.priority,
                 item: head.item,
             });
         }
+    }
+
+    /// What a message of `priority` queued into `chat_id` now would find
+    /// ahead of it (see [`Position`]).
+    pub fn position(&self, chat_id: i64, priority: Priority, now: Tick) -> Position {
+        let chat = self
+            .chats
+            .get(&chat_id)
+            .copied()
+            .unwrap_or_else(|| Self::first_seen(self.bucket, self.cold_until, now));
+        let chat_ahead = self.slab.ahead(&chat, priority) as u64 + u64::from(chat.in_flight());
+        let group_at = if chat_id < 0 {
+            match self.groups.get(&chat_id) {
+                Some(w) => w.nth_free(chat_ahead, now),
+                None => Window::new(
+                    self.limits.group_max,
+                    ticks(self.limits.group_window + self.limits.jitter_margin),
+                )
+                .nth_free(chat_ahead, now),
+            }
+        } else {
+            0
+        };
+        let bot_free = self
+            .bot
+            .nth_free(0, now)
+            .max(self.bot_pace.next_free(self.bot_tat))
+            .max(self.bot_cooldown_until);
+        let upto = priority.index() + 1;
+        let (class_len, heads) = (&self.slab.class_len, &self.slab.heads);
+        let bulk = Priority::Bulk.index();
+        Position {
+            now,
+            priority,
+            chat_ahead,
+            chat_tat: chat.tat,
+            group_at,
+            bot_free,
+            ahead: class_len[..upto].iter().sum::<usize>() as u64,
+            ahead_chats: heads[..upto].iter().sum::<usize>() as u64,
+            bulk: class_len[bulk] as u64,
+            bulk_chats: heads[bulk] as u64,
+            all: self.slab.live as u64,
+            all_chats: heads.iter().sum::<usize>() as u64,
+        }
+    }
+
+    /// When a message of `priority` queued into `chat_id` now would be
+    /// sent, as [`crate::estimate`] sees it: for answering a message that
+    /// would miss its deadline at once.
+    pub fn estimate(&self, chat_id: i64, priority: Priority, now: Tick) -> Tick {
+        crate::estimate(&self.position(chat_id, priority, now), &self.limits)
+    }
+
+    /// What to wait for when no chat may send now: the earliest live
+    /// waiting entry of any lane, or nothing.
+    fn earliest_wait(&mut self) -> Next<T> {
+        let (bucket, slab, groups, chats) = (&self.bucket, &self.slab, &self.groups, &self.chats);
+        let mut earliest: Option<Tick> = None;
+        for (lane, class) in self.lanes.iter_mut().zip(Priority::ALL) {
+            while let Some(&Reverse((at, seq, chat_id))) = lane.waiting.peek() {
+                if is_live(bucket, slab, groups, chats, (at, seq, class), chat_id) {
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    break;
+                }
+                pop_heap(&mut lane.waiting);
+            }
+        }
+        earliest.map_or(Next::Idle, Next::WaitUntil)
     }
 
     /// Forgets chats whose state no longer limits anything and gives the
@@ -674,20 +617,25 @@ impl<T> Scheduler<T> {
         });
         shrink(&mut self.chats);
         shrink(&mut self.groups);
-        // A waiting chat has one live entry (rarely a duplicate of it).
-        if self.ready.len() > 2 * waiting {
-            let (bucket, slab, groups, chats) =
-                (&self.bucket, &self.slab, &self.groups, &self.chats);
-            self.ready.retain(|Reverse((at, seq, chat_id))| {
-                chats.get(chat_id).is_some_and(|chat| {
-                    entry_of(bucket, slab, groups, *chat_id, chat) == Some((*at, *seq))
-                })
-            });
-            self.ready.shrink_to_fit();
+        // A waiting chat has one live entry (rarely a duplicate of it):
+        // past twice that, the lanes are rebuilt with one entry per chat.
+        if self.heap_entries() > 2 * waiting {
+            self.lanes = Default::default();
+            let (bucket, slab, groups, seen) = (&self.bucket, &self.slab, &self.groups, self.seen);
+            for (chat_id, chat) in &self.chats {
+                if let Some(entry) = entry_of(bucket, slab, groups, *chat_id, chat) {
+                    place(&mut self.lanes, entry, *chat_id, seen);
+                }
+            }
         }
         if self.slab.nodes.len() > 4 * self.slab.live + 64 {
             self.slab.compact(self.chats.values_mut());
         }
+    }
+
+    /// Heap entries of every lane, live or stale.
+    fn heap_entries(&self) -> usize {
+        self.lanes.iter().map(Lane::len).sum()
     }
 
     fn gc_chat(&mut self, chat_id: i64, now: Tick) {
@@ -700,14 +648,59 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// Gives a chat a heap entry at the time its head message may go, if it
-    /// has one and nothing of it is in flight. Called whenever that entry
-    /// may have changed (a new head, a completion, a new `tat`).
+    /// Gives a chat a heap entry in its head's lane at the time its head
+    /// message may go, if it has one and nothing of it is in flight: in
+    /// `ready` when that time has been seen already. Called whenever that
+    /// entry may have changed (a new head, a completion, a new `tat`).
     fn schedule(&mut self, chat_id: i64, chat: &Chat) {
-        if let Some((at, seq)) = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat) {
-            self.ready.push(Reverse((at, seq, chat_id)));
+        if let Some(entry) = entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat) {
+            place(&mut self.lanes, entry, chat_id, self.seen);
         }
     }
+}
+
+/// Puts a chat's entry in its head's lane: in `ready` when its time has
+/// been seen already, else in `waiting`.
+fn place(lanes: &mut [Lane; 3], (at, seq, class): Entry3, chat_id: i64, seen: Tick) {
+    let lane = &mut lanes[class.index()];
+    if at <= seen {
+        lane.ready.push(Reverse((seq, at, chat_id)));
+    } else {
+        lane.waiting.push(Reverse((at, seq, chat_id)));
+    }
+}
+
+/// True when `entry` is what the chat would be scheduled at now.
+fn is_live<T>(
+    bucket: &Gcra,
+    slab: &Slab<T>,
+    groups: &ChatMap<Window>,
+    chats: &ChatMap<Chat>,
+    entry: Entry3,
+    chat_id: i64,
+) -> bool {
+    chats
+        .get(&chat_id)
+        .is_some_and(|chat| entry_of(bucket, slab, groups, chat_id, chat) == Some(entry))
+}
+
+/// The chat at the top of a lane's `ready` heap once stale entries are
+/// popped; an entry not yet eligible (the caller's clock went back) returns
+/// to `waiting`.
+fn live_ready(lane: &mut Lane, now: Tick, is_live: impl Fn(Tick, u64, i64) -> bool) -> Option<i64> {
+    while let Some(&Reverse((seq, at, chat_id))) = lane.ready.peek() {
+        if !is_live(at, seq, chat_id) {
+            pop_heap(&mut lane.ready);
+            continue;
+        }
+        if at > now {
+            pop_heap(&mut lane.ready);
+            lane.waiting.push(Reverse((at, seq, chat_id)));
+            continue;
+        }
+        return Some(chat_id);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -112,6 +112,32 @@ impl Window {
         }
     }
 
+    /// Estimated start of the `k`-th request from now on (0-based), if each
+    /// one before it starts as soon as the window allows and every request
+    /// completes at its start (the ones in flight now, at `now`): a lower
+    /// bound, for admission estimates. O(1).
+    ///
+    /// Started requests take slots in turn, so the `k`-th waits for the
+    /// `max`-th latest before it to leave the window: the first `max` wait
+    /// for the recorded completions (or none), and every later one for the
+    /// request `max` places ahead, one window after it.
+    pub fn nth_free(&self, k: u64, now: Tick) -> Tick {
+        let max = u64::from(self.max);
+        let len = self.done.len() as u64;
+        let recorded = len + u64::from(self.in_flight);
+        let j = k % max;
+        // The j-th of the last `max` recorded entries (done ascending,
+        // then the in-flight ones at `now`); fewer than `max`: free.
+        let first = match (j + recorded).checked_sub(max) {
+            None => now,
+            Some(i) => {
+                let at = if i < len { self.done[i as usize] } else { now };
+                at.saturating_add(self.window).max(now)
+            }
+        };
+        first.saturating_add((k / max).saturating_mul(self.window))
+    }
+
     /// Requests started and not finished.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
@@ -171,6 +197,25 @@ mod tests {
         assert_eq!(w.in_flight(), 0);
         assert!(!w.is_idle(1699));
         assert!(w.is_idle(1700));
+    }
+
+    #[test]
+    fn nth_free_waits_a_window_for_every_max_ahead() {
+        let mut w = Window::new(3, 1000);
+        assert_eq!(w.nth_free(0, 5), 5);
+        assert_eq!(w.nth_free(2, 5), 5);
+        assert_eq!(w.nth_free(3, 5), 1005);
+        assert_eq!(w.nth_free(7, 5), 2005);
+        w.start();
+        w.finish(100);
+        w.start();
+        // One done at 100, one in flight (taken as now, 200): the third
+        // slot is free, the fourth waits for 100 to leave.
+        assert_eq!(w.nth_free(0, 200), 200);
+        assert_eq!(w.nth_free(1, 200), 1100);
+        assert_eq!(w.nth_free(2, 200), 1200);
+        assert_eq!(w.nth_free(3, 200), 1200);
+        assert_eq!(w.next_free(), Some(0));
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
         Queued {
             seq: 3,
             not_before: 0,
+            priority: Priority::Normal,
             item: 3,
         },
         0,
@@ -446,6 +447,7 @@ fn random_limits() -> impl Strategy<Value = Limits> {
                     max_in_flight: in_flight,
                     queue_max: 10_000,
                     chat_queue_max: 10_000,
+                    bulk_min_share: 0.1,
                 }
             },
         )
@@ -558,7 +560,7 @@ proptest! {
                         let x = in_flight.remove(0);
                         let until = now + secs * S;
                         s.cool_chat(x.chat, until);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, priority: Priority::Normal, item: x.seq }, now);
                         finish(&mut s, &mut done, x, now);
                         cools.push((Some(x.chat), step, until));
                     }
@@ -567,7 +569,7 @@ proptest! {
                     if !in_flight.is_empty() {
                         let x = in_flight.remove(pick % in_flight.len());
                         finish(&mut s, &mut done, x, now);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, priority: Priority::Normal, item: x.seq }, now);
                     }
                 }
                 Op::BotThrottle { secs } => {
@@ -812,7 +814,7 @@ proptest! {
                 }
                 QOp::Requeue { chat, pick } => {
                     let old = sent.get(pick).copied().unwrap_or(pick as u64);
-                    s.requeue(chat, Queued { seq: old, not_before: now + 100 * MS, item }, now);
+                    s.requeue(chat, Queued { seq: old, not_before: now + 100 * MS, priority: Priority::Normal, item }, now);
                     model_insert(&mut model, chat, (old, item));
                     item += 1;
                 }
@@ -863,7 +865,7 @@ proptest! {
                     s.gc(now);
                     prop_assert!(s.slab.nodes.len() <= 4 * s.queued() + 64, "sparse slab after gc");
                     let waiting = s.chats.values().filter(|c| c.tail != NIL && !c.in_flight()).count();
-                    prop_assert!(s.ready.len() <= 2 * waiting, "stale heap entries after gc");
+                    prop_assert!(s.heap_entries() <= 2 * waiting, "stale heap entries after gc");
                 }
                 QOp::Drain => {
                     let out = s.drain();
@@ -902,7 +904,7 @@ proptest! {
         prop_assert_eq!(s.chats.capacity(), 0, "the chat map keeps its table");
         prop_assert_eq!(s.groups.capacity(), 0, "the group map keeps its table");
         prop_assert_eq!(s.slab.nodes.len(), 0);
-        prop_assert!(s.ready.is_empty());
+        prop_assert_eq!(s.heap_entries(), 0);
     }
 }
 
@@ -923,7 +925,9 @@ fn memory_is_given_back_after_many_chats_go_idle() {
     }
     // Nothing queued: no message storage is left, only the chats' state.
     assert_eq!(s.slab.nodes.capacity(), 0);
-    assert_eq!(s.ready.capacity(), 0);
+    for lane in &s.lanes {
+        assert_eq!(lane.waiting.capacity() + lane.ready.capacity(), 0);
+    }
     assert_eq!(s.tracked_chats(), 10_000);
     s.gc(now + 10 * S);
     assert_eq!(s.tracked_chats(), 0);

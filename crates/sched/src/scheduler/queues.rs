@@ -1,0 +1,279 @@
+//! The queued messages of one scheduler: per-chat state ([`Chat`], 16
+//! bytes) and one [`Slab`] holding every chat's queue as a circular list
+//! (the tail's link is the head), so no per-chat buffer survives an empty
+//! queue.
+//!
+//! A chat's list is kept in sending order: by [`Priority`] first, then by
+//! `seq`. So within a class a chat's messages leave in acceptance order
+//! (FIFO per chat, hence per (chat, user)), and a message of a higher class
+//! goes before the chat's lower ones. The slab also counts, per class, the
+//! messages queued and the chats whose head is of that class: admission
+//! estimates read them in O(1).
+
+use crate::{Priority, Tick};
+
+/// A queued message and what the scheduler needs to know about it.
+#[derive(Debug)]
+pub struct Queued<T> {
+    /// Acceptance order across the gateway; FIFO per chat and class
+    /// follows it.
+    pub seq: u64,
+    /// Not before this time (retry backoff); 0 = no constraint.
+    pub not_before: Tick,
+    /// Its class: a chat's messages of a higher class go before its lower
+    /// ones, and the bot sends the highest class its limits allow.
+    pub priority: Priority,
+    pub item: T,
+}
+
+impl<T> Queued<T> {
+    /// The sending order within a chat.
+    fn key(&self) -> (Priority, u64) {
+        (self.priority, self.seq)
+    }
+}
+
+/// No slot: an empty queue's tail, the end of the free list.
+pub(super) const NIL: u32 = u32::MAX;
+/// Most messages one scheduler holds (slab slots), so that a chat's queue
+/// length fits next to its in-flight bit. `push` refuses beyond it.
+pub(super) const MAX_SLOTS: usize = (IN_FLIGHT - 1) as usize;
+/// The in-flight bit of [`Chat::flags`]; the other bits count its queue.
+pub(super) const IN_FLIGHT: u32 = 1 << 31;
+/// Slab and heap allocations larger than this many entries are released
+/// when they empty; smaller ones are kept for reuse.
+pub(super) const KEEP_EMPTY: usize = 4_096;
+
+/// One chat's state: 16 bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Chat {
+    /// GCRA state of the chat's bucket (includes chat cooldowns).
+    pub(super) tat: Tick,
+    /// Slab slot of the last queued message (its `next` is the first), or
+    /// [`NIL`] when the queue is empty.
+    pub(super) tail: u32,
+    /// [`IN_FLIGHT`] | number of queued messages.
+    pub(super) flags: u32,
+}
+
+impl Chat {
+    pub(super) fn new(tat: Tick) -> Self {
+        Chat {
+            tat,
+            tail: NIL,
+            flags: 0,
+        }
+    }
+
+    pub(super) fn in_flight(&self) -> bool {
+        self.flags & IN_FLIGHT != 0
+    }
+
+    pub(super) fn len(&self) -> usize {
+        (self.flags & !IN_FLIGHT) as usize
+    }
+}
+
+/// A slab slot: a queued message and the next one of its chat, or a free
+/// slot and the next free one.
+#[derive(Debug)]
+pub(super) struct Node<T> {
+    pub(super) queued: Option<Queued<T>>,
+    pub(super) next: u32,
+}
+
+/// The queued messages of every chat of the scheduler.
+#[derive(Debug)]
+pub(super) struct Slab<T> {
+    pub(super) nodes: Vec<Node<T>>,
+    /// First free slot, or [`NIL`].
+    pub(super) free: u32,
+    /// Occupied slots: the messages queued.
+    pub(super) live: usize,
+    /// Messages queued per class ([`Priority::index`]).
+    pub(super) class_len: [usize; 3],
+    /// Chats whose first queued message is of each class.
+    pub(super) heads: [usize; 3],
+}
+
+impl<T> Slab<T> {
+    pub(super) fn new() -> Self {
+        Slab {
+            nodes: Vec::new(),
+            free: NIL,
+            live: 0,
+            class_len: [0; 3],
+            heads: [0; 3],
+        }
+    }
+
+    /// Stores a message; its link is set by the caller.
+    fn alloc(&mut self, queued: Queued<T>) -> u32 {
+        self.live += 1;
+        self.class_len[queued.priority.index()] += 1;
+        if let Some(node) = self.nodes.get_mut(self.free as usize) {
+            let i = self.free;
+            self.free = node.next;
+            node.queued = Some(queued);
+            return i;
+        }
+        assert!(
+            self.nodes.len() < MAX_SLOTS,
+            "more than {MAX_SLOTS} messages queued in one scheduler"
+        );
+        let i = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            queued: Some(queued),
+            next: NIL,
+        });
+        i
+    }
+
+    /// Takes a message out and frees its slot; the slab's memory goes when
+    /// the last message leaves (beyond [`KEEP_EMPTY`] slots).
+    fn release(&mut self, i: u32) -> Option<Queued<T>> {
+        let node = self.nodes.get_mut(i as usize)?;
+        let queued = node.queued.take()?;
+        node.next = self.free;
+        self.free = i;
+        self.live -= 1;
+        self.class_len[queued.priority.index()] -= 1;
+        if self.live == 0 {
+            self.clear();
+        }
+        Some(queued)
+    }
+
+    pub(super) fn clear(&mut self) {
+        if self.nodes.capacity() > KEEP_EMPTY {
+            self.nodes = Vec::new();
+        } else {
+            self.nodes.clear();
+        }
+        self.free = NIL;
+        self.live = 0;
+        self.class_len = [0; 3];
+        self.heads = [0; 3];
+    }
+
+    pub(super) fn next(&self, i: u32) -> u32 {
+        self.nodes[i as usize].next
+    }
+
+    fn set_next(&mut self, i: u32, next: u32) {
+        self.nodes[i as usize].next = next;
+    }
+
+    pub(super) fn get(&self, i: u32) -> Option<&Queued<T>> {
+        self.nodes.get(i as usize)?.queued.as_ref()
+    }
+
+    fn key(&self, i: u32) -> (Priority, u64) {
+        self.get(i).map_or((Priority::Interactive, 0), Queued::key)
+    }
+
+    /// The first message of a chat's queue.
+    pub(super) fn head(&self, chat: &Chat) -> Option<&Queued<T>> {
+        if chat.tail == NIL {
+            return None;
+        }
+        self.get(self.next(chat.tail))
+    }
+
+    /// Messages of the chat that go before one of `priority` queued now:
+    /// those of its class and higher. O(1) when all of them go first (a
+    /// chat's tail is of the same or a higher class), else a walk over
+    /// them only.
+    pub(super) fn ahead(&self, chat: &Chat, priority: Priority) -> usize {
+        if chat.tail == NIL {
+            return 0;
+        }
+        if self.key(chat.tail).0 <= priority {
+            return chat.len();
+        }
+        let mut n = 0;
+        let mut at = self.next(chat.tail);
+        while self.key(at).0 <= priority {
+            n += 1;
+            at = self.next(at);
+        }
+        n
+    }
+
+    /// Inserts a message in sending order (after the messages of its class
+    /// and higher with a lower seq); returns true when it became the
+    /// chat's head.
+    pub(super) fn link(&mut self, chat: &mut Chat, queued: Queued<T>) -> bool {
+        let key = queued.key();
+        let class = queued.priority.index();
+        chat.flags += 1;
+        let tail = chat.tail;
+        if tail == NIL {
+            let i = self.alloc(queued);
+            self.set_next(i, i);
+            chat.tail = i;
+            self.heads[class] += 1;
+            return true;
+        }
+        let head = self.next(tail);
+        if self.key(tail) < key {
+            let i = self.alloc(queued);
+            self.set_next(i, head);
+            self.set_next(tail, i);
+            chat.tail = i;
+            return false;
+        }
+        // The tail's key is at least `key`: the walk stops there at the
+        // latest. A message of a higher class than the chat's head stops
+        // at once.
+        let mut prev = tail;
+        let mut at = head;
+        while self.key(at) < key {
+            prev = at;
+            at = self.next(at);
+        }
+        if at == head {
+            self.heads[self.key(head).0.index()] -= 1;
+            self.heads[class] += 1;
+        }
+        let i = self.alloc(queued);
+        self.set_next(i, at);
+        self.set_next(prev, i);
+        at == head
+    }
+
+    /// Takes a chat's first message out.
+    pub(super) fn pop_front(&mut self, chat: &mut Chat) -> Option<Queued<T>> {
+        let tail = chat.tail;
+        if tail == NIL {
+            return None;
+        }
+        let head = self.next(tail);
+        self.heads[self.key(head).0.index()] -= 1;
+        if head == tail {
+            chat.tail = NIL;
+        } else {
+            let second = self.next(head);
+            self.set_next(tail, second);
+            self.heads[self.key(second).0.index()] += 1;
+        }
+        chat.flags -= 1;
+        self.release(head)
+    }
+
+    /// Moves every queued message into a new, dense slab (keeping each
+    /// chat's order), so its memory follows the number queued.
+    pub(super) fn compact<'a>(&mut self, chats: impl Iterator<Item = &'a mut Chat>) {
+        let mut dense = Slab::new();
+        dense.nodes.reserve_exact(self.live);
+        for chat in chats {
+            let mut moved = Chat::new(0);
+            while let Some(q) = self.pop_front(chat) {
+                dense.link(&mut moved, q);
+            }
+            chat.tail = moved.tail;
+            chat.flags = (chat.flags & IN_FLIGHT) | moved.flags;
+        }
+        *self = dense;
+    }
+}
