@@ -36,15 +36,16 @@ impl Priority {
 const ONE: u32 = 1_000_000;
 
 /// Bulk's credit of sends: grows by its share on every send made while
-/// bulk has messages queued, is capped at one send (a bulk chat held up by
-/// its own limits banks no more than one turn), and pays one for every
+/// bulk has messages queued, is capped at one send plus one share (a bulk
+/// chat held up by its own limits banks no more than one turn), pays one
+/// for every
 /// bulk send, never going below zero (bulk that got the bot for itself
 /// earns no debt against later contention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BulkCredit {
     /// Millionths of a send bulk is owed per send.
     share: u32,
-    /// Millionths of a send bulk is owed now, at most [`ONE`].
+    /// Millionths of a send bulk is owed now, at most `ONE + share`.
     credit: u32,
 }
 
@@ -75,7 +76,9 @@ impl BulkCredit {
             self.credit = self.credit.saturating_sub(ONE);
         }
         if bulk_waiting {
-            self.credit = (self.credit + self.share).min(ONE);
+            // One turn banked at most, and the fraction past it kept, so
+            // that a share of 0.11 gives 11%, not one send in ten.
+            self.credit = (self.credit + self.share).min(ONE + self.share);
         }
     }
 }

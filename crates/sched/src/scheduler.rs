@@ -705,3 +705,5 @@ fn live_ready(lane: &mut Lane, now: Tick, is_live: impl Fn(Tick, u64, i64) -> bo
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_priority;

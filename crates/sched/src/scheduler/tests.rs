@@ -386,6 +386,7 @@ fn idle_chats_are_forgotten() {
 enum Op {
     Push {
         chat: i64,
+        class: Priority,
     },
     Advance {
         ms: u64,
@@ -413,7 +414,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (-3i64..6).prop_map(|c| Op::Push { chat: if c == 0 { 9 } else { c } }),
+        6 => (-3i64..6, 0usize..3).prop_map(|(c, k)| Op::Push { chat: if c == 0 { 9 } else { c }, class: Priority::ALL[k] }),
         4 => (0u64..700).prop_map(|ms| Op::Advance { ms }),
         4 => (0usize..8, prop_oneof![Just(0u64), 0u64..400]).prop_map(|(pick, back_ms)| Op::Complete { pick, back_ms }),
         1 => (1u64..4).prop_map(|secs| Op::Retry429 { secs }),
@@ -432,9 +433,20 @@ fn random_limits() -> impl Strategy<Value = Limits> {
         prop_oneof![Just(0u64), 0u64..20],
         1u32..10,
         1u32..4,
+        0u32..=100,
     )
         .prop_map(
-            |(burst, rate_tenths, group_max, group_s, bot_max, margin_ms, in_flight, bot_burst)| {
+            |(
+                burst,
+                rate_tenths,
+                group_max,
+                group_s,
+                bot_max,
+                margin_ms,
+                in_flight,
+                bot_burst,
+                share_pct,
+            )| {
                 Limits {
                     chat_burst: burst,
                     chat_rate: rate_tenths as f64 / 10.0,
@@ -447,7 +459,7 @@ fn random_limits() -> impl Strategy<Value = Limits> {
                     max_in_flight: in_flight,
                     queue_max: 10_000,
                     chat_queue_max: 10_000,
-                    bulk_min_share: 0.1,
+                    bulk_min_share: f64::from(share_pct) / 100.0,
                 }
             },
         )
@@ -511,8 +523,9 @@ fn every_arrival_fits_bucket(xs: &[Attempt], burst: u32, rate: f64) -> Result<()
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Random pushes, completions (late, out of order), 429s, failures and
-    /// clock jumps: order per chat is kept, nothing goes during a cooldown,
+    /// Random pushes of every class, completions (late, out of order), 429s,
+    /// failures and clock jumps: order per chat and class is kept, nothing
+    /// goes during a cooldown,
     /// everything completes once in the end, and every limit holds at the
     /// server for every possible arrival time (see [`Window`]).
     #[test]
@@ -524,6 +537,8 @@ proptest! {
         let mut s: Scheduler<u64> = Scheduler::new(l.clone());
         let mut now: Tick = 0;
         let mut seq = 0u64;
+        // The class of each seq.
+        let mut classes: Vec<Priority> = Vec::new();
         let mut done: Vec<Attempt> = Vec::new();
         let mut in_flight: Vec<Attempt> = Vec::new();
         // (chat or None for the bot, step it was set at, until): nothing may go in between.
@@ -543,8 +558,9 @@ proptest! {
 
         for (step, op) in ops.into_iter().enumerate() {
             match op {
-                Op::Push { chat } => {
-                    s.push(chat, seq, seq, now).expect("bounds are large");
+                Op::Push { chat, class } => {
+                    s.push_as(chat, seq, class, seq, now).expect("bounds are large");
+                    classes.push(class);
                     seq += 1;
                 }
                 Op::Advance { ms } => now += ms * MS,
@@ -560,7 +576,7 @@ proptest! {
                         let x = in_flight.remove(0);
                         let until = now + secs * S;
                         s.cool_chat(x.chat, until);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, priority: Priority::Normal, item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, priority: classes[x.seq as usize], item: x.seq }, now);
                         finish(&mut s, &mut done, x, now);
                         cools.push((Some(x.chat), step, until));
                     }
@@ -569,7 +585,7 @@ proptest! {
                     if !in_flight.is_empty() {
                         let x = in_flight.remove(pick % in_flight.len());
                         finish(&mut s, &mut done, x, now);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, priority: Priority::Normal, item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, priority: classes[x.seq as usize], item: x.seq }, now);
                     }
                 }
                 Op::BotThrottle { secs } => {
@@ -620,9 +636,16 @@ proptest! {
         }
         for (chat, mut xs) in by_chat {
             xs.sort_by_key(|x| x.d);
-            // FIFO: a chat's seqs never go backwards (a retry repeats one).
+            // FIFO per chat and class: its seqs never go backwards (a
+            // retry repeats one).
+            for class in Priority::ALL {
+                let mut last = None;
+                for x in xs.iter().filter(|x| classes[x.seq as usize] == class) {
+                    prop_assert!(last <= Some(x.seq), "chat {} {:?} out of order: {:?}", chat, class, xs);
+                    last = Some(x.seq);
+                }
+            }
             for w in xs.windows(2) {
-                prop_assert!(w[0].seq <= w[1].seq, "chat {} out of order: {:?}", chat, xs);
                 prop_assert!(w[0].c <= w[1].d, "chat {} had two in flight: {:?}", chat, w);
             }
             if let Err(e) = every_arrival_fits_bucket(&xs, l.chat_burst, l.chat_rate) {
