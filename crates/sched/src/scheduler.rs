@@ -456,31 +456,45 @@ impl<T> Scheduler<T> {
             if self.in_flight >= self.limits.max_in_flight {
                 return Next::Idle;
             }
-            let mut tops = [None; 3];
-            let (bucket, slab, groups, chats) =
-                (&self.bucket, &self.slab, &self.groups, &self.chats);
-            for ((lane, top), class) in self
-                .lanes
-                .iter_mut()
-                .zip(tops.iter_mut())
-                .zip(Priority::ALL)
-            {
-                lane.promote(now);
-                *top = live_ready(lane, now, |at, seq, chat_id| {
-                    is_live(bucket, slab, groups, chats, (at, seq, class), chat_id)
-                });
-            }
-            let class = if self.bulk.due() && tops[Priority::Bulk.index()].is_some() {
-                Priority::Bulk
+            // Bulk first when its turn is due, else the highest class; the
+            // first lane with a chat that may send now wins, so the lanes
+            // after it are not looked at. A stale top is popped and the
+            // choice made again.
+            let order = if self.bulk.due() {
+                [Priority::Bulk, Priority::Interactive, Priority::Normal]
             } else {
-                match Priority::ALL
-                    .into_iter()
-                    .find(|p| tops[p.index()].is_some())
+                Priority::ALL
+            };
+            let pick = order.into_iter().find_map(|class| {
+                let lane = &mut self.lanes[class.index()];
+                lane.promote(now);
+                lane.ready
+                    .peek()
+                    .map(|&Reverse((seq, at, chat_id))| (class, seq, at, chat_id))
+            });
+            let Some((class, seq, at, chat_id)) = pick else {
+                return self.earliest_wait();
+            };
+            // One lookup checks the entry and serves the send.
+            let chat = match self.chats.get_mut(&chat_id) {
+                Some(chat)
+                    if entry_of(&self.bucket, &self.slab, &self.groups, chat_id, chat)
+                        == Some((at, seq, class)) =>
                 {
-                    Some(p) => p,
-                    None => return self.earliest_wait(),
+                    chat
+                }
+                _ => {
+                    pop_heap(&mut self.lanes[class.index()].ready);
+                    continue;
                 }
             };
+            if at > now {
+                // The caller's clock went back: not eligible after all.
+                let lane = &mut self.lanes[class.index()];
+                pop_heap(&mut lane.ready);
+                lane.waiting.push(Reverse((at, seq, chat_id)));
+                continue;
+            }
             // Every slot of the bot window is held by a request in flight.
             let Some(window_free) = self.bot.next_free() else {
                 return Next::Idle;
@@ -489,13 +503,7 @@ impl<T> Scheduler<T> {
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
-            let Some(chat_id) = tops[class.index()] else {
-                continue;
-            };
             pop_heap(&mut self.lanes[class.index()].ready);
-            let Some(chat) = self.chats.get_mut(&chat_id) else {
-                continue;
-            };
             let Some(mut head) = self.slab.pop_front(chat) else {
                 continue;
             };
@@ -682,25 +690,6 @@ fn is_live<T>(
     chats
         .get(&chat_id)
         .is_some_and(|chat| entry_of(bucket, slab, groups, chat_id, chat) == Some(entry))
-}
-
-/// The chat at the top of a lane's `ready` heap once stale entries are
-/// popped; an entry not yet eligible (the caller's clock went back) returns
-/// to `waiting`.
-fn live_ready(lane: &mut Lane, now: Tick, is_live: impl Fn(Tick, u64, i64) -> bool) -> Option<i64> {
-    while let Some(&Reverse((seq, at, chat_id))) = lane.ready.peek() {
-        if !is_live(at, seq, chat_id) {
-            pop_heap(&mut lane.ready);
-            continue;
-        }
-        if at > now {
-            pop_heap(&mut lane.ready);
-            lane.waiting.push(Reverse((at, seq, chat_id)));
-            continue;
-        }
-        return Some(chat_id);
-    }
-    None
 }
 
 #[cfg(test)]
