@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use shardgate_sched::{Limits, Next, Queued, Scheduler, Tick, Window};
+use shardgate_sched::{Limits, Next, Scheduler, Tick, Window};
 
 /// Field-for-field mirrors of the scheduler's private per-chat state and
 /// slab slot (`scheduler/queues.rs`, `struct Chat` and `struct Node<T>`), for
@@ -38,8 +38,9 @@ struct ChatMirror {
 
 #[allow(dead_code)]
 struct NodeMirror<T> {
-    queued: Option<Queued<T>>,
+    stored: Option<(u64, Tick, T)>,
     next: u32,
+    priority: u8,
 }
 
 struct Counting;

@@ -26,13 +26,6 @@ pub struct Queued<T> {
     pub item: T,
 }
 
-impl<T> Queued<T> {
-    /// The sending order within a chat.
-    fn key(&self) -> (Priority, u64) {
-        (self.priority, self.seq)
-    }
-}
-
 /// No slot: an empty queue's tail, the end of the free list.
 pub(super) const NIL: u32 = u32::MAX;
 /// Most messages one scheduler holds (slab slots), so that a chat's queue
@@ -74,12 +67,32 @@ impl Chat {
     }
 }
 
+/// A queued message as the slab keeps it: its class sits in the slot's
+/// padding instead ([`Node::priority`]), so a slot stays 32 bytes for a
+/// boxed item.
+#[derive(Debug)]
+pub(super) struct Stored<T> {
+    pub(super) seq: u64,
+    pub(super) not_before: Tick,
+    pub(super) item: T,
+}
+
+/// What the scheduler reads of a chat's first message.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Head {
+    pub(super) seq: u64,
+    pub(super) not_before: Tick,
+    pub(super) priority: Priority,
+}
+
 /// A slab slot: a queued message and the next one of its chat, or a free
 /// slot and the next free one.
 #[derive(Debug)]
 pub(super) struct Node<T> {
-    pub(super) queued: Option<Queued<T>>,
+    pub(super) stored: Option<Stored<T>>,
     pub(super) next: u32,
+    /// The stored message's class (meaningless in a free slot).
+    pub(super) priority: Priority,
 }
 
 /// The queued messages of every chat of the scheduler.
@@ -111,10 +124,17 @@ impl<T> Slab<T> {
     fn alloc(&mut self, queued: Queued<T>) -> u32 {
         self.live += 1;
         self.class_len[queued.priority.index()] += 1;
+        let priority = queued.priority;
+        let stored = Stored {
+            seq: queued.seq,
+            not_before: queued.not_before,
+            item: queued.item,
+        };
         if let Some(node) = self.nodes.get_mut(self.free as usize) {
             let i = self.free;
             self.free = node.next;
-            node.queued = Some(queued);
+            node.stored = Some(stored);
+            node.priority = priority;
             return i;
         }
         assert!(
@@ -123,8 +143,9 @@ impl<T> Slab<T> {
         );
         let i = self.nodes.len() as u32;
         self.nodes.push(Node {
-            queued: Some(queued),
+            stored: Some(stored),
             next: NIL,
+            priority,
         });
         i
     }
@@ -133,15 +154,21 @@ impl<T> Slab<T> {
     /// the last message leaves (beyond [`KEEP_EMPTY`] slots).
     fn release(&mut self, i: u32) -> Option<Queued<T>> {
         let node = self.nodes.get_mut(i as usize)?;
-        let queued = node.queued.take()?;
+        let stored = node.stored.take()?;
+        let priority = node.priority;
         node.next = self.free;
         self.free = i;
         self.live -= 1;
-        self.class_len[queued.priority.index()] -= 1;
+        self.class_len[priority.index()] -= 1;
         if self.live == 0 {
             self.clear();
         }
-        Some(queued)
+        Some(Queued {
+            seq: stored.seq,
+            not_before: stored.not_before,
+            priority,
+            item: stored.item,
+        })
     }
 
     pub(super) fn clear(&mut self) {
@@ -164,20 +191,32 @@ impl<T> Slab<T> {
         self.nodes[i as usize].next = next;
     }
 
-    pub(super) fn get(&self, i: u32) -> Option<&Queued<T>> {
-        self.nodes.get(i as usize)?.queued.as_ref()
+    #[cfg(test)]
+    pub(super) fn get(&self, i: u32) -> Option<&Stored<T>> {
+        self.nodes.get(i as usize)?.stored.as_ref()
     }
 
+    /// The sending order within a chat: class, then seq.
     fn key(&self, i: u32) -> (Priority, u64) {
-        self.get(i).map_or((Priority::Interactive, 0), Queued::key)
+        self.nodes
+            .get(i as usize)
+            .map_or((Priority::Interactive, 0), |n| {
+                (n.priority, n.stored.as_ref().map_or(0, |q| q.seq))
+            })
     }
 
     /// The first message of a chat's queue.
-    pub(super) fn head(&self, chat: &Chat) -> Option<&Queued<T>> {
+    pub(super) fn head(&self, chat: &Chat) -> Option<Head> {
         if chat.tail == NIL {
             return None;
         }
-        self.get(self.next(chat.tail))
+        let node = self.nodes.get(self.next(chat.tail) as usize)?;
+        let q = node.stored.as_ref()?;
+        Some(Head {
+            seq: q.seq,
+            not_before: q.not_before,
+            priority: node.priority,
+        })
     }
 
     /// Messages of the chat that go before one of `priority` queued now:
@@ -204,7 +243,7 @@ impl<T> Slab<T> {
     /// and higher with a lower seq); returns true when it became the
     /// chat's head.
     pub(super) fn link(&mut self, chat: &mut Chat, queued: Queued<T>) -> bool {
-        let key = queued.key();
+        let key = (queued.priority, queued.seq);
         let class = queued.priority.index();
         chat.flags += 1;
         let tail = chat.tail;
@@ -275,5 +314,16 @@ impl<T> Slab<T> {
             chat.flags = (chat.flags & IN_FLIGHT) | moved.flags;
         }
         *self = dense;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_is_16_bytes_and_a_slot_of_a_boxed_item_32() {
+        assert_eq!(std::mem::size_of::<Chat>(), 16);
+        assert_eq!(std::mem::size_of::<Node<Box<u64>>>(), 32);
     }
 }

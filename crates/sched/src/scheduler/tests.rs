@@ -733,7 +733,7 @@ fn check_structure(s: &Scheduler<u64>) -> Result<HashMap<i64, Vec<(u64, u64)>>, 
         linked += seqs.len();
         queues.insert(*id, seqs);
     }
-    let occupied = s.slab.nodes.iter().filter(|n| n.queued.is_some()).count();
+    let occupied = s.slab.nodes.iter().filter(|n| n.stored.is_some()).count();
     let mut free = 0;
     let mut at = s.slab.free;
     while at != NIL {
