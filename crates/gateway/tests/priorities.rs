@@ -30,6 +30,7 @@ fn message(chat_id: i64, priority: Priority, timeout: Option<Duration>) -> Messa
         allow_failover: true,
         timeout,
         traceparent: None,
+        extras: Default::default(),
         priority,
     }
 }
