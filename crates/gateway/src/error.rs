@@ -54,6 +54,17 @@ pub enum SendError {
     NotOwner(String),
 }
 
+/// The estimate in an owner's admission refusal (the text of
+/// [`SendError::WouldMissDeadline`]), so a forwarded refusal keeps it.
+fn would_be_sent_in(description: &str) -> Option<u64> {
+    description
+        .strip_prefix("would be sent in about ")?
+        .split_once(" s,")?
+        .0
+        .parse()
+        .ok()
+}
+
 impl SendError {
     pub fn code(&self) -> Code {
         match self {
@@ -83,7 +94,10 @@ impl SendError {
             "RESOURCE_EXHAUSTED" => SendError::QueueFull(description),
             "UNAUTHENTICATED" => SendError::Unauthenticated(description),
             "PERMISSION_DENIED" => SendError::PermissionDenied(description),
-            "DEADLINE_EXCEEDED" => SendError::DeadlineExceeded,
+            "DEADLINE_EXCEEDED" => match would_be_sent_in(&description) {
+                Some(in_secs) => SendError::WouldMissDeadline { in_secs },
+                None => SendError::DeadlineExceeded,
+            },
             _ => SendError::Unavailable(description),
         })
     }
@@ -175,6 +189,11 @@ mod tests {
             let back = SendError::from_proto(&e.to_proto()).expect("not NotOwner");
             assert_eq!(back.code(), e.code());
             assert_eq!(back.telegram_code(), e.telegram_code());
+            assert_eq!(
+                back.to_string(),
+                e.to_string(),
+                "a forwarded answer reads the same"
+            );
         }
         assert!(SendError::from_proto(&SendError::NotOwner("moved".into()).to_proto()).is_none());
     }
