@@ -17,8 +17,13 @@ use tracing::{error, info, warn};
 use crate::cli::ServeArgs;
 use crate::settings::Settings;
 
-/// How long queued messages may still go out after a stop signal.
+/// How long queued messages may still go out after a stop signal. With a
+/// Bot API request in flight at its end (the dispatcher waits for it, at
+/// most 10 s more) and [`CALLS_GRACE`], the process exits within 30 s of
+/// SIGTERM whatever the backlog, inside Kubernetes' default grace period.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open gRPC calls may take to write their answers after the drain.
+const CALLS_GRACE: Duration = Duration::from_secs(3);
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -160,12 +165,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         // One machine-readable line for scripts and tests.
         println!("shardgate listening grpc={local}");
+        // The drain starts at the signal, not after gRPC's graceful stop:
+        // that waits for every call in flight, and a unary Send queued
+        // behind a group window would hold it (and the lease) for as long as
+        // the message may wait. Draining fails what cannot go out in time,
+        // which ends those calls, so the server's stop follows.
+        let (drained_tx, mut drained) = tokio::sync::watch::channel(false);
         let stop = {
             let gateway = gateway.clone();
             async move {
                 stop_signal().await;
                 info!("stop requested: no new requests; draining queued messages (up to {DRAIN_TIMEOUT:?})");
                 gateway.begin_shutdown();
+                tokio::spawn(async move {
+                    gateway.shutdown(DRAIN_TIMEOUT).await;
+                    let _ = drained_tx.send(true);
+                });
             }
         };
         let options = ServeOptions {
@@ -173,12 +188,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             limits: settings.conn_limits.clone(),
         };
         let server = shardgate_gateway::server::serve(gateway.clone(), listener, options, stop);
-        let result = server.await;
-        gateway.shutdown(DRAIN_TIMEOUT).await;
+        tokio::pin!(server);
+        let result = tokio::select! {
+            r = &mut server => Some(r),
+            _ = drained.wait_for(|d| *d) => {
+                // Every message is answered; calls still open get a short
+                // grace to write their answers, then the process goes on.
+                tokio::time::timeout(CALLS_GRACE, &mut server).await.ok()
+            }
+        };
+        if result.is_none() {
+            warn!("gRPC calls still open {CALLS_GRACE:?} after the drain; closing them");
+        }
+        if *gateway.stopping().borrow() {
+            let _ = drained.wait_for(|d| *d).await;
+        } else {
+            // The server ended on its own (an error): drain all the same.
+            gateway.begin_shutdown();
+            gateway.shutdown(DRAIN_TIMEOUT).await;
+        }
         // Release bots and the lease so that peers take over at once.
         registry.shutdown().await;
         info!("stopped");
-        result.context("serving gRPC")?;
+        if let Some(result) = result {
+            result.context("serving gRPC")?;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

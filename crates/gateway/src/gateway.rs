@@ -477,7 +477,10 @@ impl Gateway {
         for h in &handles {
             h.drain(deadline);
         }
-        let hard_stop = deadline + Duration::from_secs(20);
+        // A dispatcher finishes the Bot API request in flight at the
+        // deadline; past this, the stop goes on without it (the process is
+        // about to exit: that request's fate is unknown, as after a crash).
+        let hard_stop = deadline + Duration::from_secs(12);
         for h in handles {
             while h.is_alive() && Instant::now() < hard_stop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
