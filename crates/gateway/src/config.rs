@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shardgate_sched::Limits;
-use shardgate_telegram::Backoff;
+use shardgate_telegram::{Backoff, MAX_RETRY_AFTER};
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -67,8 +67,15 @@ impl Default for GatewayConfig {
 
 impl GatewayConfig {
     /// How long a bot or chat cools down after a 429 with `retry_after`.
+    ///
+    /// `retry_after` is clamped to [`MAX_RETRY_AFTER`] first (the client
+    /// does so too; this holds for any caller), and the product never
+    /// overflows: an unrepresentable one (a huge or NaN factor) is the
+    /// clamped `retry_after` itself.
     pub fn cooldown(&self, retry_after: Duration) -> Duration {
-        let c = retry_after.mul_f64(self.cooldown_factor);
+        let asked = retry_after.min(MAX_RETRY_AFTER);
+        let c = Duration::try_from_secs_f64(asked.as_secs_f64() * self.cooldown_factor)
+            .map_or(asked, |c| c.min(MAX_RETRY_AFTER.saturating_mul(2)));
         self.max_cooldown.map_or(c, |max| c.min(max))
     }
 }
@@ -94,5 +101,18 @@ mod tests {
             c.cooldown(Duration::from_secs(2)),
             Duration::from_millis(2_200)
         );
+    }
+
+    #[test]
+    fn a_cooldown_never_overflows_whatever_retry_after_and_factor_say() {
+        let mut c = GatewayConfig::default();
+        let day = MAX_RETRY_AFTER;
+        assert_eq!(c.cooldown(Duration::MAX), day.mul_f64(1.1));
+        assert_eq!(c.cooldown(Duration::from_secs(u64::MAX)), day.mul_f64(1.1));
+        for factor in [f64::MAX, f64::INFINITY, f64::NAN, -1.0, 1e300] {
+            c.cooldown_factor = factor;
+            let got = c.cooldown(Duration::MAX);
+            assert!(got <= day.saturating_mul(2), "{factor}: {got:?}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, info, warn};
 use crate::bot_handle::Command;
 pub use crate::bot_handle::{BotHandle, BotShared, Envelope, LocalState};
 use crate::config::GatewayConfig;
-use crate::routing::Migrations;
+use crate::migrations::Migrations;
 use crate::{Delivered, SendError};
 
 /// A request's result, reported by its task.
@@ -121,8 +121,12 @@ impl Dispatcher {
         ticks_ceil(at.saturating_duration_since(self.epoch))
     }
 
+    /// `t` as an instant; a tick too far out for the clock (it cannot come
+    /// from a clamped cooldown, but never panic on it) is a year from now.
     fn instant(&self, t: Tick) -> Instant {
-        self.epoch + shardgate_sched::duration(t)
+        self.epoch
+            .checked_add(shardgate_sched::duration(t))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600))
     }
 
     async fn run(mut self) {
@@ -415,10 +419,13 @@ impl Dispatcher {
                 };
                 self.metrics.too_many_requests(scope, chat_id, retry_after);
                 let cooldown = self.ctx.config.cooldown(retry_after);
-                let until = now + ticks(cooldown);
+                let until = now.saturating_add(ticks(cooldown));
                 self.requeue(chat_id, seq, env, 0);
                 if retry_after >= self.ctx.config.bot_throttle_threshold {
-                    warn!(retry_after_s = retry_after.as_secs(), %description, "429 for the whole bot; throttling it and moving its shard");
+                    // One line per throttle (the bot then sends nothing
+                    // for the cooldown): the description says when Telegram
+                    // asked for more than `MAX_RETRY_AFTER`.
+                    warn!(bot = %self.name, retry_after_s = retry_after.as_secs(), %description, "429 for the whole bot; throttling it and moving its shard");
                     self.throttle_bot(until, cooldown, &description);
                 } else {
                     warn!(chat_id, retry_after_s = retry_after.as_secs(), %description, "429 for a chat; cooling it down");
@@ -449,6 +456,22 @@ impl Dispatcher {
                 to_chat_id,
                 description,
             } => {
+                // The request that was answered so counts as an attempt
+                // (`send` counted it); an impossible target ends the message
+                // instead of sending it round for ever.
+                if let Err(bad) = self.ctx.migrations.check(chat_id, to_chat_id) {
+                    warn!(bot = %self.name, from = chat_id, to = to_chat_id, %description, "refusing an impossible migration: {bad}");
+                    self.fail(
+                        env,
+                        SendError::Unreachable {
+                            code: 400,
+                            description: format!(
+                                "Telegram answered an impossible migration of chat {chat_id} to {to_chat_id} ({bad}): {description}"
+                            ),
+                        },
+                    );
+                    return;
+                }
                 info!(from = chat_id, to = to_chat_id, %description, "group migrated; resending to the supergroup");
                 self.ctx.migrations.record(chat_id, to_chat_id);
                 env.chat_id = to_chat_id;
@@ -478,7 +501,7 @@ impl Dispatcher {
                     Some(delay) => {
                         self.metrics.retry();
                         debug!(?kind, %description, delay_ms = delay.as_millis() as u64, "transient failure; retrying");
-                        self.requeue(chat_id, seq, env, now + ticks(delay));
+                        self.requeue(chat_id, seq, env, now.saturating_add(ticks(delay)));
                     }
                     None => {
                         warn!(?kind, %description, attempts = env.attempts, "giving up: the next retry would start past the message's deadline");
@@ -596,7 +619,9 @@ impl Dispatcher {
         // second has passed, which must not be before our own cooldown ends.
         let until_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |now| (now + cooldown).as_secs_f64().ceil() as u64);
+            .map_or(0, |now| {
+                now.saturating_add(cooldown).as_secs_f64().ceil() as u64
+            });
         self.shared
             .throttled_until
             .store(until_unix, Ordering::Relaxed);

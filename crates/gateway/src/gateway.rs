@@ -27,9 +27,10 @@ use crate::callers::{Admission, Callers};
 use crate::config::GatewayConfig;
 use crate::dispatcher::{BotHandle, Context, Envelope, LocalState};
 use crate::idempotency::{self, Begin, IdempotencyCache};
+use crate::migrations::Migrations;
 use crate::peers::{Forward, Peers};
 use crate::reply::{Gate, Outcome, Reply};
-use crate::routing::{Migrations, Route, SharedTable, Table, Target};
+use crate::routing::{Route, SharedTable, Table, Target};
 use crate::{Message, SendError};
 
 /// A delivered message.

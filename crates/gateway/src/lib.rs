@@ -16,6 +16,8 @@
 //! - [`idempotency`]: the cache that answers a retried `idempotency_key`;
 //! - [`dispatcher`]: the per-bot actor around `shardgate_sched::Scheduler`,
 //!   and [`bot_handle`]: the envelope and the handle others use to reach it;
+//! - [`migrations`]: groups that became supergroups, with impossible
+//!   migrations refused;
 //! - [`routing`]: the table of bots a message may go to, and who drives each;
 //! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
 //! - [`gateway`]: [`Gateway`], which ties these together; `supervisor`: the
@@ -34,6 +36,7 @@ pub mod idempotency;
 mod listen;
 pub mod local;
 pub mod message;
+pub mod migrations;
 pub mod peers;
 pub mod reply;
 pub mod routing;

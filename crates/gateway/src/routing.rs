@@ -5,7 +5,7 @@
 //! dependent facts (a throttle that ends) are evaluated at routing time, so a
 //! bot comes back without anyone rebuilding the table.
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -138,32 +138,5 @@ impl SharedTable {
 
     pub fn store(&self, table: Table) {
         *self.0.write() = Arc::new(table);
-    }
-}
-
-/// Groups that became supergroups: old chat id to new. Messages to the old
-/// id go to the new one without a wasted request.
-#[derive(Clone, Default)]
-pub struct Migrations(Arc<Mutex<HashMap<i64, i64>>>);
-
-impl Migrations {
-    pub fn record(&self, from: i64, to: i64) {
-        self.0.lock().insert(from, to);
-    }
-
-    /// The chat to send to for `chat_id` (follows chains of migrations).
-    pub fn resolve(&self, chat_id: i64) -> i64 {
-        let map = self.0.lock();
-        if map.is_empty() {
-            return chat_id;
-        }
-        let mut id = chat_id;
-        for _ in 0..8 {
-            match map.get(&id) {
-                Some(next) => id = *next,
-                None => break,
-            }
-        }
-        id
     }
 }

@@ -6,66 +6,15 @@
 //! timeouts while a request waits on the socket); every bound is generous
 //! and each test prints what it measured.
 
+mod common;
+
 use std::time::Duration;
 
-use shardgate_gateway::local::LocalGateway;
-use shardgate_gateway::{GatewayConfig, Message};
-use shardgate_metrics::Metrics;
-use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
+use common::{message, start};
+use shardgate_gateway::GatewayConfig;
+use shardgate_mock::{Faults, MockConfig};
 use shardgate_proto::v1 as pb;
-use shardgate_registry::BotSpec;
-use shardgate_sched::Priority;
-use shardgate_telegram::{BotToken, Client, ClientConfig};
 use tokio::time::Instant;
-
-fn message(chat_id: i64, text: String, timeout: Option<Duration>) -> Message {
-    Message {
-        chat_id,
-        user_id: chat_id,
-        text,
-        parse_mode: None,
-        disable_notification: false,
-        idempotency_key: None,
-        client_ref: String::new(),
-        bot: None,
-        allow_failover: true,
-        timeout,
-        traceparent: None,
-        extras: Default::default(),
-        priority: Priority::Normal,
-    }
-}
-
-fn bots(n: u64) -> Vec<BotSpec> {
-    (0..n)
-        .map(|i| BotSpec {
-            name: format!("bot-{i}"),
-            token: BotToken::parse(&test_token(7_100 + i)).expect("token"),
-            enabled: true,
-        })
-        .collect()
-}
-
-/// The emulator with `config` and a ready gateway over `n` bots.
-async fn start(config: MockConfig, n: u64, gateway: GatewayConfig) -> (MockServer, LocalGateway) {
-    let mock = MockServer::start(config, "127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("emulator starts");
-    let client = Client::new(ClientConfig {
-        api_base: mock.base_url(),
-        ..ClientConfig::default()
-    })
-    .expect("client");
-    let local = LocalGateway::start(bots(n), gateway, client, Metrics::new())
-        .await
-        .expect("gateway starts");
-    let mut ready = local.gateway.ready();
-    tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
-        .await
-        .expect("ready in time")
-        .expect("ready");
-    (mock, local)
-}
 
 /// Transient failures are retried until the message's deadline, not a fixed
 /// number of times: with 60% of the answers 502, six attempts lose about one

@@ -78,6 +78,7 @@ impl MockArgs {
                 error_5xx: self.error_5xx,
                 drop: self.drop,
                 latency_ms: self.latency_ms.unwrap_or((0, 0)),
+                retry_after: None,
             },
             max_deliveries: self.max_deliveries,
             seed: self.seed,

@@ -1,5 +1,5 @@
 //! Fault injection: the probability of answering 5xx, of dropping the connection without a
-//! response, and added latency.
+//! response, added latency, and hostile answers (a `retry_after` no real server sends).
 //!
 //! Faults are rolled first, before the token is checked and before anything is counted
 //! against a limit or delivered, so a client retry after an injected fault is always safe.
@@ -21,6 +21,10 @@ pub struct Faults {
     pub drop: f64,
     /// Added latency in milliseconds, uniform in `min..=max`.
     pub latency_ms: (u64, u64),
+    /// Answer every `sendMessage` 429 with this `retry_after`, written as given (an
+    /// integer when it is one that fits `u64`, else a float such as `1e30`): absurd values
+    /// test a client's clamping and overflow checks. `None`: no such answer.
+    pub retry_after: Option<f64>,
 }
 
 /// What the dice decided for one request.
@@ -37,7 +41,20 @@ pub(crate) enum Fault {
 impl Faults {
     /// True when these faults inject nothing at all.
     pub fn is_none(&self) -> bool {
-        clamp(self.error_5xx) == 0.0 && clamp(self.drop) == 0.0 && self.latency_ms.1 == 0
+        clamp(self.error_5xx) == 0.0
+            && clamp(self.drop) == 0.0
+            && self.latency_ms.1 == 0
+            && self.retry_after.is_none()
+    }
+
+    /// The hostile `retry_after` as the JSON number it is answered as.
+    pub(crate) fn hostile_retry_after(&self) -> Option<serde_json::Number> {
+        let v = self.retry_after?;
+        if v.fract() == 0.0 && v >= 0.0 && v < u64::MAX as f64 {
+            Some(serde_json::Number::from(v as u64))
+        } else {
+            serde_json::Number::from_f64(v)
+        }
     }
 
     /// Rolls the fault for one request.
@@ -118,6 +135,7 @@ mod tests {
             error_5xx: 0.2,
             drop: 0.1,
             latency_ms: (5, 10),
+            retry_after: None,
         };
         let (mut drops, mut errors) = (0, 0);
         for _ in 0..10_000 {
@@ -140,7 +158,26 @@ mod tests {
             error_5xx: f64::NAN,
             drop: -1.0,
             latency_ms: (0, 0),
+            retry_after: None,
         };
         assert!(f.is_none());
+    }
+
+    #[test]
+    fn hostile_retry_afters_are_written_as_integers_when_they_are_and_floats_otherwise() {
+        let with = |v: f64| Faults {
+            retry_after: Some(v),
+            ..Faults::default()
+        };
+        assert!(!with(1e19).is_none());
+        assert_eq!(
+            with(1e19).hostile_retry_after().map(|n| n.to_string()),
+            Some("10000000000000000000".into())
+        );
+        assert_eq!(
+            with(1e30).hostile_retry_after().map(|n| n.to_string()),
+            Some("1e+30".into())
+        );
+        assert_eq!(with(f64::NAN).hostile_retry_after(), None);
     }
 }

@@ -80,7 +80,7 @@
 //! | `POST /_mock/unrevoke` | same | undo |
 //! | `POST /_mock/throttle` | bot + `"retry_after":S`, optional `"for_secs":F` or `"for_ms":M` | every send → 429 |
 //! | `POST /_mock/unthrottle` | bot | undo |
-//! | `POST /_mock/faults` | optional bot + `"error_5xx":P,"drop":P,"latency_ms":[MIN,MAX]`, or `"clear":true` | global or per-bot faults |
+//! | `POST /_mock/faults` | optional bot + `"error_5xx":P,"drop":P,"latency_ms":[MIN,MAX]`, `"retry_after":N` (any number: every send → 429 with it), or `"clear":true` | global or per-bot faults |
 //! | `GET /_mock/faults?bot_id=N` | | faults in effect |
 //! | `POST /_mock/chat` | `{"chat_id":C,"state":"ok"\|"missing"\|"blocked"\|"kicked"}` or `{"chat_id":C,"state":"migrated","to":NEW}` | chat state |
 //! | `GET /_mock/limits` | | `{"enabled":true,"chat_burst":3,"chat_rate_per_s":1.0,"group_max":20,"group_window_secs":60.0,"bot_max":30,"bot_window_ms":1000,"paid_bot_max":1000}` |

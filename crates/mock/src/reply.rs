@@ -19,10 +19,14 @@ pub(crate) struct ApiError {
 }
 
 /// Telegram's `ResponseParameters`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct ResponseParameters {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// A `retry_after` no real server sends (an injected fault), written as this number;
+    /// never set together with `retry_after`.
+    #[serde(rename = "retry_after", skip_serializing_if = "Option::is_none")]
+    pub hostile_retry_after: Option<serde_json::Number>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrate_to_chat_id: Option<i64>,
 }
@@ -64,15 +68,29 @@ impl ApiError {
         ApiError {
             parameters: Some(ResponseParameters {
                 retry_after: Some(retry_after),
+                hostile_retry_after: None,
                 migrate_to_chat_id: None,
             }),
             ..ApiError::new(429, format!("Too Many Requests: retry after {retry_after}"))
+        }
+    }
+    /// A 429 with a `retry_after` of any size (see `Faults::retry_after`).
+    pub fn hostile_too_many_requests(retry_after: serde_json::Number) -> Self {
+        ApiError {
+            description: format!("Too Many Requests: retry after {retry_after}").into(),
+            parameters: Some(ResponseParameters {
+                retry_after: None,
+                hostile_retry_after: Some(retry_after),
+                migrate_to_chat_id: None,
+            }),
+            ..ApiError::new(429, "")
         }
     }
     pub fn migrated(to: i64) -> Self {
         ApiError {
             parameters: Some(ResponseParameters {
                 retry_after: None,
+                hostile_retry_after: None,
                 migrate_to_chat_id: Some(to),
             }),
             ..ApiError::bad_request("Bad Request: group chat was upgraded to a supergroup chat")

@@ -36,6 +36,12 @@ use scalar::Scalar;
 /// answers so while it restarts).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The longest `retry_after` believed: 24 h. Telegram's real long cooldowns
+/// are about an hour (4310 s seen); 10^19 s or 10^30 s is a broken or hostile
+/// server, and waiting it out (or multiplying it) would stop the bot for ever
+/// or overflow. Longer values are clamped and say so in the description.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// Longest description kept from an answer, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 300;
 /// Longest excerpt of a non-JSON body kept in a description, in characters.
@@ -46,7 +52,8 @@ const MAX_SNIPPET_CHARS: usize = 120;
 /// * 2xx with `ok: true` and `result.message_id` → [`Outcome::Delivered`]
 ///   (chat id from `result.chat.id`, 0 if absent); `ok: true` without a
 ///   `message_id` → `Transient(Body)`.
-/// * `parameters.retry_after` (any status) → `RetryAfter`;
+/// * `parameters.retry_after` (any status) → `RetryAfter`, at most
+///   [`MAX_RETRY_AFTER`];
 ///   `parameters.migrate_to_chat_id` → `Migrated`.
 /// * Then the HTTP status (or, for a 2xx with `ok: false`, the body's
 ///   `error_code`): 401/404 → `Revoked`, 403 → `Forbidden`, 429 → `RetryAfter`
@@ -76,11 +83,8 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
         _ => status_text(status),
     };
 
-    if let Some(retry_after) = answer.parameters.retry_after.as_secs() {
-        return Outcome::RetryAfter {
-            retry_after,
-            description,
-        };
+    if let Some(asked) = answer.parameters.retry_after.as_secs() {
+        return retry_after(asked, description);
     }
     if let Some(to_chat_id) = answer.parameters.migrate_to_chat_id.as_i64() {
         return Outcome::Migrated {
@@ -109,6 +113,24 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
         status
     };
     by_code(code, description)
+}
+
+/// `RetryAfter` for an answer's `retry_after`, clamped to
+/// [`MAX_RETRY_AFTER`] (the description then says so).
+fn retry_after(asked: Duration, description: String) -> Outcome {
+    if asked <= MAX_RETRY_AFTER {
+        return Outcome::RetryAfter {
+            retry_after: asked,
+            description,
+        };
+    }
+    Outcome::RetryAfter {
+        retry_after: MAX_RETRY_AFTER,
+        description: format!(
+            "{description} (retry_after over {} s clamped to it)",
+            MAX_RETRY_AFTER.as_secs()
+        ),
+    }
 }
 
 fn by_code(code: u16, description: String) -> Outcome {
@@ -173,14 +195,22 @@ fn status_text(status: u16) -> String {
 }
 
 /// A short excerpt of a non-JSON body: an HTML page's `<title>` if it has one,
-/// else the text with whitespace collapsed; bounded and redacted.
+/// else the text with whitespace collapsed; redacted, then bounded.
+///
+/// Redaction comes first and sees the whole body (at most the client's
+/// body bound): a cut would leave a token's first part, too short to look
+/// like a token, in the excerpt.
 fn snippet(body: &[u8]) -> String {
-    let head = &body[..body.len().min(4096)];
-    let text = String::from_utf8_lossy(head);
-    let lower = text.to_ascii_lowercase();
+    let text = String::from_utf8_lossy(body);
+    let text = redact_tokens(&text);
+    let head = match text.char_indices().nth(4096) {
+        Some((end, _)) => &text[..end],
+        None => &text[..],
+    };
+    let lower = head.to_ascii_lowercase();
     let picked = match (lower.find("<title>"), lower.find("</title>")) {
-        (Some(start), Some(end)) if start + 7 <= end => &text[start + 7..end],
-        _ => &text[..],
+        (Some(start), Some(end)) if start + 7 <= end => &head[start + 7..end],
+        _ => head,
     };
     let collapsed: String = picked
         .split_whitespace()
@@ -190,11 +220,14 @@ fn snippet(body: &[u8]) -> String {
         .filter(|c| !c.is_control())
         .take(MAX_SNIPPET_CHARS)
         .collect();
-    redact_tokens(&collapsed).into_owned()
+    collapsed
 }
 
-/// Bounds a Telegram description and strips anything token-shaped.
+/// Strips anything token-shaped from a Telegram description, then bounds
+/// it (in this order: see [`snippet`]).
 fn sanitize(description: &str) -> String {
-    let bounded: String = description.chars().take(MAX_DESCRIPTION_CHARS).collect();
-    redact_tokens(&bounded).into_owned()
+    redact_tokens(description)
+        .chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .collect()
 }

@@ -47,7 +47,7 @@ mod redact;
 mod token;
 
 pub use backoff::Backoff;
-pub use classify::{DEFAULT_RETRY_AFTER, classify};
+pub use classify::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, classify};
 pub use client::{Client, ClientConfig, ClientError};
 pub use extras::{Extras, ExtrasError, MAX_JSON_BYTES};
 pub use message::{BotInfo, ParseMode, ParseModeError, SendMessage};

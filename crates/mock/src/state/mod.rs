@@ -157,12 +157,22 @@ impl Engine {
             return Decision::Drop;
         }
         let latency = faults.latency(&mut self.rng);
-        let (reply, outcome) = match fault {
-            Fault::Error(code) => {
+        let hostile = faults
+            .hostile_retry_after()
+            .filter(|_| matches!(call, Call::Api(Ok(_))));
+        let (reply, outcome) = match (fault, hostile) {
+            (Fault::Error(code), _) => {
                 debug!(bot_id = ?bot, code, "mock: injected server error");
                 (
                     Reply::Error(ApiError::server_error(code)),
                     Outcome::Injected5xx,
+                )
+            }
+            (_, Some(retry_after)) => {
+                debug!(bot_id = ?bot, %retry_after, "mock: injected hostile 429");
+                (
+                    Reply::Error(ApiError::hostile_too_many_requests(retry_after)),
+                    Outcome::RateLimited(None),
                 )
             }
             _ => self.decide(bot, call, arrival, wall_ms),

@@ -46,10 +46,7 @@ fn classify_via_value(status: u16, body: &[u8]) -> Outcome {
 
     let params = obj.get("parameters");
     if let Some(retry_after) = params.and_then(|p| p.get("retry_after")).and_then(as_secs) {
-        return Outcome::RetryAfter {
-            retry_after,
-            description,
-        };
+        return super::retry_after(retry_after, description);
     }
     if let Some(to_chat_id) = params
         .and_then(|p| p.get("migrate_to_chat_id"))

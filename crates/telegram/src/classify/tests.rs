@@ -510,3 +510,65 @@ fn display_and_labels() {
     assert_eq!(t.telegram_code(), None);
     assert_eq!(t.to_string(), "timeout: d");
 }
+
+#[test]
+fn a_token_cut_by_the_description_bound_leaves_no_part_of_it() {
+    let secret = "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+    // Every position of the token around the bound: its start just before
+    // it, so the cut falls inside the secret.
+    for pad in (MAX_DESCRIPTION_CHARS - 40)..MAX_DESCRIPTION_CHARS {
+        let d = format!("{}123:{secret} tail", "x".repeat(pad));
+        let out = classify(400, &err_body(400, &d));
+        let desc = out.description().expect("description");
+        assert!(desc.chars().count() <= MAX_DESCRIPTION_CHARS);
+        assert!(!desc.contains(&secret[..8]), "pad {pad}: {desc}");
+    }
+    // The same for an excerpt of a body that is no answer: a token at the
+    // excerpt's bound (whitespace collapsed) and at the 4096-character head.
+    for pad in (MAX_SNIPPET_CHARS - 30)..MAX_SNIPPET_CHARS {
+        let body = format!("{} 7:{secret}", "y".repeat(pad));
+        let out = classify(502, body.as_bytes());
+        assert!(!out.to_string().contains(&secret[..8]), "pad {pad}: {out}");
+    }
+    for pad in 4060..4096 {
+        let body = format!("{}z 7:{secret}", " ".repeat(pad));
+        let out = classify(502, body.as_bytes());
+        assert!(!out.to_string().contains(&secret[..8]), "pad {pad}: {out}");
+    }
+}
+
+#[test]
+fn absurd_retry_afters_are_clamped_to_a_day_and_say_so() {
+    for raw in [
+        "1e30",
+        "10000000000000000000",
+        "18446744073709551615",
+        "1e308",
+        "86401",
+        "\"100000\"",
+    ] {
+        let body = format!(
+            r#"{{"ok":false,"error_code":429,"description":"Too Many Requests","parameters":{{"retry_after":{raw}}}}}"#
+        );
+        match classify(429, body.as_bytes()) {
+            Outcome::RetryAfter {
+                retry_after,
+                description,
+            } => {
+                assert_eq!(retry_after, MAX_RETRY_AFTER, "{raw}");
+                assert!(description.contains("clamped"), "{raw}: {description}");
+            }
+            other => panic!("{raw}: {other:?}"),
+        }
+    }
+    // A day itself is believed as is.
+    let body =
+        br#"{"ok":false,"error_code":429,"description":"T","parameters":{"retry_after":86400}}"#;
+    assert_eq!(
+        classify(429, body),
+        Outcome::RetryAfter {
+            retry_after: MAX_RETRY_AFTER,
+            description: "T".into()
+        }
+    );
+}
