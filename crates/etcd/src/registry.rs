@@ -612,6 +612,12 @@ impl Registry for EtcdRegistry {
         Some(self.inner.session().contact)
     }
 
+    /// While the session's lease backs ownership at `now` (its
+    /// `valid_until`: see `session.rs`).
+    fn may_send(&self, now: Instant) -> bool {
+        self.inner.live_lease(now).is_some()
+    }
+
     /// Leaves gracefully: deletes the member key (so the others become the
     /// bots' desired owners), releases every bot (fenced deletes), then
     /// revokes the lease (which deletes anything left), so that the others

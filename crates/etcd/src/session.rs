@@ -112,7 +112,7 @@ pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
     let lease = Lease {
         id: grant.id(),
         ttl,
-        valid_until: sent + ttl.saturating_sub(cfg.safety_margin),
+        valid_until: lease_bound(sent, ttl, cfg.safety_margin),
     };
     let member = MemberValue {
         grpc: cfg.advertise.clone(),
@@ -380,7 +380,7 @@ async fn keep_alive(
                 match r {
                     Round::Alive { sent, ttl } => {
                         inner.note_contact(true);
-                        lease.valid_until = sent + ttl.saturating_sub(cfg.safety_margin);
+                        lease.valid_until = lease_bound(sent, ttl, cfg.safety_margin);
                         if degraded {
                             tracing::info!(
                                 lease = format_args!("{:x}", lease.id),
@@ -470,9 +470,42 @@ fn classify(e: &etcd_client::Error) -> Round {
     }
 }
 
+/// The lease's own bound: when the keep-alive (or grant) that etcd answered
+/// with `ttl` was *sent*, plus `ttl`, minus `margin`. etcd started the TTL
+/// no earlier than the send, so the lease cannot have expired before this
+/// on the monotonic clock, whatever happened to this process meanwhile (a
+/// SIGSTOP that outlasts it leaves the bound in the past on waking).
+fn lease_bound(sent: Instant, ttl: Duration, margin: Duration) -> Instant {
+    sent + ttl.saturating_sub(margin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_is_valid_until_the_last_keep_alive_plus_ttl_minus_the_margin() {
+        let sent = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let until = lease_bound(sent, ttl, Duration::from_secs(1));
+        assert_eq!(until, sent + Duration::from_secs(9));
+        let s = SessionInfo {
+            status: SessionStatus::Ok,
+            lease: Some(3),
+            valid_until: Some(until),
+            extended: false,
+            generation: 1,
+            contact: StoreContact::reachable_since(sent),
+        };
+        tokio::time::advance(Duration::from_millis(8_999)).await;
+        assert_eq!(s.live_lease(Instant::now()), Some(3));
+        // Paused (SIGSTOP) past the bound: on waking the lease is not valid,
+        // before any keep-alive or loss could be seen.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(s.live_lease(Instant::now()), None);
+        // A margin over the TTL leaves no validity at all.
+        assert_eq!(lease_bound(sent, ttl, Duration::from_secs(60)), sent);
+    }
 
     #[test]
     fn live_lease_needs_a_future_valid_until() {

@@ -65,6 +65,8 @@ pub struct Dispatcher {
     results: mpsc::UnboundedReceiver<Done>,
     leaving: bool,
     paused: bool,
+    /// The instance's lease was not valid at the last send attempt.
+    lease_invalid: bool,
     drain_deadline: Option<Instant>,
 }
 
@@ -73,6 +75,9 @@ const GC_EVERY: Duration = Duration::from_secs(5);
 /// Commands handled per wake-up before sending again (amortises wake-ups
 /// without starving the send loop).
 const BATCH: usize = 512;
+/// How often a dispatcher whose instance's lease is not valid looks again
+/// (until the lease-loss path takes the bot away, or a keep-alive lands).
+const LEASE_RECHECK: Duration = Duration::from_millis(100);
 
 impl Dispatcher {
     /// Starts a dispatcher for `name` and returns its handle.
@@ -102,6 +107,7 @@ impl Dispatcher {
             results,
             leaving: false,
             paused: false,
+            lease_invalid: false,
             drain_deadline: None,
         };
         tokio::spawn(
@@ -311,6 +317,23 @@ impl Dispatcher {
         let now_instant = Instant::now();
         let now = self.tick(now_instant);
         self.refresh_state(now);
+        // The lease, checked at send time: a process that was paused past
+        // it (SIGSTOP, a VM pause) must not send before the ownership loop
+        // has seen the loss. Nothing leaves the queue meanwhile.
+        if !self.ctx.registry.may_send(now_instant) {
+            if self.sched.queued() == 0 {
+                return None;
+            }
+            if !self.lease_invalid {
+                warn!(bot = %self.name, "this instance's lease is not valid now; holding the bot's messages");
+                self.lease_invalid = true;
+            }
+            return Some(now_instant + LEASE_RECHECK);
+        }
+        if self.lease_invalid {
+            info!(bot = %self.name, "lease valid again; sending");
+            self.lease_invalid = false;
+        }
         loop {
             let next = self.sched.next(now, |env| {
                 if env.reply.is_abandoned() {

@@ -62,6 +62,20 @@ pub trait Registry: Send + Sync + 'static {
     /// session so that other instances take over at once. Embedded: no-op.
     async fn shutdown(&self);
 
+    /// Whether this instance may send Bot API requests for the bots it
+    /// owns at `now` (tokio's monotonic clock). Cluster mode: while its
+    /// lease is valid locally, that is before the last successful
+    /// keep-alive's send time + the TTL − the safety margin (or the
+    /// extension the other members grant while none reaches the store).
+    /// Checked before every request, so that a process paused past its
+    /// lease (SIGSTOP, a VM pause) sends nothing for a bot that another
+    /// instance may drive by then; the lease-loss path then hands its bots
+    /// on. Embedded: always.
+    fn may_send(&self, now: tokio::time::Instant) -> bool {
+        let _ = now;
+        true
+    }
+
     /// Cluster mode: whether this instance can reach the store now, as it
     /// answers peers that ask (see [`StoreContact`]). `None` when there is
     /// no store to reach (embedded).
