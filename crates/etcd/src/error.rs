@@ -64,6 +64,19 @@ pub enum EtcdError {
     Conflict(String),
     #[error("invalid etcd registry configuration: {0}")]
     Config(String),
+    /// `members/<instance>` exists under another lease: another instance
+    /// runs with this instance id, or this one's previous run's lease has
+    /// not expired yet.
+    #[error(
+        "instance id {instance:?} is taken: its member key exists under lease {lease:x} \
+         (grpc {grpc}), another instance with this id or this instance's previous run whose \
+         lease has not expired yet; give every instance its own --instance-id"
+    )]
+    MemberClash {
+        instance: String,
+        lease: i64,
+        grpc: String,
+    },
 }
 
 impl EtcdError {

@@ -456,9 +456,23 @@ impl EtcdRegistry {
             last: e.to_string(),
         };
 
+        // A clash on the member key may be this instance's previous run,
+        // whose lease expires within its TTL: waited out that much longer.
+        let clash_deadline = deadline + inner.config().lease_ttl;
+        let mut clash_seen = false;
         let lease = loop {
             match session::establish(&inner).await {
                 Ok(lease) => break lease,
+                Err(e @ EtcdError::MemberClash { .. }) => {
+                    if Instant::now() + Duration::from_millis(300) >= clash_deadline {
+                        return Err(e);
+                    }
+                    if !clash_seen {
+                        tracing::warn!("{e}; waiting for it to go");
+                        clash_seen = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
                 Err(e) if Instant::now() + Duration::from_millis(300) < deadline => {
                     tracing::debug!("etcd not ready yet: {e}");
                     tokio::time::sleep(Duration::from_millis(300)).await;

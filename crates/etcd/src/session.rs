@@ -32,7 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use etcd_client::{LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use etcd_client::{
+    Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use shardgate_registry::{SessionStatus, StoreContact, unix_now};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
@@ -119,17 +121,26 @@ pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: unix_now(),
     };
-    let put = call(
-        "member put",
-        cfg.op_timeout,
-        inner.kv().put(
-            inner.keys().member(&cfg.instance_id),
+    // Created only if absent: a key that exists belongs to another lease,
+    // that is another instance started with this instance id (or this
+    // instance's previous run, whose lease has not expired yet). Putting
+    // over it would make two instances one member.
+    let key = inner.keys().member(&cfg.instance_id);
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.clone(),
             keys::encode_member(&member),
             Some(PutOptions::new().with_lease(lease.id)),
-        ),
-    )
-    .await;
-    if let Err(e) = put {
+        )])
+        .or_else([TxnOp::get(key, None)]);
+    let put = call("member create", cfg.op_timeout, inner.kv().txn(txn)).await;
+    let clash = match put {
+        Ok(resp) if resp.succeeded() => None,
+        Ok(resp) => Some(member_clash(&cfg.instance_id, &resp)),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = clash {
         revoke(inner, lease.id).await;
         return Err(e);
     }
@@ -140,6 +151,32 @@ pub(crate) async fn establish(inner: &Inner) -> Result<Lease, EtcdError> {
         "etcd session started"
     );
     Ok(lease)
+}
+
+/// The error for a member key that exists already, naming its holder by
+/// lease and address (its value is read like any member's: bad data is
+/// reported, not trusted).
+fn member_clash(instance_id: &str, resp: &etcd_client::TxnResponse) -> EtcdError {
+    let held = resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get
+            .kvs()
+            .first()
+            .map(|kv| (kv.lease(), kv.value().to_vec())),
+        _ => None,
+    });
+    let (lease, grpc) = match held {
+        Some((lease, value)) => (
+            lease,
+            keys::decode_member(instance_id, &value)
+                .map_or_else(|e| format!("unreadable value: {e}"), |m| m.grpc),
+        ),
+        None => (0, "gone since".to_owned()),
+    };
+    EtcdError::MemberClash {
+        instance: instance_id.to_owned(),
+        lease,
+        grpc,
+    }
 }
 
 /// Revokes a lease (best effort): every key under it goes at once.

@@ -88,6 +88,14 @@ impl Message {
                 "idempotency_key is longer than {MAX_KEY_BYTES} bytes"
             )));
         }
+        // Checked like a bot name in the bots file before it is echoed in
+        // any error ("unknown bot ..."): bounded, and no control characters,
+        // quotes or token-shaped text a caller could smuggle into logs.
+        if !req.bot.is_empty() && !shardgate_registry::valid_bot_name(&req.bot) {
+            return Err(SendError::Invalid(
+                "bot must be a bot name: 1 to 64 of A-Z a-z 0-9 - _ . (or empty)".into(),
+            ));
+        }
         if req.client_ref.len() > MAX_KEY_BYTES {
             return Err(SendError::Invalid(format!(
                 "client_ref is longer than {MAX_KEY_BYTES} bytes"
@@ -157,6 +165,36 @@ mod tests {
             chat_id,
             text: text.into(),
             ..SendRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_pinned_bot_that_is_no_bot_name_is_refused_without_echoing_it() {
+        let secret = "123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+        for bot in [
+            "x".repeat(65),
+            secret.to_string(),
+            "a\nb".into(),
+            "bot\u{202e}".into(),
+            "\"quoted\"".into(),
+            "with space".into(),
+        ] {
+            let e = Message::from_request(SendRequest {
+                bot: bot.clone(),
+                ..req(1, "hi")
+            })
+            .expect_err(&bot);
+            assert_eq!(e.code(), Code::InvalidArgument);
+            assert!(!e.to_string().contains(&bot), "{e}");
+            assert!(!e.to_string().contains("AAHdq"), "{e}");
+        }
+        for bot in ["alpha", "bot-1", "a.b_c", &"x".repeat(64)] {
+            let m = Message::from_request(SendRequest {
+                bot: bot.to_string(),
+                ..req(1, "hi")
+            })
+            .expect(bot);
+            assert_eq!(m.bot.as_deref(), Some(bot));
         }
     }
 
