@@ -16,6 +16,8 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    // Before anything can panic with a token or key in its message.
+    shardgate_telemetry::install_panic_hook();
     let cli = Cli::parse();
     let log_format = cli.log_format;
     // The demo draws a progress bar; keep its logs to warnings unless asked.

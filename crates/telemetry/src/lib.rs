@@ -17,9 +17,13 @@
 //! `OTEL_RESOURCE_ATTRIBUTES`, the `OTEL_BSP_*` batch settings), and
 //! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn export off.
 //!
+//! [`install_panic_hook`] replaces the default panic hook with one that
+//! redacts bot tokens and caller keys from the panic's message.
+//!
 //! [`set_parent_from_metadata`] and [`inject_into_metadata`] carry W3C trace
 //! context (`traceparent`, `tracestate`) in and out of tonic metadata.
 
+mod panic;
 mod propagation;
 mod redact;
 
@@ -34,6 +38,7 @@ use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use panic::{install_panic_hook, panic_report, redact_secrets};
 pub use propagation::{
     extract_context, inject_into_metadata, set_parent_from_metadata, set_parent_from_traceparent,
     traceparent,

@@ -62,7 +62,7 @@ pub struct RedactingWriter<W> {
 impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let clean = redact_tokens(&text);
+        let clean = crate::panic::redact_secrets(&text);
         self.inner.write_all(clean.as_bytes())?;
         Ok(buf.len())
     }
