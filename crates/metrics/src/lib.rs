@@ -54,7 +54,7 @@ use labels::{
     ScopeLabels, SendLabels, TelegramErrorLabels, VersionLabels,
 };
 pub use labels::{BotState, Direction, Entry, IdempotentHit, Scope429, TelegramError};
-pub use server::{CONTENT_TYPE, router, serve};
+pub use server::{CONTENT_TYPE, ServeLimits, router, serve, serve_with};
 
 /// Buckets for waits that range from milliseconds (an idle chat) to hours (a
 /// bot cooling down after `retry_after` 4310 s): queue time and end-to-end

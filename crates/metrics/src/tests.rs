@@ -350,3 +350,92 @@ async fn serves_metrics_and_healthz_over_http() {
         .unwrap()
         .unwrap();
 }
+
+/// The metrics port with short limits, on a loopback port.
+async fn limited(limits: ServeLimits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_with(
+        Metrics::new(),
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+        limits,
+    ));
+    (addr, stop_tx)
+}
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_after(s: &mut tokio::net::TcpStream) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_silent_connection_and_an_idle_keep_alive_connection_are_closed() {
+    let (addr, _stop) = limited(ServeLimits {
+        header_read_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_millis(300),
+        max_connections: 8,
+    })
+    .await;
+    // Opens and never sends a byte.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let took = closed_after(&mut silent).await;
+    println!("silent connection closed after {took:?}");
+    // Sends half a request head.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let took = closed_after(&mut slow).await;
+    println!("half a head closed after {took:?}");
+    // One request with keep-alive, then nothing: answered, then closed.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let took = closed_after(&mut idle).await;
+    println!("idle keep-alive connection closed after {took:?}");
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let (addr, _stop) = limited(ServeLimits {
+        header_read_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(30),
+        max_connections: 2,
+    })
+    .await;
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The second is served (a request answered proves it was accepted).
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = second.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The third waits in the backlog while two are held...
+    let third = tokio::spawn(http_get(addr, "/healthz"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    // ...and is served once one of them closes.
+    drop(first);
+    let resp = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served after a close")
+        .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
