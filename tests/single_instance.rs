@@ -157,6 +157,7 @@ async fn five_xx_and_dropped_connections_still_deliver_exactly_once() {
             error_5xx: 0.2,
             drop: 0.05,
             latency_ms: (0, 2),
+            ..Faults::default()
         },
         ..MockConfig::default()
     };

@@ -220,6 +220,7 @@ async fn apply(
                 error_5xx: *error_5xx,
                 drop: *drop,
                 latency_ms: latency_ms.map_or((0, 0), |[min, max]| (min, max.max(min))),
+                ..Faults::default()
             },
         ),
         Action::ClearFaults => c.control.set_faults(None, Faults::default()),

@@ -7,6 +7,8 @@
 //! connections the client opens and never answers, so a request shows as a
 //! connection whatever its fate.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -53,19 +55,11 @@ impl Registry for Leased {
 }
 
 fn message(chat_id: i64) -> Message {
-    Message {
+    common::message(
         chat_id,
-        user_id: chat_id,
-        text: format!("m{chat_id}"),
-        parse_mode: None,
-        disable_notification: false,
-        idempotency_key: None,
-        client_ref: String::new(),
-        bot: None,
-        allow_failover: true,
-        timeout: Some(Duration::from_secs(600)),
-        traceparent: None,
-    }
+        format!("m{chat_id}"),
+        Some(Duration::from_secs(600)),
+    )
 }
 
 #[tokio::test(start_paused = true)]
