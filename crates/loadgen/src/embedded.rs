@@ -46,6 +46,11 @@ pub struct EmbeddedOptions {
     pub pool_idle_per_host: Option<usize>,
     /// Overrides the limits' jitter margin (official limits only).
     pub jitter_margin: Option<Duration>,
+    /// Deliveries the emulator remembers (log, duplicates, stored messages);
+    /// `None`: its default. The soak keeps it small, so that the emulator,
+    /// which shares this process, reaches its bound early and what grows
+    /// after is the gateway's.
+    pub emulator_max_deliveries: Option<usize>,
 }
 
 pub struct Embedded {
@@ -63,6 +68,9 @@ impl Embedded {
         } else {
             MockConfig::default()
         };
+        if let Some(max) = o.emulator_max_deliveries {
+            mock_config.max_deliveries = max;
+        }
         if o.emulator_latency_ms > 0 {
             mock_config.faults = Faults {
                 latency_ms: (o.emulator_latency_ms, o.emulator_latency_ms),

@@ -71,6 +71,7 @@ impl Setup {
                     jitter_margin: args
                         .jitter_margin_ms
                         .map(|m| Duration::from_secs_f64(m / 1000.0)),
+                    emulator_max_deliveries: args.soak.then_some(crate::soak::EMULATOR_DELIVERIES),
                 })
                 .await?,
             )

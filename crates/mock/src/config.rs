@@ -11,8 +11,11 @@ pub struct MockConfig {
     pub limits: Option<Limits>,
     /// Global faults to inject from the start.
     pub faults: Faults,
-    /// Deliveries kept in the log; older ones are forgotten (sequence numbers keep counting,
-    /// and duplicates are still detected).
+    /// Deliveries kept in the log and remembered for duplicate detection;
+    /// older ones are forgotten (sequence numbers keep counting; a repeat of
+    /// a message older than the last `max_deliveries` is not called a
+    /// duplicate). The stored messages are bounded by the smaller of this
+    /// and 200,000.
     pub max_deliveries: usize,
     /// Seed for the fault dice; `None` seeds from the OS.
     pub seed: Option<u64>,

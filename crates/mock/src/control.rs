@@ -15,6 +15,35 @@ use crate::stats::Stats;
 #[derive(Clone)]
 pub struct Control {
     engine: Arc<Mutex<Engine>>,
+    clock: WallClock,
+}
+
+/// Wall-clock milliseconds read off the monotonic clock: the wall time at
+/// start plus the monotonic time since. A delivery's `at_ms` and the
+/// limiter's arrival are then one instant, so spans measured on the
+/// delivery log agree with what the limiter counted, whatever NTP does to
+/// the system clock meanwhile.
+#[derive(Clone, Copy)]
+struct WallClock {
+    start: Instant,
+    start_ms: u64,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        WallClock {
+            start: Instant::now(),
+            start_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        let since =
+            u64::try_from(at.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        self.start_ms.saturating_add(since)
+    }
 }
 
 impl std::fmt::Debug for Control {
@@ -28,7 +57,13 @@ impl Control {
     pub(crate) fn new(config: MockConfig) -> Self {
         Control {
             engine: Arc::new(Mutex::new(Engine::new(config))),
+            clock: WallClock::new(),
         }
+    }
+
+    /// Unix milliseconds of `at` (a monotonic instant), for delivery records.
+    pub(crate) fn wall_ms(&self, at: Instant) -> u64 {
+        self.clock.ms_at(at)
     }
 
     /// The state, behind its lock (a panic elsewhere never wedges the emulator).

@@ -2,12 +2,12 @@
 //! assembly of the router with the `/_mock/` control endpoints.
 //!
 //! Parameters are parsed and validated before the state lock is taken; the arrival time is
-//! read just before. Bodies are limited to [`MAX_BODY`] bytes (a bigger one is answered 413
+//! read under it, so arrivals are in the order the engine decides them. Bodies are limited to [`MAX_BODY`] bytes (a bigger one is answered 413
 //! "Request Entity Too Large", as Telegram answers a file over 50 MB). An injected drop is signalled to the connection layer by a
 //! [`DropConnection`] marker in the response extensions (see `server.rs`), so the client
 //! gets no answer at all.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -76,16 +76,16 @@ async fn bot_api(
         return Reply::Error(ApiError::not_found()).into_response();
     };
     let call = call_of(method, &uri, &headers, body).await;
-    let arrival = Instant::now();
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let user_agent = headers
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let decision = {
         let mut engine = control.engine();
+        // Read under the lock, so arrivals are in the order the engine
+        // decides them (the limiter's windows and the delivery log agree).
+        let arrival = Instant::now();
+        let wall_ms = control.wall_ms(arrival);
         let decision = engine.handle(token, call, arrival, wall_ms);
         engine.note_user_agent(token, &user_agent);
         decision

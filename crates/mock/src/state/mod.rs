@@ -9,6 +9,7 @@
 //! parameter; the HTTP layer keeps it behind a mutex and applies the sampled latency.
 
 mod act;
+mod seen;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -102,7 +103,7 @@ pub(crate) struct Engine {
     paid_bot_max: Option<u32>,
     log: VecDeque<Delivery>,
     seq: u64,
-    seen: HashSet<u64>,
+    seen: seen::Seen,
     stats: StatsBook,
     rng: SmallRng,
 }
@@ -116,6 +117,7 @@ impl Engine {
         };
         let paid_bot_max = config.paid_bot_max;
         let messages = MessageStore::new(config.max_deliveries.min(MAX_STORED_MESSAGES));
+        let seen = seen::Seen::new(config.max_deliveries);
         Engine {
             limiter: config
                 .limits
@@ -132,7 +134,7 @@ impl Engine {
             paid_bot_max: None,
             log: VecDeque::new(),
             seq: 0,
-            seen: HashSet::new(),
+            seen,
             stats: StatsBook::default(),
             rng,
         }
