@@ -200,8 +200,15 @@ fn status_text(status: u16) -> String {
 /// Redaction comes first and sees the whole body (at most the client's
 /// body bound): a cut would leave a token's first part, too short to look
 /// like a token, in the excerpt.
+///
+/// Control characters become spaces before that: dropping them after
+/// redaction would glue a token's pieces back together (a fuzzer found
+/// `1234:abc\0defgh...` turning into a token once the NUL went).
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let text = redact_tokens(&text);
     let head = match text.char_indices().nth(4096) {
         Some((end, _)) => &text[..end],
@@ -217,7 +224,6 @@ fn snippet(body: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .chars()
-        .filter(|c| !c.is_control())
         .take(MAX_SNIPPET_CHARS)
         .collect();
     collapsed
