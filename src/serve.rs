@@ -149,9 +149,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             registry.clone(),
             store,
             client,
-            metrics,
+            metrics.clone(),
         );
         spawn_reload(embedded, file_callers, tls.clone());
+        // `GET /readyz` on the metrics port follows the gateway's readiness.
+        {
+            let mut ready = gateway.ready();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    metrics.set_ready(*ready.borrow_and_update());
+                    if ready.changed().await.is_err() {
+                        metrics.set_ready(false);
+                        return;
+                    }
+                }
+            });
+        }
         warn_if_open(&gateway, local);
         info!(
             instance = %instance,

@@ -291,7 +291,9 @@ pub struct Criteria {
     /// Hot-group deliveries while the hot load ran / what the emulator's
     /// limits allow in that time.
     pub hot_group_ratio_min: Option<f64>,
-    /// `RESOURCE_EXHAUSTED` answers to hot-group sends (the queue bound answered).
+    /// Hot-group sends refused at once: `RESOURCE_EXHAUSTED` (the queue
+    /// bound) or `DEADLINE_EXCEEDED` (the admission estimate: it would be
+    /// sent after its deadline).
     pub queue_bound_answers_min: Option<u64>,
     /// Bot API requests an instance cut off from etcd made after the others
     /// drove every bot without it, until its partition ended (one instance

@@ -128,7 +128,10 @@ impl Figures {
                     if *n > 0 {
                         f.ghosts += 1;
                     }
-                    if hot && code == "RESOURCE_EXHAUSTED" {
+                    // The gateway answered instead of queueing without
+                    // end: the queue bound, or the admission estimate
+                    // (it would be sent after its deadline).
+                    if hot && (code == "RESOURCE_EXHAUSTED" || code == "DEADLINE_EXCEEDED") {
                         f.queue_bound_answers += 1;
                     }
                 }

@@ -162,6 +162,9 @@ struct Inner {
     hooks: Mutex<Vec<Arc<ScrapeHook>>>,
     /// Bots with `bot_state` series.
     state_bots: Mutex<BTreeSet<String>>,
+    /// Whether the gateway can route now, for `GET /readyz` (a probe that
+    /// cannot speak gRPC over TLS asks here).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 /// The process's metrics. Cheap to clone; create one at start.
@@ -183,6 +186,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Says whether the gateway can route now (what its gRPC health service
+    /// says for `shardgate.v1.Gateway`); `GET /readyz` answers from it.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner
+            .ready
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The last [`set_ready`](Self::set_ready).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A fresh registry with every `shardgate_*` metric registered.
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("shardgate");
@@ -344,6 +360,7 @@ impl Metrics {
                 hot_wait: Mutex::new(hot::HotChats::new(now, WINDOW)),
                 hooks: Mutex::new(Vec::new()),
                 state_bots: Mutex::new(BTreeSet::new()),
+                ready: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

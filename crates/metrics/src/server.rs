@@ -1,4 +1,6 @@
-//! The metrics HTTP endpoint: `GET /metrics` and `GET /healthz`.
+//! The metrics HTTP endpoint: `GET /metrics`, `GET /healthz` (the process
+//! answers) and `GET /readyz` (the gateway can route: 200, else 503), the
+//! last two for probes that cannot speak gRPC over TLS.
 //!
 //! Its own accept loop (hyper's HTTP/1 connection builder under the axum
 //! router) so that a client cannot hold the port's resources: at most
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -60,6 +62,7 @@ pub fn router(metrics: Metrics) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(metrics)
 }
 
@@ -181,6 +184,19 @@ async fn metrics_handler(State(metrics): State<Metrics>) -> axum::response::Resp
         )
             .into_response(),
     }
+}
+
+async fn readyz(State(metrics): State<Metrics>) -> impl IntoResponse {
+    let (status, body) = if metrics.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -340,6 +340,16 @@ async fn serves_metrics_and_healthz_over_http() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("ok\n"), "{resp}");
 
+    // Not ready until the gateway says so, and not after it stops.
+    let resp = http_get(addr, "/readyz").await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    m.set_ready(true);
+    let resp = http_get(addr, "/readyz").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    m.set_ready(false);
+    let resp = http_get(addr, "/readyz").await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+
     let resp = http_get(addr, "/nope").await;
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
