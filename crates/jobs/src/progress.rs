@@ -130,6 +130,10 @@ impl Window {
     pub fn new(base: u64, ids: Vec<i64>) -> Window {
         Window { base, ids }
     }
+    /// Whether recipient `index` is in this window.
+    pub fn covers(&self, index: u64) -> bool {
+        self.get(index).is_some()
+    }
     fn get(&self, index: u64) -> Option<i64> {
         let k = usize::try_from(index.checked_sub(self.base)?).ok()?;
         self.ids.get(k).copied()
