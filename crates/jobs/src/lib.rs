@@ -64,6 +64,8 @@ pub enum JobError {
     ChunkSize(usize),
     #[error("chunk ids must be sorted and distinct")]
     Unsorted,
+    #[error("a dry run is answered as planned, never stored")]
+    DryRunStored,
     #[error("damaged job record: {0}")]
     Corrupt(&'static str),
 }

@@ -26,6 +26,10 @@
 //! once) and the duplicates are at most the in-flight bound, which the
 //! runner sets from the bots' `max_in_flight`.
 //!
+//! Every record is bounded by `max_in_flight`: its `in_flight` list holds
+//! at most that many ids, and so does a checkpoint's batch of results, since
+//! a recipient completes only after a checkpoint released it.
+//!
 //! A failed store write is handled as a crash: drop the tracker and resume
 //! from what the store holds. The tracker never retries on its own.
 

@@ -86,7 +86,7 @@ impl RedbJobStore {
     pub fn create_blocking(&self, job: NewJob) -> Result<Created, StoreError> {
         job.spec.validate()?;
         if job.spec.dry_run {
-            return Err(StoreError::Backend("a dry run is never stored".into()));
+            return Err(shardgate_jobs::JobError::DryRunStored.into());
         }
         let job_id = job.spec.id.clone();
         let id = job_id.as_str();

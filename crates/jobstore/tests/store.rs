@@ -7,12 +7,23 @@ mod common;
 use common::{Ended, Telegram, drive, new_job};
 use shardgate_jobs::store::DEFAULT_RETENTION_S;
 use shardgate_jobs::{
-    CANCELLED, Created, JobId, JobState, JobStore, StatusUpdate, StoreError, Tracker, load_window,
+    CANCELLED, Created, JobId, JobState, JobStore, ProgressRecord, StatusUpdate, StoreError,
+    Tracker, load_window,
 };
 use shardgate_jobstore::RedbJobStore;
 
 fn id(s: &str) -> JobId {
     JobId::new(s).unwrap()
+}
+
+/// A status write with no results.
+fn status(state: JobState, progress: &ProgressRecord, now: i64) -> StatusUpdate {
+    StatusUpdate {
+        state,
+        progress: progress.clone(),
+        results: vec![],
+        now,
+    }
 }
 
 #[test]
@@ -63,12 +74,7 @@ fn an_update_from_a_stale_revision_is_refused_so_a_cancel_is_never_undone() {
     );
 
     // The runner's write from before the cancel.
-    let stale = StatusUpdate {
-        state: JobState::Running,
-        progress: rec.status.progress.clone(),
-        results: vec![],
-        now: 501,
-    };
+    let stale = status(JobState::Running, &rec.status.progress, 501);
     let err = store
         .update_blocking(&id("c"), rec.status.rev, stale.clone())
         .unwrap_err();
@@ -84,21 +90,11 @@ fn a_final_state_with_recipients_pending_is_refused() {
     let store = RedbJobStore::open(dir.path()).unwrap();
     store.create_blocking(new_job("p", &[1, 2], 0)).unwrap();
     let rec = store.load_blocking(&id("p")).unwrap().unwrap();
-    let running = StatusUpdate {
-        state: JobState::Running,
-        progress: rec.status.progress.clone(),
-        results: vec![],
-        now: 1,
-    };
+    let running = status(JobState::Running, &rec.status.progress, 1);
     let st = store
         .update_blocking(&id("p"), rec.status.rev, running)
         .unwrap();
-    let done = StatusUpdate {
-        state: JobState::Done,
-        progress: rec.status.progress,
-        results: vec![],
-        now: 2,
-    };
+    let done = status(JobState::Done, &rec.status.progress, 2);
     let err = store.update_blocking(&id("p"), st.rev, done).unwrap_err();
     assert!(err.to_string().contains("2 recipients pending"), "{err}");
 }
