@@ -39,6 +39,9 @@ struct MetaPb {
     created_at: i64,
     #[prost(uint32, repeated, tag = "8")]
     chunk_counts: Vec<u32>,
+    /// The creating caller's name; empty with auth off.
+    #[prost(string, tag = "9")]
+    caller: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -104,6 +107,7 @@ pub fn encode_meta(meta: &JobMeta) -> Vec<u8> {
         start_at: meta.spec.start_at,
         created_at: meta.created_at,
         chunk_counts: meta.manifest.chunk_counts().to_vec(),
+        caller: meta.spec.caller.clone(),
     }
     .encode_to_vec()
 }
@@ -129,6 +133,7 @@ pub fn decode_meta(bytes: &[u8]) -> Result<JobMeta, JobError> {
             rate_per_s: pb.rate_per_s,
             start_at: pb.start_at,
             dry_run: false,
+            caller: pb.caller,
         },
         created_at: pb.created_at,
         manifest: Manifest::new(pb.chunk_counts)?,
@@ -219,6 +224,7 @@ mod tests {
                 rate_per_s: 40,
                 start_at: 1_800_000_000,
                 dry_run: false,
+                caller: "billing".into(),
             },
             created_at: 1_700_000_000,
             manifest: Manifest::new(vec![100_000, 7]).unwrap(),

@@ -30,7 +30,7 @@ pub use eta::{Estimate, RateMeter, allowed_rate, estimate, fleet_rate};
 pub use intake::{Intake, MAX_RECIPIENTS, Packed};
 pub use pack::{CHUNK_IDS, MAX_CHUNK_BYTES, Manifest, pack_chunk, unpack_chunk};
 pub use progress::{Checkpoint, ProgressRecord, RecipientResult, ResultError, Tracker, Window};
-pub use spec::{JobId, JobSpec, Priority, Template};
+pub use spec::{DEFAULT_PRIORITY, JobId, JobSpec, Priority, Template, priority_name};
 pub use state::JobState;
 pub use store::{
     Created, DEFAULT_RETENTION_S, JobMeta, JobRecord, JobStatus, JobStore, NewJob, StatusUpdate,

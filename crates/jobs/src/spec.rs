@@ -75,25 +75,20 @@ impl Template {
     }
 }
 
-/// The lane a job's messages go in. A broadcast defaults to [`Bulk`], after
-/// interactive and normal traffic.
-///
-/// [`Bulk`]: Priority::Bulk
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Priority {
-    Interactive,
-    Normal,
-    #[default]
-    Bulk,
-}
+/// The lane a job's messages go in: the scheduler's own classes, so that a
+/// job's messages meet interactive and normal traffic in one bot queue.
+pub use shardgate_sched::Priority;
 
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Interactive => "INTERACTIVE",
-            Priority::Normal => "NORMAL",
-            Priority::Bulk => "BULK",
-        }
+/// A broadcast's class when its creator names none: [`Priority::Bulk`],
+/// after interactive and normal traffic (a `Send`'s default is `Normal`).
+pub const DEFAULT_PRIORITY: Priority = Priority::Bulk;
+
+/// A class's name, as job listings and logs show it.
+pub fn priority_name(p: Priority) -> &'static str {
+    match p {
+        Priority::Interactive => "INTERACTIVE",
+        Priority::Normal => "NORMAL",
+        Priority::Bulk => "BULK",
     }
 }
 
@@ -110,6 +105,9 @@ pub struct JobSpec {
     pub start_at: i64,
     /// Plan only: the job is answered as "planned" and never sent or stored.
     pub dry_run: bool,
+    /// The caller that created the job (empty: auth off). Its messages go
+    /// out under that caller's bots, chats and quota, also after a restart.
+    pub caller: String,
 }
 
 impl JobSpec {
@@ -159,15 +157,17 @@ mod tests {
         let spec = |template: Vec<u8>, start_at| JobSpec {
             id: JobId::new("j").unwrap(),
             template: Template::Send(template),
-            priority: Priority::default(),
+            priority: DEFAULT_PRIORITY,
             rate_per_s: 0,
             start_at,
             dry_run: false,
+            caller: String::new(),
         };
         assert!(spec(vec![1], 0).validate().is_ok());
         assert!(spec(vec![], 0).validate().is_err());
         assert!(spec(vec![0; MAX_TEMPLATE_BYTES + 1], 0).validate().is_err());
         assert!(spec(vec![1], -1).validate().is_err());
-        assert_eq!(Priority::default(), Priority::Bulk);
+        assert_eq!(DEFAULT_PRIORITY, Priority::Bulk);
+        assert_eq!(priority_name(DEFAULT_PRIORITY), "BULK");
     }
 }

@@ -20,6 +20,7 @@ pub fn spec(id: &str) -> JobSpec {
         rate_per_s: 0,
         start_at: 0,
         dry_run: false,
+        caller: String::new(),
     }
 }
 
