@@ -52,6 +52,9 @@ pub enum Command {
     /// Operators' commands on the callers: API keys, quotas, bans (the
     /// callers file, or etcd in cluster mode).
     Caller(CallerArgs),
+    /// Broadcast jobs on a running gateway: create, watch, status, pause,
+    /// resume, cancel, results, list (over gRPC).
+    Broadcast(BroadcastArgs),
     /// Generated documentation, for maintainers.
     #[command(hide = true)]
     Docs(DocsArgs),
@@ -249,6 +252,10 @@ pub struct ServeArgs {
     /// and quotas). Re-read on SIGHUP and when it changes.
     #[arg(long, env = "SHARDGATE_CALLERS_FILE")]
     pub callers_file: Option<PathBuf>,
+    /// Embedded mode: where broadcast jobs are kept (jobs.redb) [default:
+    /// $XDG_STATE_HOME/shardgate, else ~/.local/state/shardgate].
+    #[arg(long, env = "SHARDGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Refuse calls without a caller's key: on, off, or auto (on as soon as
     /// any caller exists) [default: auto].
     #[arg(long, env = "SHARDGATE_AUTH", value_enum)]
@@ -307,4 +314,93 @@ pub struct DemoArgs {
     /// Print the summary as JSON too.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BroadcastArgs {
+    /// The gateway's gRPC address.
+    #[arg(
+        long,
+        env = "SHARDGATE_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub addr: String,
+    /// The caller's API key (sent as authorization: Bearer KEY).
+    #[arg(long, env = "SHARDGATE_KEY", hide_env_values = true, global = true)]
+    pub key: Option<String>,
+    /// Print JSON objects (one a line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: BroadcastCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BroadcastCommand {
+    /// Create a job: one text to every chat of a file; prints the job id.
+    Create {
+        /// The message text.
+        #[arg(long)]
+        text: String,
+        /// The recipients: one chat id a line (blank lines and # comments
+        /// skipped), or - for stdin.
+        #[arg(long)]
+        chats: PathBuf,
+        /// The job's lane: interactive, normal or bulk.
+        #[arg(long, value_enum, default_value_t = PriorityArg::Bulk)]
+        priority: PriorityArg,
+        /// Answer the plan and ETA only; send and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The job's id (a repeated create with it answers the same job);
+        /// default: one is made.
+        #[arg(long)]
+        id: Option<String>,
+        /// Cap over the whole fleet, messages per second (0 = the limits).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// "", HTML, Markdown or MarkdownV2.
+        #[arg(long, default_value = "")]
+        parse_mode: String,
+    },
+    /// Draw a job's progress (rate, ETA) until it ends.
+    Watch {
+        /// The job's id.
+        id: String,
+    },
+    /// A job's state and counters.
+    Status {
+        /// The job's id.
+        id: String,
+    },
+    /// Stop handing out recipients.
+    Pause {
+        /// The job's id.
+        id: String,
+    },
+    /// Carry on a paused job.
+    Resume {
+        /// The job's id.
+        id: String,
+    },
+    /// End a job; the unsent count as failed (CANCELLED).
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// Every finished recipient: chat id, bot, message id or error.
+    Results {
+        /// The job's id.
+        id: String,
+    },
+    /// Every stored job.
+    List,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    Interactive,
+    Normal,
+    Bulk,
 }

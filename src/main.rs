@@ -3,6 +3,7 @@
 //! subcommand lives in its own module.
 
 mod bot;
+mod broadcast;
 mod caller;
 mod cli;
 mod cli_reference;
@@ -47,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Bot(args) => bot::run(args),
         Command::Caller(args) => caller::run(args),
+        Command::Broadcast(args) => broadcast::run(args),
         Command::Docs(args) => cli_reference::run(args),
     };
     match result {

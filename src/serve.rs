@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shardgate_etcd::{EtcdConfig, EtcdRegistry};
-use shardgate_gateway::{Gateway, ServeOptions, Tls};
+use shardgate_gateway::broadcast::StoreOpener;
+use shardgate_gateway::{Broadcasts, Gateway, ServeOptions, Tls};
+use shardgate_jobstore::RedbJobStore;
 use shardgate_metrics::Metrics;
 use shardgate_registry::{CallerStore, EmbeddedCallers, EmbeddedRegistry, Registry};
 use shardgate_telegram::Client;
@@ -55,6 +57,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .context("TLS towards the cluster's peers")?,
         );
     }
+    // Where broadcast jobs live (embedded mode), and whether to open the
+    // store at start: when named, or when jobs may wait there to resume.
+    let jobs_dir = match (&settings.etcd, &settings.data_dir) {
+        (Some(_), _) => None,
+        (None, Some(dir)) => Some((dir.clone(), true)),
+        (None, None) => shardgate_gateway::broadcast::default_data_dir().map(|d| {
+            let exists = d.join(shardgate_jobstore::FILE_NAME).exists();
+            (d, exists)
+        }),
+    };
     let rt = runtime()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(settings.listen)
@@ -151,6 +163,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             client,
             metrics.clone(),
         );
+        let broadcasts = broadcasts(&gateway, settings.etcd.is_some(), settings.data_dir.is_some(), jobs_dir).await?;
         spawn_reload(embedded, file_callers, tls.clone());
         // `GET /readyz` on the metrics port follows the gateway's readiness.
         {
@@ -200,6 +213,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let options = ServeOptions {
             tls: tls.clone(),
             limits: settings.conn_limits.clone(),
+            broadcasts,
         };
         let server = shardgate_gateway::server::serve(gateway.clone(), listener, options, stop);
         tokio::pin!(server);
@@ -229,6 +243,49 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The broadcast side: the embedded job store under the data directory,
+/// or refused with the reason (cluster mode has no job store yet). A data
+/// directory named on the command line must open; the default one may be
+/// missing or in use (then broadcasts are refused, sends are not).
+async fn broadcasts(
+    gateway: &Gateway,
+    cluster: bool,
+    named: bool,
+    dir: Option<(std::path::PathBuf, bool)>,
+) -> anyhow::Result<Broadcasts> {
+    if cluster {
+        return Ok(Broadcasts::disabled(
+            "cluster mode keeps no job store yet; broadcasts run on an instance in embedded mode \
+             (--bots-file, --data-dir)",
+        ));
+    }
+    let Some((dir, open_now)) = dir else {
+        return Ok(Broadcasts::disabled(
+            "no data directory: give --data-dir (HOME and XDG_STATE_HOME are unset)",
+        ));
+    };
+    let d = dir.clone();
+    let opener: StoreOpener = Arc::new(move || {
+        RedbJobStore::open(&d).map(|s| Arc::new(s) as Arc<dyn shardgate_jobs::JobStore>)
+    });
+    match Broadcasts::start(gateway.clone(), opener, open_now).await {
+        Ok(b) => {
+            info!(data_dir = %dir.display(), "broadcast jobs kept in the data directory");
+            Ok(b)
+        }
+        Err(e) if named => {
+            Err(e).with_context(|| format!("opening the job store under {}", dir.display()))
+        }
+        Err(e) => {
+            warn!(data_dir = %dir.display(), error = %e, "job store not opened; broadcasts are refused");
+            Ok(Broadcasts::disabled(format!(
+                "the job store under {} cannot be opened: {e}",
+                dir.display()
+            )))
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

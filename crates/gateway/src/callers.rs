@@ -317,15 +317,44 @@ impl Callers {
             return Ok(Admission::default());
         };
         let inner = &self.inner;
-        let view = inner.view();
-        inner.check_ban(caller, &view)?;
+        inner.check_ban(caller, &inner.view())?;
+        self.check(caller, msg)
+            .await
+            .map_err(|(kind, e)| inner.refuse(caller, kind, e))
+    }
+
+    /// [`admit`](Self::admit) for a broadcast job's message, sent on behalf
+    /// of the caller that created the job (`""`: auth was off). Nothing is
+    /// scored: a job that meets its caller's quota or in-flight bound waits
+    /// (the error is `OverQuota` with the wait), it does not earn a ban.
+    pub async fn admit_job(&self, caller: &str, msg: &Message) -> Result<Admission, SendError> {
+        if caller.is_empty() {
+            return Ok(Admission::default());
+        }
+        let inner = &self.inner;
+        let caller = inner.caller(caller);
+        if let Err(e) = inner.check_ban(&caller, &inner.view()) {
+            return Err(SendError::OverQuota {
+                message: e.to_string(),
+                retry_after_secs: 60,
+            });
+        }
+        self.check(&caller, msg).await.map_err(|(_, e)| e)
+    }
+
+    /// The caller's rules for one message, without scoring a refusal.
+    async fn check(
+        &self,
+        caller: &Caller,
+        msg: &Message,
+    ) -> Result<Admission, (RefusalKind, SendError)> {
+        let inner = &self.inner;
         let spec = caller.spec();
         let name = &caller.name;
         if let Some(bot) = &msg.bot
             && !spec.allows_bot(bot)
         {
-            return Err(inner.refuse(
-                caller,
+            return Err((
                 RefusalKind::Bot,
                 SendError::PermissionDenied(format!(
                     "caller {name} may not send through bot {bot:?} (allowed: {})",
@@ -334,8 +363,7 @@ impl Callers {
             ));
         }
         if !spec.allows_chat(msg.chat_id) {
-            return Err(inner.refuse(
-                caller,
+            return Err((
                 RefusalKind::Chat,
                 SendError::PermissionDenied(format!(
                     "caller {name} may not send into chat {}",
@@ -347,8 +375,7 @@ impl Callers {
         match caller.state.in_flight.try_take(1) {
             Some(p) => permits.push(p),
             None => {
-                return Err(inner.refuse(
-                    caller,
+                return Err((
                     RefusalKind::InFlight,
                     SendError::OverQuota {
                         message: format!(
@@ -365,8 +392,7 @@ impl Callers {
         match caller.state.bytes.try_take(cost) {
             Some(p) => permits.push(p),
             None => {
-                return Err(inner.refuse(
-                    caller,
+                return Err((
                     RefusalKind::Bytes,
                     SendError::OverQuota {
                         message: format!(
@@ -382,8 +408,7 @@ impl Callers {
         if spec.messages_per_window > 0
             && let Err(retry_after_secs) = inner.take_token(caller, &spec).await
         {
-            return Err(inner.refuse(
-                caller,
+            return Err((
                 RefusalKind::Quota,
                 SendError::OverQuota {
                     message: format!(

@@ -381,6 +381,16 @@ impl Gateway {
         self.submit(msg, deadline).wait(deadline).await
     }
 
+    /// Bots in the routing table (any state): sizes a broadcast's window.
+    pub fn bot_count(&self) -> usize {
+        self.inner.table.load().routes.len()
+    }
+
+    /// Bots that can take a message now.
+    pub fn healthy_bot_count(&self) -> usize {
+        self.inner.table.load().routable_count(unix_now())
+    }
+
     /// Every bot with its state, and the members.
     pub fn status(&self) -> pb::StatusResponse {
         let table = self.inner.table.load();

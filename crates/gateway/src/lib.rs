@@ -22,10 +22,13 @@
 //! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
 //! - [`gateway`]: [`Gateway`], which ties these together; `supervisor`: the
 //!   tasks that follow the registry and re-route messages a bot gives back;
+//! - [`broadcast`]: broadcast jobs, one runner task per live job feeding
+//!   the send path above from the job store;
 //! - [`service`] and [`server`]: the tonic service, health and reflection;
 //! - [`local`]: one gateway in this process on a loopback port (demo, load tool).
 
 pub mod bot_handle;
+pub mod broadcast;
 pub mod budget;
 pub mod callers;
 pub mod config;
@@ -45,6 +48,7 @@ pub mod service;
 mod supervisor;
 mod tls;
 
+pub use broadcast::Broadcasts;
 pub use config::GatewayConfig;
 pub use error::SendError;
 pub use gateway::{Delivered, Gateway};

@@ -59,6 +59,11 @@ pub struct Table {
 }
 
 impl Table {
+    /// Bots a message could be routed to now.
+    pub fn routable_count(&self, now_unix: u64) -> usize {
+        self.routes.iter().filter(|r| r.routable(now_unix)).count()
+    }
+
     pub fn new(routes: Vec<Route>) -> Self {
         let by_name = routes
             .iter()

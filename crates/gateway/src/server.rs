@@ -66,6 +66,8 @@ pub struct ServeOptions {
     pub tls: Option<Tls>,
     /// Connection cap and handshake time.
     pub limits: ConnLimits,
+    /// Broadcast jobs (default: refused, no job store).
+    pub broadcasts: crate::Broadcasts,
 }
 
 /// HTTP/2 bounds of every connection: concurrent streams (a client opens
@@ -123,7 +125,10 @@ pub async fn serve(
     let auth = AuthLayer {
         callers: gateway.callers().clone(),
     };
-    let api = InterceptedService::new(GatewayServer::new(GatewayService::new(gateway)), auth);
+    let api = InterceptedService::new(
+        GatewayServer::new(GatewayService::new(gateway, options.broadcasts)),
+        auth,
+    );
     Server::builder()
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)

@@ -14,18 +14,24 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug};
 
+use crate::broadcast::ControlKind;
 use crate::callers::Who;
 use crate::peers::FORWARDED_BY;
 use crate::reply::Outcome;
-use crate::{Gateway, Message};
+use crate::{Broadcasts, Gateway, Message};
 
 pub struct GatewayService {
     gateway: Gateway,
+    broadcasts: Broadcasts,
 }
 
 impl GatewayService {
-    pub fn new(gateway: Gateway) -> Self {
-        GatewayService { gateway }
+    /// The service over `gateway`; broadcast calls go to `broadcasts`.
+    pub fn new(gateway: Gateway, broadcasts: Broadcasts) -> Self {
+        GatewayService {
+            gateway,
+            broadcasts,
+        }
     }
 }
 
@@ -227,6 +233,112 @@ impl gateway_server::Gateway for GatewayService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.gateway.status()))
+    }
+
+    async fn create_broadcast(
+        &self,
+        request: Request<Streaming<pb::BroadcastChunk>>,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        let who = who_of(&request);
+        let b = self.broadcasts.create(&who, request.into_inner()).await?;
+        Ok(Response::new(b))
+    }
+
+    async fn get_broadcast(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        let who = who_of(&request);
+        let id = request.into_inner().id;
+        answer(self.broadcasts.get(&who, &id).await)
+    }
+
+    type WatchBroadcastStream = BoxStream<pb::Broadcast>;
+
+    async fn watch_broadcast(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<Self::WatchBroadcastStream>, Status> {
+        let who = who_of(&request);
+        let id = request.into_inner().id;
+        let rx = self
+            .broadcasts
+            .watch(&who, &id)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_broadcasts(
+        &self,
+        request: Request<pb::ListBroadcastsRequest>,
+    ) -> Result<Response<pb::ListBroadcastsResponse>, Status> {
+        let who = who_of(&request);
+        let broadcasts = self
+            .broadcasts
+            .list(&who)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(pb::ListBroadcastsResponse { broadcasts }))
+    }
+
+    async fn pause_broadcast(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        self.control(request, ControlKind::pause).await
+    }
+
+    async fn resume_broadcast(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        self.control(request, ControlKind::resume).await
+    }
+
+    async fn cancel_broadcast(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        self.control(request, ControlKind::cancel).await
+    }
+
+    type BroadcastResultsStream = BoxStream<pb::RecipientResult>;
+
+    async fn broadcast_results(
+        &self,
+        request: Request<pb::BroadcastRef>,
+    ) -> Result<Response<Self::BroadcastResultsStream>, Status> {
+        let who = who_of(&request);
+        let id = request.into_inner().id;
+        let rx = self
+            .broadcasts
+            .results(&who, &id)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn answer(
+    r: Result<pb::Broadcast, crate::broadcast::BroadcastError>,
+) -> Result<Response<pb::Broadcast>, Status> {
+    r.map(Response::new).map_err(|e| e.to_status())
+}
+
+impl GatewayService {
+    async fn control(
+        &self,
+        request: Request<pb::BroadcastRef>,
+        what: fn(
+            tokio::sync::oneshot::Sender<Result<pb::Broadcast, crate::broadcast::BroadcastError>>,
+        ) -> ControlKind,
+    ) -> Result<Response<pb::Broadcast>, Status> {
+        let who = who_of(&request);
+        let id = request.into_inner().id;
+        answer(self.broadcasts.control(&who, &id, what).await)
     }
 }
 
