@@ -26,6 +26,9 @@ use crate::settings::Settings;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open gRPC calls may take to write their answers after the drain.
 const CALLS_GRACE: Duration = Duration::from_secs(3);
+/// How long broadcast runners may take to store their progress at a stop
+/// (while the dispatchers drain, so inside [`DRAIN_TIMEOUT`]).
+const BROADCAST_STOP: Duration = Duration::from_secs(6);
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -200,12 +203,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (drained_tx, mut drained) = tokio::sync::watch::channel(false);
         let stop = {
             let gateway = gateway.clone();
+            let broadcasts = broadcasts.clone();
             async move {
                 stop_signal().await;
                 info!("stop requested: no new requests; draining queued messages (up to {DRAIN_TIMEOUT:?})");
                 gateway.begin_shutdown();
                 tokio::spawn(async move {
-                    gateway.shutdown(DRAIN_TIMEOUT).await;
+                    // Jobs stop handing out and store their progress while
+                    // the dispatchers still send what they were given.
+                    tokio::join!(
+                        broadcasts.stop(BROADCAST_STOP),
+                        gateway.shutdown(DRAIN_TIMEOUT)
+                    );
                     let _ = drained_tx.send(true);
                 });
             }
@@ -213,7 +222,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let options = ServeOptions {
             tls: tls.clone(),
             limits: settings.conn_limits.clone(),
-            broadcasts,
+            broadcasts: broadcasts.clone(),
         };
         let server = shardgate_gateway::server::serve(gateway.clone(), listener, options, stop);
         tokio::pin!(server);
@@ -233,6 +242,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             // The server ended on its own (an error): drain all the same.
             gateway.begin_shutdown();
+            broadcasts.stop(BROADCAST_STOP).await;
             gateway.shutdown(DRAIN_TIMEOUT).await;
         }
         // Release bots and the lease so that peers take over at once.

@@ -19,7 +19,12 @@ const CHATS: i64 = 2_000;
 const FIRST_CHAT: i64 = 1_000_000;
 
 fn chunks(id: &str, text: &str) -> Vec<pb::BroadcastChunk> {
-    let ids: Vec<i64> = (FIRST_CHAT..FIRST_CHAT + CHATS).collect();
+    chunks_of(id, text, CHATS)
+}
+
+/// A create of `chats` chats from [`FIRST_CHAT`] on, in several chunks.
+fn chunks_of(id: &str, text: &str, chats: i64) -> Vec<pb::BroadcastChunk> {
+    let ids: Vec<i64> = (FIRST_CHAT..FIRST_CHAT + chats).collect();
     let mut out = vec![pb::BroadcastChunk {
         spec: Some(pb::BroadcastSpec {
             id: id.into(),
@@ -263,4 +268,42 @@ async fn a_gateway_killed_mid_broadcast_resumes_it_from_its_data_dir_and_loses_n
         done.possible_duplicates
     );
     assert_eq!(gw.control.stats().totals.rate_limited, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stopped_mid_broadcast_stores_its_progress_and_the_restart_sends_nobody_twice() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let env = [("SHARDGATE_DATA_DIR", data.path().display().to_string())];
+    let mut gw = Gateway::start_with_env(MockConfig::default(), &BOTS, "", &env).await;
+    let client = gw.client().await;
+    let mut c = client.clone();
+    c.create_broadcast(futures::stream::iter(chunks_of("stop", "stop", 600)))
+        .await
+        .expect("created");
+    until(&client, "stop", Duration::from_secs(60), |b| {
+        b.delivered >= 200
+    })
+    .await;
+    let status = gw.terminate_in_place();
+    assert!(status.success(), "a clean stop: {status:?}");
+
+    let args: Vec<std::ffi::OsString> = vec![
+        "--bots-file".into(),
+        gw.bots_file().into(),
+        "--config".into(),
+        gw.dir.path().join("shardgate.toml").into(),
+    ];
+    let (mut child, addr, _logs) = spawn_gateway_env(&gw.mock.base_url(), &args, &env);
+    let client = common::connect(addr).await;
+    let done = until(&client, "stop", Duration::from_secs(60), |b| {
+        b.state == "done"
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let per_chat = deliveries(&gw, "stop");
+    assert_eq!(done.delivered, 600);
+    assert_eq!(per_chat.len(), 600, "no recipient lost");
+    assert!(per_chat.values().all(|n| *n == 1), "nobody got it twice");
+    assert_eq!(done.possible_duplicates, 0, "nothing was out at the stop");
 }

@@ -171,6 +171,12 @@ impl Gateway {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.terminate_in_place()
+    }
+
+    /// [`terminate`](Self::terminate), keeping the emulator (and the rest
+    /// of the harness) for a gateway started again on it.
+    pub fn terminate_in_place(&mut self) -> std::process::ExitStatus {
         let _ = signal(self.child.id(), "-TERM");
         for _ in 0..300 {
             if let Ok(Some(status)) = self.child.try_wait() {

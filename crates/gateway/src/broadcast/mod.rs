@@ -47,6 +47,8 @@ use runner::{Control, Ended, Runner};
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// Results per page read from the store for `BroadcastResults`.
 const RESULTS_PAGE: usize = 1000;
+/// How often `WatchBroadcast` sends a snapshot (at least every second).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// How often finished jobs past their retention are removed.
 const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
@@ -273,7 +275,7 @@ impl Broadcasts {
                     let (ended, rx) = runner.run_and_return().await;
                     control = rx;
                     match ended {
-                        Ended::Final | Ended::Orphaned => break,
+                        Ended::Final | Ended::Orphaned | Ended::Stopped => break,
                         Ended::Broken(why) => {
                             error!(error = %why, "broadcast record cannot be driven; left as stored");
                             break;
@@ -298,6 +300,27 @@ impl Broadcasts {
             }
             .instrument(span),
         );
+    }
+
+    /// The gateway stops: every runner hands out nothing more, waits a
+    /// little for the requests it handed out, and stores its progress, so a
+    /// restart counts as possible duplicates only what was still out.
+    /// Returns once all have, or after `timeout`.
+    pub async fn stop(&self, timeout: Duration) {
+        let controls: Vec<mpsc::Sender<Control>> = self
+            .inner
+            .jobs
+            .lock()
+            .values()
+            .map(|l| l.control.clone())
+            .collect();
+        let acks = controls.into_iter().map(|c| async move {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Control::Stop(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        });
+        let _ = tokio::time::timeout(timeout, futures::future::join_all(acks)).await;
     }
 
     fn live(&self, id: &JobId) -> Option<(mpsc::Sender<Control>, watch::Receiver<pb::Broadcast>)> {
@@ -468,7 +491,7 @@ impl Broadcasts {
                 if tx.send(Ok(snap)).await.is_err() || done {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(WATCH_EVERY).await;
                 if this.live(&record.meta.spec.id).is_none() {
                     match store.load(&record.meta.spec.id).await {
                         Ok(Some(r)) => record = r,

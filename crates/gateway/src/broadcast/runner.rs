@@ -48,7 +48,18 @@ pub(super) enum Control {
     Pause(oneshot::Sender<Result<pb::Broadcast, BroadcastError>>),
     Resume(oneshot::Sender<Result<pb::Broadcast, BroadcastError>>),
     Cancel(oneshot::Sender<Result<pb::Broadcast, BroadcastError>>),
+    /// The gateway stops: hand out nothing more, let the requests out
+    /// answer (at most [`STOP_GRACE`]), store the progress, end.
+    Stop(oneshot::Sender<()>),
 }
+
+/// How long a stopping runner waits for the requests it handed out.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the delivery rate is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// A window with fewer free slots than a quarter is refilled only this
+/// often (each refill is a store write).
+const REFILL_EVERY: Duration = Duration::from_millis(100);
 
 /// Why a runner ended.
 pub(super) enum Ended {
@@ -60,6 +71,8 @@ pub(super) enum Ended {
     Broken(String),
     /// Nobody can send it controls any more (the gateway is going away).
     Orphaned,
+    /// Stopped with the gateway; progress stored, resumed at the next start.
+    Stopped,
 }
 
 pub(super) struct Runner {
@@ -92,6 +105,9 @@ struct Run {
     started: Instant,
     credit: f64,
     last_credit: Instant,
+    last_sample: Instant,
+    last_fill: Instant,
+    stopping: Option<(Instant, oneshot::Sender<()>)>,
 }
 
 impl Runner {
@@ -139,6 +155,9 @@ impl Runner {
             started: now,
             credit: 0.0,
             last_credit: now,
+            last_sample: now,
+            last_fill: now,
+            stopping: None,
         };
         let Some(template) = template else {
             // Not sendable by this version: fail the job, nothing was sent.
@@ -213,11 +232,27 @@ impl Runner {
                 run.tracker.abandon_in_flight("CANCELLED");
                 run.sending = FuturesUnordered::new();
             }
-            let c = run.tracker.counters();
-            run.meter.sample(
-                run.started.elapsed().as_secs_f64(),
-                c.delivered() + c.failed(),
-            );
+            if let Some((since, _)) = &run.stopping
+                && (run.sending.is_empty() || since.elapsed() >= STOP_GRACE)
+            {
+                let state = run.state;
+                let stored = self.write(&mut run, state).await;
+                if let Some((_, ack)) = run.stopping.take() {
+                    let _ = ack.send(());
+                }
+                return match stored {
+                    Ok(_) => Ended::Stopped,
+                    Err(e) => Ended::Store(e),
+                };
+            }
+            if run.last_sample.elapsed() >= SAMPLE_EVERY {
+                run.last_sample = Instant::now();
+                let c = run.tracker.counters();
+                run.meter.sample(
+                    run.started.elapsed().as_secs_f64(),
+                    c.delivered() + c.failed(),
+                );
+            }
             self.publish(&run);
         }
     }
@@ -230,14 +265,19 @@ impl Runner {
             run.state = JobState::Running;
             run.dirty = true;
         }
-        if run.state != JobState::Running || run.cancel_since.is_some() {
+        if run.state != JobState::Running || run.cancel_since.is_some() || run.stopping.is_some() {
             return Ok(());
         }
         let bound = (IN_FLIGHT_PER_BOT * self.gateway.bot_count().max(1)).min(MAX_WINDOW);
         let free = bound.saturating_sub(run.tracker.open());
-        if free == 0 || (free < bound.div_ceil(4) && !run.sending.is_empty()) {
+        if free == 0
+            || (free < bound.div_ceil(4)
+                && !run.sending.is_empty()
+                && run.last_fill.elapsed() < REFILL_EVERY)
+        {
             return Ok(());
         }
+        run.last_fill = Instant::now();
         let mut n = free;
         if run.meta.spec.rate_per_s > 0 {
             let rate = f64::from(run.meta.spec.rate_per_s);
@@ -335,6 +375,7 @@ impl Runner {
                 // handed out have answered (at most CANCEL_GRACE).
                 run.waiting_final.push(tx);
             }
+            Control::Stop(ack) => run.stopping = Some((Instant::now(), ack)),
         }
     }
 
