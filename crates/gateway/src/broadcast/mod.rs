@@ -12,7 +12,7 @@
 //! mode: the store's file is open in one process only, so one runner per
 //! job). A runner is the only writer of its job's status; controls go
 //! through it. A runner that ends on a store failure is started again from
-//! the store after [`RESTART_DELAY`].
+//! the store after a second.
 //!
 //! Cluster mode has no job store yet: every broadcast RPC answers
 //! `FAILED_PRECONDITION` there ([`Broadcasts::disabled`]).
