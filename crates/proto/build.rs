@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost::Message::encode(&fds, &mut bytes)?;
     std::fs::write(out.join("shardgate_descriptor.bin"), bytes)?;
     tonic_prost_build::configure()
+        // Uploads are kept (and resent on retries) without copies.
+        .bytes(".shardgate.v1.InputFile.data")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

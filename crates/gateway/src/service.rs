@@ -228,6 +228,22 @@ impl gateway_server::Gateway for GatewayService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn call(
+        &self,
+        _request: Request<pb::CallRequest>,
+    ) -> Result<Response<pb::CallResponse>, Status> {
+        Err(Status::unimplemented("Call is not served yet"))
+    }
+
+    type CallStreamStream = Pin<Box<dyn Stream<Item = Result<pb::CallResponse, Status>> + Send>>;
+
+    async fn call_stream(
+        &self,
+        _request: Request<Streaming<pb::CallRequest>>,
+    ) -> Result<Response<Self::CallStreamStream>, Status> {
+        Err(Status::unimplemented("CallStream is not served yet"))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
