@@ -38,6 +38,9 @@ pub struct GatewayConfig {
     /// requests until some are answered (the caller then waits on HTTP/2
     /// flow control).
     pub stream_pending_max: usize,
+    /// Messages whose sending bot is remembered, for edits without `bot`
+    /// (oldest forgotten first).
+    pub sent_max: usize,
     /// `--auth on|off|auto`.
     pub auth: shardgate_callers::AuthMode,
     /// TLS towards peers when the gRPC port serves TLS (cluster mode):
@@ -59,6 +62,7 @@ impl Default for GatewayConfig {
             idempotency_max: 1_000_000,
             queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,
             stream_pending_max: 10_000,
+            sent_max: crate::sent::DEFAULT_SENT_MAX,
             auth: shardgate_callers::AuthMode::Auto,
             peer_tls: None,
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use shardgate_metrics::{BotMetrics, Metrics, Scope429};
 use shardgate_registry::{Health, HealthState, Registry, unix_now};
 use shardgate_sched::{Next, PushError, Queued, Scheduler, Tick, ticks, ticks_ceil};
-use shardgate_telegram::{BotToken, Client, Outcome, SendMessage};
+use shardgate_telegram::{BotToken, CallResult, Client, Outcome, SendMessage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
@@ -24,7 +24,8 @@ use crate::bot_handle::Command;
 pub use crate::bot_handle::{BotHandle, BotShared, Envelope, LocalState};
 use crate::config::GatewayConfig;
 use crate::migrations::Migrations;
-use crate::{Delivered, SendError};
+use crate::sent::SentMemory;
+use crate::{Body, Delivered, SendError};
 
 /// A request's result, reported by its task.
 struct Done {
@@ -34,6 +35,8 @@ struct Done {
     /// Which token the request used (a rotation may have happened since).
     token_gen: u64,
     outcome: Outcome,
+    /// A call's answer, when it succeeded.
+    result: Option<CallResult>,
     /// When the answer (or the failure) was in hand: Telegram had counted
     /// the request by then, if ever. The scheduler fixes the request's place
     /// in the chat bucket and the group and bot windows at this time.
@@ -49,6 +52,8 @@ pub struct Context {
     pub registry: Arc<dyn Registry>,
     pub reroute: mpsc::UnboundedSender<Box<Envelope>>,
     pub migrations: Migrations,
+    /// Which bot sent which message (every delivery is recorded).
+    pub sent: SentMemory,
 }
 
 pub struct Dispatcher {
@@ -356,12 +361,15 @@ impl Dispatcher {
 
     fn send(&mut self, chat_id: i64, seq: u64, mut env: Box<Envelope>) {
         env.attempts += 1;
-        let msg = SendMessage {
-            chat_id,
-            text: env.msg.text.clone(),
-            parse_mode: env.msg.parse_mode,
-            disable_notification: env.msg.disable_notification,
-            extras: env.msg.extras.clone(),
+        let request = match &env.msg.body {
+            Body::Text(t) => Request::Text(SendMessage {
+                chat_id,
+                text: t.text.clone(),
+                parse_mode: t.parse_mode,
+                disable_notification: t.disable_notification,
+                extras: t.extras.clone(),
+            }),
+            Body::Call(c) => Request::Call(c.clone()),
         };
         self.metrics.queue_wait(chat_id, env.queued_at.elapsed());
         env.span.record("bot", &*self.name);
@@ -381,7 +389,24 @@ impl Dispatcher {
         tokio::spawn(
             async move {
                 let started = Instant::now();
-                let outcome = client.send_message(&token, &msg).await;
+                let (outcome, result) = match request {
+                    Request::Text(msg) => (client.send_message(&token, &msg).await, None),
+                    Request::Call(call) => {
+                        match client
+                            .call(&token, &call.method, &call.params, &call.files)
+                            .await
+                        {
+                            Ok(r) => (
+                                Outcome::Delivered {
+                                    message_id: r.message_ids.first().copied().unwrap_or(0),
+                                    chat_id: r.chat_id.unwrap_or(0),
+                                },
+                                Some(r),
+                            ),
+                            Err(outcome) => (outcome, None),
+                        }
+                    }
+                };
                 let finished = Instant::now();
                 metrics.telegram_answer(&outcome, finished - started);
                 let _ = results.send(Done {
@@ -390,6 +415,7 @@ impl Dispatcher {
                     env,
                     token_gen,
                     outcome,
+                    result,
                     finished,
                 });
             }
@@ -404,6 +430,7 @@ impl Dispatcher {
             mut env,
             token_gen,
             outcome,
+            result,
             finished,
         } = done;
         let now = self.tick(Instant::now());
@@ -418,17 +445,7 @@ impl Dispatcher {
             } => {
                 self.metrics.delivered();
                 debug!(message_id, "delivered");
-                let delivered = Delivered {
-                    bot: self.name.to_string(),
-                    message_id,
-                    chat_id: if delivered_to != 0 {
-                        delivered_to
-                    } else {
-                        chat_id
-                    },
-                    attempts: env.attempts,
-                    deduplicated: false,
-                };
+                let delivered = self.delivered(&env, chat_id, message_id, delivered_to, result);
                 env.reply.finish(Ok(delivered));
             }
             Outcome::RetryAfter {
@@ -496,10 +513,21 @@ impl Dispatcher {
                     return;
                 }
                 info!(from = chat_id, to = to_chat_id, %description, "group migrated; resending to the supergroup");
-                self.ctx.migrations.record(chat_id, to_chat_id);
-                env.chat_id = to_chat_id;
-                self.sched.rename_chat(chat_id, to_chat_id, now);
-                self.requeue(to_chat_id, seq, env, 0);
+                let limited = env.msg.limited_by_chat();
+                if let Body::Call(c) = &env.msg.body {
+                    let moved = c.moved_to(to_chat_id);
+                    env.msg.body = Body::Call(std::sync::Arc::new(moved));
+                }
+                if limited {
+                    self.ctx.migrations.record(chat_id, to_chat_id);
+                    env.chat_id = to_chat_id;
+                    self.sched.rename_chat(chat_id, to_chat_id, now);
+                    self.requeue(to_chat_id, seq, env, 0);
+                } else {
+                    // Counted on a chat of its own: only the parameters move.
+                    self.ctx.migrations.record(env.msg.chat_id, to_chat_id);
+                    self.requeue(chat_id, seq, env, 0);
+                }
             }
             Outcome::Rejected { code, description } => {
                 let err = if description.contains("chat not found") {
@@ -536,6 +564,50 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+    }
+
+    /// The answer of a delivery, and the memory of who sent it: every
+    /// message id Telegram returned, under the chat it names (and the
+    /// username or chat the caller named), so an edit finds this bot.
+    fn delivered(
+        &self,
+        env: &Envelope,
+        chat_id: i64,
+        message_id: i64,
+        delivered_to: i64,
+        result: Option<CallResult>,
+    ) -> Delivered {
+        let text = matches!(env.msg.body, Body::Text(_));
+        // A bot-only call's scheduler chat is its own; the caller's names it.
+        let asked = if text || env.msg.limited_by_chat() {
+            chat_id
+        } else {
+            self.ctx.migrations.resolve(env.msg.chat_id)
+        };
+        let to = if delivered_to != 0 {
+            delivered_to
+        } else {
+            asked
+        };
+        let ids: &[i64] = match &result {
+            Some(r) => &r.message_ids,
+            None => std::slice::from_ref(&message_id),
+        };
+        // Edits answer the message they changed: the same sender again.
+        if !ids.is_empty() && message_id != 0 {
+            self.ctx.sent.record(to, ids, &self.name);
+            if asked != to && asked != 0 {
+                self.ctx.sent.record(asked, ids, &self.name);
+            }
+        }
+        Delivered {
+            bot: self.name.to_string(),
+            message_id,
+            chat_id: to,
+            attempts: env.attempts,
+            deduplicated: false,
+            result_json: result.map(|r| std::sync::Arc::from(r.json)),
         }
     }
 
@@ -690,6 +762,12 @@ impl Dispatcher {
                 .finish(Err(SendError::Unavailable(reason.to_owned())));
         }
     }
+}
+
+/// What one attempt sends.
+enum Request {
+    Text(SendMessage),
+    Call(std::sync::Arc<crate::call::Call>),
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -19,6 +19,10 @@ pub enum SendError {
     /// The chat cannot be reached by this bot (403, chat not found).
     #[error("Telegram refused the chat: {description}")]
     Unreachable { code: u16, description: String },
+    /// A Bot API method the gateway never calls (it belongs to the bot's
+    /// own process: updates, webhooks, logging out). Nothing was sent.
+    #[error("{0}")]
+    Refused(String),
     /// A queue bound was reached; try later.
     #[error("{0}")]
     QueueFull(String),
@@ -69,7 +73,7 @@ impl SendError {
     pub fn code(&self) -> Code {
         match self {
             SendError::Invalid(_) | SendError::Rejected { .. } => Code::InvalidArgument,
-            SendError::Unreachable { .. } => Code::FailedPrecondition,
+            SendError::Unreachable { .. } | SendError::Refused(_) => Code::FailedPrecondition,
             SendError::QueueFull(_) | SendError::OverQuota { .. } => Code::ResourceExhausted,
             SendError::Unauthenticated(_) => Code::Unauthenticated,
             SendError::PermissionDenied(_) => Code::PermissionDenied,
@@ -90,6 +94,7 @@ impl SendError {
             "ABORTED" => return None,
             "INVALID_ARGUMENT" if code > 0 => SendError::Rejected { code, description },
             "INVALID_ARGUMENT" => SendError::Invalid(description),
+            "FAILED_PRECONDITION" if code == 0 => SendError::Refused(description),
             "FAILED_PRECONDITION" => SendError::Unreachable { code, description },
             "RESOURCE_EXHAUSTED" => SendError::QueueFull(description),
             "UNAUTHENTICATED" => SendError::Unauthenticated(description),
@@ -179,6 +184,7 @@ mod tests {
                 description: "Forbidden: bot was blocked by the user".into(),
             },
             SendError::QueueFull("full".into()),
+            SendError::Refused("method logOut belongs to the bot's own process".into()),
             SendError::Unavailable("none".into()),
             SendError::DeadlineExceeded,
             SendError::WouldMissDeadline { in_secs: 40 },

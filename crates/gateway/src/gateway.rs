@@ -31,6 +31,7 @@ use crate::migrations::Migrations;
 use crate::peers::{Forward, Peers};
 use crate::reply::{Gate, Outcome, Reply};
 use crate::routing::{Route, SharedTable, Table, Target};
+use crate::sent::{Sender, SentMemory};
 use crate::{Message, SendError};
 
 /// A delivered message.
@@ -44,6 +45,9 @@ pub struct Delivered {
     pub attempts: u32,
     /// Answered from the idempotency cache.
     pub deduplicated: bool,
+    /// A call's answer: Telegram's `result` as JSON (`None` for a
+    /// `sendMessage`, whose answer is its `message_id`).
+    pub result_json: Option<Arc<str>>,
 }
 
 /// A message accepted (or refused) at once, whose outcome may still come.
@@ -162,6 +166,7 @@ impl Gateway {
             registry: registry.clone(),
             reroute: reroute_tx,
             migrations: migrations.clone(),
+            sent: SentMemory::new(config.sent_max),
         };
         let bytes = Budget::new(config.queue_bytes_max);
         let gw = Gateway {
@@ -345,9 +350,16 @@ impl Gateway {
         }
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         span.record("seq", seq);
+        // Where the scheduler counts it: its chat, or (calls that meet the
+        // bot's limit only) a chat of its own that nothing else holds back.
+        let chat_id = if msg.limited_by_chat() {
+            self.inner.migrations.resolve(msg.chat_id)
+        } else {
+            crate::call::bot_only_key(seq)
+        };
         let env = Box::new(Envelope {
             seq,
-            chat_id: self.inner.migrations.resolve(msg.chat_id),
+            chat_id,
             msg,
             reply,
             deadline,
@@ -363,6 +375,66 @@ impl Gateway {
             env.reply.finish(Err(err));
         }
         Pending::Waiting(rx, gate)
+    }
+
+    /// Pins an edit (or delete, pin, stop) without `bot` to the bot that
+    /// sent its message, as this instance remembers it; refuses one it
+    /// cannot place (`INVALID_ARGUMENT`: nothing is sent). Other messages
+    /// pass unchanged.
+    pub fn pin_edit(&self, msg: &mut Message) -> Result<(), SendError> {
+        let Some(call) = msg.body.call().filter(|c| c.is_edit()) else {
+            return Ok(());
+        };
+        if msg.bot.is_some() {
+            return Ok(());
+        }
+        if call.inline {
+            return Err(SendError::Invalid(
+                "an inline message has no chat to find its bot by: set `bot` to the bot that sent it".into(),
+            ));
+        }
+        let chat = self.inner.migrations.resolve(msg.chat_id);
+        let mut found: Option<Arc<str>> = None;
+        for &id in &call.edits {
+            match self.inner.ctx.sent.lookup(chat, id) {
+                Some(Sender::Bot(bot)) if found.as_ref().is_none_or(|f| *f == bot) => {
+                    found = Some(bot);
+                }
+                Some(Sender::Bot(_)) => {
+                    return Err(SendError::Invalid(format!(
+                        "the messages of chat {chat} named by {} were sent by different bots: one call per bot, with `bot` set",
+                        call.method
+                    )));
+                }
+                Some(Sender::Ambiguous) => {
+                    return Err(SendError::Invalid(format!(
+                        "message {id} of chat {chat} was sent by more than one bot (private chats number messages per bot): set `bot`"
+                    )));
+                }
+                None => {}
+            }
+        }
+        match found {
+            Some(bot) => {
+                msg.bot = Some(bot.to_string());
+                msg.allow_failover = false;
+                Ok(())
+            }
+            None => Err(SendError::Invalid(format!(
+                "{}: this gateway did not send {} in chat {chat} (or no longer remembers it): set `bot` to the bot that sent it; nothing was sent",
+                call.method,
+                match call.edits.as_slice() {
+                    [] => "the chat's message".to_owned(),
+                    [id] => format!("message {id}"),
+                    ids => format!("messages {ids:?}"),
+                }
+            ))),
+        }
+    }
+
+    /// Which bot this instance remembers sending `(chat_id, message_id)`.
+    pub fn sender_of(&self, chat_id: i64, message_id: i64) -> Option<Sender> {
+        self.inner.ctx.sent.lookup(chat_id, message_id)
     }
 
     /// Who may call and what their messages may do.
@@ -587,6 +659,19 @@ impl Inner {
                 Err(e) => return Err((env, e)),
             };
             let name: Arc<str> = Arc::from(route.node.name());
+            // Calls are not forwarded between instances: an unpinned one
+            // takes a bot driven here, a pinned one is refused.
+            if env.msg.body.call().is_some() && matches!(route.target, Target::Remote(_)) {
+                if env.msg.bot.is_some() && !env.msg.allow_failover {
+                    let owner = route.view.owner.clone().unwrap_or_default();
+                    let err = SendError::Unavailable(format!(
+                        "bot {name} is driven by instance {owner}; Call is not forwarded between instances: send it to that instance, or pin a bot driven here"
+                    ));
+                    return Err((env, err));
+                }
+                env.avoid.push(name);
+                continue;
+            }
             let handed = match &route.target {
                 Target::Local(h) => h.enqueue(env),
                 Target::Remote(link) => link.forward(Forward {

@@ -101,7 +101,17 @@ impl IdempotencyCache {
         let entry = match outcome {
             Ok(d) => {
                 st.expiry.push_back((now + self.ttl, key.to_owned()));
-                Some(Entry::Done(d.clone()))
+                let mut kept = d.clone();
+                // A million remembered answers must not hold a million call
+                // results: a large one is answered again without it.
+                if kept
+                    .result_json
+                    .as_ref()
+                    .is_some_and(|r| r.len() > MAX_KEPT_RESULT_BYTES)
+                {
+                    kept.result_json = None;
+                }
+                Some(Entry::Done(kept))
             }
             Err(_) => None,
         };
@@ -145,6 +155,10 @@ impl Claim {
     }
 }
 
+/// Longest call result kept with a delivered key (a Message's JSON is a
+/// few hundred bytes; an album's ten of them a few KiB).
+pub const MAX_KEPT_RESULT_BYTES: usize = 8 * 1024;
+
 /// Waits for the send that holds the claim; its outcome, marked as a repeat.
 pub async fn wait(mut waiter: Waiter) -> Outcome {
     loop {
@@ -175,6 +189,7 @@ mod tests {
             chat_id: 1,
             attempts: 1,
             deduplicated: false,
+            result_json: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //! under Telegram's limits and reacts to what Telegram answers.
 //!
 //! Map of the crate:
-//! - [`message`]: validation of a `SendRequest` into a [`Message`];
+//! - [`message`]: validation of a `SendRequest` into a [`Message`], and
+//!   [`call`]: of a `CallRequest` (any Bot API method) into one;
 //! - [`error`]: [`SendError`], one value per way a send can end badly, and its
 //!   gRPC status;
 //! - [`reply`]: the completion sink every accepted message carries, so that
@@ -18,6 +19,7 @@
 //!   and [`bot_handle`]: the envelope and the handle others use to reach it;
 //! - [`migrations`]: groups that became supergroups, with impossible
 //!   migrations refused;
+//! - [`sent`]: which bot sent which message, so edits find their bot;
 //! - [`routing`]: the table of bots a message may go to, and who drives each;
 //! - [`peers`]: forwarding to the instance that owns a bot (cluster mode);
 //! - [`gateway`]: [`Gateway`], which ties these together; `supervisor`: the
@@ -30,6 +32,7 @@
 pub mod bot_handle;
 pub mod broadcast;
 pub mod budget;
+pub mod call;
 pub mod callers;
 pub mod config;
 pub mod dispatcher;
@@ -43,6 +46,7 @@ pub mod migrations;
 pub mod peers;
 pub mod reply;
 pub mod routing;
+pub mod sent;
 pub mod server;
 pub mod service;
 mod supervisor;
@@ -53,6 +57,6 @@ pub use config::GatewayConfig;
 pub use error::SendError;
 pub use gateway::{Delivered, Gateway};
 pub use listen::{ConnInfo, ConnLimits};
-pub use message::Message;
+pub use message::{Body, Message, Text};
 pub use server::ServeOptions;
 pub use tls::{Tls, TlsError, TlsFiles};

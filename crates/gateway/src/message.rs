@@ -1,11 +1,16 @@
-//! A validated message: what a `SendRequest` becomes once it passed the
-//! checks that Telegram would otherwise answer with a 400.
+//! A validated message: what a `SendRequest` (or a `CallRequest`, see
+//! [`crate::call`]) becomes once it passed the checks that Telegram would
+//! otherwise answer with a 400. Both travel as one [`Message`] through the
+//! same idempotency, routing, queues and limits; only its [`Body`] differs.
+
+use std::sync::Arc;
 
 use shardgate_proto::v1::{self as pb, SendRequest};
 use shardgate_sched::Priority;
 use shardgate_telegram::{Extras, ParseMode};
 
 use crate::SendError;
+use crate::call::Call;
 
 /// Telegram's limit on message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -14,11 +19,12 @@ const MAX_KEY_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The chat that picks the bot: its id, the key of an `@username`
+    /// ([`crate::call::username_key`]), or 0 for a call that names none.
     pub chat_id: i64,
     pub user_id: i64,
-    pub text: String,
-    pub parse_mode: Option<ParseMode>,
-    pub disable_notification: bool,
+    /// What is sent: a `sendMessage`, or any Bot API call.
+    pub body: Body,
     pub idempotency_key: Option<String>,
     pub client_ref: String,
     /// Pinned bot name.
@@ -29,22 +35,75 @@ pub struct Message {
     /// W3C trace context of this message, if the caller (or a forwarding
     /// instance) gave one.
     pub traceparent: Option<String>,
-    /// Keyboard, topic, paid flag and the other `sendMessage` parameters.
-    pub extras: Extras,
     /// Its class in the bot's scheduler (Normal unless the caller asked).
     pub priority: Priority,
 }
 
+/// What a message sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// `sendMessage` from a `SendRequest`.
+    Text(Text),
+    /// Any Bot API method from a `CallRequest` (shared: a retry or a
+    /// re-route resends the same parameters and upload bytes).
+    Call(Arc<Call>),
+}
+
+/// The `sendMessage` form of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text {
+    pub text: String,
+    pub parse_mode: Option<ParseMode>,
+    pub disable_notification: bool,
+    /// Keyboard, topic, paid flag and the other `sendMessage` parameters.
+    pub extras: Extras,
+}
+
+impl Body {
+    /// A `sendMessage` of plain `text` (no parse mode, no extras).
+    pub fn text(text: impl Into<String>) -> Body {
+        Body::Text(Text {
+            text: text.into(),
+            ..Text::default()
+        })
+    }
+
+    /// The call, if this is one.
+    pub fn call(&self) -> Option<&Call> {
+        match self {
+            Body::Call(c) => Some(c),
+            Body::Text(_) => None,
+        }
+    }
+
+    fn cost_bytes(&self) -> usize {
+        match self {
+            Body::Text(t) => t.text.len() + t.extras.cost_bytes(),
+            Body::Call(c) => c.cost_bytes(),
+        }
+    }
+}
+
 impl Message {
-    /// What this message is charged against the byte bounds while queued.
+    /// What this message is charged against the byte bounds while queued
+    /// (a call's uploads included).
     pub fn cost_bytes(&self) -> u64 {
-        let strings = self.text.len()
+        let strings = self.body.cost_bytes()
             + self.idempotency_key.as_ref().map_or(0, String::len)
             + self.client_ref.len()
             + self.bot.as_ref().map_or(0, String::len)
-            + self.traceparent.as_ref().map_or(0, String::len)
-            + self.extras.cost_bytes();
+            + self.traceparent.as_ref().map_or(0, String::len);
         u64::try_from(strings).unwrap_or(u64::MAX) + crate::budget::MESSAGE_OVERHEAD_BYTES
+    }
+
+    /// Whether the chat's (and a group's) limits apply: a sendMessage, a
+    /// send-type call or an edit in a chat. Other calls meet the bot's
+    /// limit only.
+    pub fn limited_by_chat(&self) -> bool {
+        match &self.body {
+            Body::Text(_) => true,
+            Body::Call(c) => c.limited_by_chat(),
+        }
     }
 
     /// The earlier of the call's deadline and this message's own limit,
@@ -83,35 +142,9 @@ impl Message {
                 ))
             })?)
         };
-        if req.idempotency_key.len() > MAX_KEY_BYTES {
-            return Err(SendError::Invalid(format!(
-                "idempotency_key is longer than {MAX_KEY_BYTES} bytes"
-            )));
-        }
-        // Checked like a bot name in the bots file before it is echoed in
-        // any error ("unknown bot ..."): bounded, and no control characters,
-        // quotes or token-shaped text a caller could smuggle into logs.
-        if !req.bot.is_empty() && !shardgate_registry::valid_bot_name(&req.bot) {
-            return Err(SendError::Invalid(
-                "bot must be a bot name: 1 to 64 of A-Z a-z 0-9 - _ . (or empty)".into(),
-            ));
-        }
-        if req.client_ref.len() > MAX_KEY_BYTES {
-            return Err(SendError::Invalid(format!(
-                "client_ref is longer than {MAX_KEY_BYTES} bytes"
-            )));
-        }
-        let priority = match pb::Priority::try_from(req.priority) {
-            Ok(pb::Priority::Interactive) => Priority::Interactive,
-            Ok(pb::Priority::Unspecified | pb::Priority::Normal) => Priority::Normal,
-            Ok(pb::Priority::Bulk) => Priority::Bulk,
-            Err(_) => {
-                return Err(SendError::Invalid(format!(
-                    "priority {} is not one of PRIORITY_UNSPECIFIED, PRIORITY_INTERACTIVE, PRIORITY_NORMAL, PRIORITY_BULK",
-                    req.priority
-                )));
-            }
-        };
+        check_keys(&req.idempotency_key, &req.client_ref)?;
+        check_bot(&req.bot)?;
+        let priority = priority_of(req.priority)?;
         let extras = Extras::parse(
             &req.reply_markup_json,
             &req.params_json,
@@ -122,20 +155,69 @@ impl Message {
         Ok(Message {
             chat_id: req.chat_id,
             user_id: req.user_id,
-            text: req.text,
-            parse_mode,
-            disable_notification: req.disable_notification,
+            body: Body::Text(Text {
+                text: req.text,
+                parse_mode,
+                disable_notification: req.disable_notification,
+                extras,
+            }),
             idempotency_key: (!req.idempotency_key.is_empty()).then_some(req.idempotency_key),
             client_ref: req.client_ref,
             bot: (!req.bot.is_empty()).then_some(req.bot),
             allow_failover: req.allow_failover,
-            traceparent: (!req.traceparent.is_empty() && req.traceparent.len() <= MAX_KEY_BYTES)
-                .then_some(req.traceparent),
-            timeout: (req.timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(u64::from(req.timeout_ms))),
-            extras,
+            traceparent: traceparent_of(req.traceparent),
+            timeout: timeout_of(req.timeout_ms),
             priority,
         })
+    }
+}
+
+/// The caller's keys fit in memory (`idempotency_key`, `client_ref`).
+/// A pinned `bot` is checked like a bot name in the bots file before it is
+/// echoed in any error ("unknown bot ..."): bounded, and no control
+/// characters, quotes or token-shaped text a caller could smuggle into logs.
+pub(crate) fn check_bot(bot: &str) -> Result<(), SendError> {
+    if !bot.is_empty() && !shardgate_registry::valid_bot_name(bot) {
+        return Err(SendError::Invalid(
+            "bot must be a bot name: 1 to 64 of A-Z a-z 0-9 - _ . (or empty)".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_keys(idempotency_key: &str, client_ref: &str) -> Result<(), SendError> {
+    if idempotency_key.len() > MAX_KEY_BYTES {
+        return Err(SendError::Invalid(format!(
+            "idempotency_key is longer than {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    if client_ref.len() > MAX_KEY_BYTES {
+        return Err(SendError::Invalid(format!(
+            "client_ref is longer than {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A trace context short enough to keep; anything else is dropped.
+pub(crate) fn traceparent_of(traceparent: String) -> Option<String> {
+    (!traceparent.is_empty() && traceparent.len() <= MAX_KEY_BYTES).then_some(traceparent)
+}
+
+/// `timeout_ms` as a duration (0 = none).
+pub(crate) fn timeout_of(timeout_ms: u32) -> Option<std::time::Duration> {
+    (timeout_ms > 0).then(|| std::time::Duration::from_millis(u64::from(timeout_ms)))
+}
+
+/// The scheduler class of a wire priority (unspecified = Normal).
+pub(crate) fn priority_of(wire: i32) -> Result<Priority, SendError> {
+    match pb::Priority::try_from(wire) {
+        Ok(pb::Priority::Interactive) => Ok(Priority::Interactive),
+        Ok(pb::Priority::Unspecified | pb::Priority::Normal) => Ok(Priority::Normal),
+        Ok(pb::Priority::Bulk) => Ok(Priority::Bulk),
+        Err(_) => Err(SendError::Invalid(format!(
+            "priority {wire} is not one of PRIORITY_UNSPECIFIED, PRIORITY_INTERACTIVE, PRIORITY_NORMAL, PRIORITY_BULK"
+        ))),
     }
 }
 
@@ -250,10 +332,13 @@ mod tests {
             ..req(-100, "hi")
         })
         .expect("valid");
-        assert_eq!(m.parse_mode, Some(ParseMode::MarkdownV2));
+        let Body::Text(t) = &m.body else {
+            panic!("a text")
+        };
+        assert_eq!(t.parse_mode, Some(ParseMode::MarkdownV2));
         assert_eq!(m.bot, None);
         assert_eq!(m.idempotency_key, None);
-        assert_eq!(m.extras, Extras::default());
+        assert_eq!(t.extras, Extras::default());
     }
 
     #[test]
@@ -279,12 +364,16 @@ mod tests {
             assert_eq!(back.priority, p, "a forwarded class comes back as itself");
         }
         assert_eq!(plain.priority, Priority::Normal);
-        assert_eq!(rich.extras.message_thread_id, Some(12));
-        assert!(rich.extras.allow_paid_broadcast);
-        assert_eq!(rich.extras.params["protect_content"], true);
+        let Body::Text(extras) = &rich.body else {
+            panic!("a text")
+        };
+        let extras = &extras.extras;
+        assert_eq!(extras.message_thread_id, Some(12));
+        assert!(extras.allow_paid_broadcast);
+        assert_eq!(extras.params["protect_content"], true);
         assert_eq!(
             rich.cost_bytes() - plain.cost_bytes(),
-            rich.extras.cost_bytes() as u64
+            extras.cost_bytes() as u64
         );
     }
 }

@@ -274,6 +274,13 @@ async fn run_link(
                             // The owner decides from here: its answer (a
                             // delivery, or DEADLINE_EXCEEDED if it never sent)
                             // is the truth, so the caller waits for it.
+                            if env.msg.body.call().is_some() {
+                                // Routing keeps calls on this instance's bots.
+                                env.reply.finish(Err(SendError::Unavailable(
+                                    "a Bot API call is not forwarded between instances".into(),
+                                )));
+                                continue;
+                            }
                             let sendable = env.reply.gate().begin_send();
                             let req = to_request(&bot, &env, &next_ref).filter(|_| sendable);
                             let Some(req) = req else {
@@ -374,16 +381,19 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         None => 0,
     };
     let m = &env.msg;
-    let (reply_markup_json, params_json) = m.extras.to_json_fields();
+    let crate::Body::Text(t) = &m.body else {
+        return None;
+    };
+    let (reply_markup_json, params_json) = t.extras.to_json_fields();
     Some(pb::SendRequest {
         chat_id: env.chat_id,
         user_id: m.user_id,
-        text: m.text.clone(),
-        parse_mode: m
+        text: t.text.clone(),
+        parse_mode: t
             .parse_mode
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default(),
-        disable_notification: m.disable_notification,
+        disable_notification: t.disable_notification,
         idempotency_key: m.idempotency_key.clone().unwrap_or_default(),
         client_ref: next_ref.fetch_add(1, Ordering::Relaxed).to_string(),
         bot: bot.to_owned(),
@@ -392,8 +402,8 @@ fn to_request(bot: &str, env: &Envelope, next_ref: &AtomicU64) -> Option<pb::Sen
         traceparent: shardgate_telemetry::traceparent(&env.span).unwrap_or_default(),
         forwarded_caller: env.caller.as_deref().unwrap_or_default().to_owned(),
         reply_markup_json,
-        message_thread_id: m.extras.message_thread_id.unwrap_or_default(),
-        allow_paid_broadcast: m.extras.allow_paid_broadcast,
+        message_thread_id: t.extras.message_thread_id.unwrap_or_default(),
+        allow_paid_broadcast: t.extras.allow_paid_broadcast,
         params_json,
         priority: crate::message::wire_priority(m.priority),
     })
@@ -414,6 +424,7 @@ fn settle(
             chat_id: r.chat_id,
             attempts: env.attempts + r.attempts,
             deduplicated: r.deduplicated,
+            result_json: None,
         }),
         Some(e) => match SendError::from_proto(&e) {
             // Not the owner any more and nothing was sent: route again.

@@ -3,6 +3,10 @@
 //! reflection (v1 and v1alpha).
 
 use std::future::Future;
+use std::sync::Arc;
+
+use tonic::codegen::http;
+use tonic::server::NamedService;
 
 use shardgate_proto::v1::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
@@ -78,6 +82,57 @@ const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The largest `Call` / `CallStream` request accepted: uploads up to
+/// Telegram's sizes with their parameters. Other RPCs keep gRPC's 4 MiB.
+pub const CALL_MESSAGE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// The RPCs whose requests may be large (uploads).
+fn is_call_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/shardgate.v1.Gateway/Call" | "/shardgate.v1.Gateway/CallStream"
+    )
+}
+
+/// One service, two message limits: requests for `Call` and `CallStream` go
+/// to `large`, every other to `small` (both wrap the same handler).
+#[derive(Clone)]
+struct ByMethod<S> {
+    small: S,
+    large: S,
+}
+
+impl<S: NamedService> NamedService for ByMethod<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for ByMethod<S>
+where
+    S: tonic::codegen::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        match self.small.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.large.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if is_call_path(req.uri().path()) {
+            self.large.call(req)
+        } else {
+            self.small.call(req)
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and waits for
 /// running calls.
 pub async fn serve(
@@ -125,10 +180,17 @@ pub async fn serve(
     let auth = AuthLayer {
         callers: gateway.callers().clone(),
     };
-    let api = InterceptedService::new(
-        GatewayServer::new(GatewayService::new(gateway, options.broadcasts)),
-        auth,
-    );
+    // gRPC's 4 MiB message limit stays for every RPC but the calls, whose
+    // uploads may be up to Telegram's 50 MB: tonic sets the limit per
+    // service, so two copies of the service share the port, picked by path.
+    let service = Arc::new(GatewayService::new(gateway, options.broadcasts));
+    let api = ByMethod {
+        small: InterceptedService::new(GatewayServer::from_arc(service.clone()), auth.clone()),
+        large: InterceptedService::new(
+            GatewayServer::from_arc(service).max_decoding_message_size(CALL_MESSAGE_MAX_BYTES),
+            auth,
+        ),
+    };
     Server::builder()
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)

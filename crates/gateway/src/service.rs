@@ -85,28 +85,104 @@ fn response(client_ref: String, outcome: Outcome) -> pb::SendResponse {
     }
 }
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::SendResponse, Status>> + Send>>;
-
 /// Responses buffered per stream before the reader waits for the caller.
 const STREAM_BUFFER: usize = 1024;
 
-#[tonic::async_trait]
-impl gateway_server::Gateway for GatewayService {
-    async fn send(
-        &self,
-        request: Request<pb::SendRequest>,
-    ) -> Result<Response<pb::SendResponse>, Status> {
+/// What the unary and stream RPCs share between `Send` and `Call`: a
+/// request that becomes a [`Message`], and the answer built from its outcome.
+trait Wire: Send + 'static {
+    type Response: Send + 'static;
+    /// Instances forward `SendStream` messages to a bot's owner; calls are
+    /// never forwarded.
+    const FORWARDABLE: bool;
+    fn client_ref(&self) -> String;
+    /// The forwarding instance's note of the caller (empty when none).
+    fn take_forwarded_caller(&mut self) -> String;
+    /// Validation at the door (and, for edits, finding their bot).
+    fn into_message(self, gateway: &Gateway) -> Result<Message, crate::SendError>;
+    fn respond(client_ref: String, outcome: Outcome) -> Self::Response;
+}
+
+impl Wire for pb::SendRequest {
+    type Response = pb::SendResponse;
+    const FORWARDABLE: bool = true;
+    fn client_ref(&self) -> String {
+        self.client_ref.clone()
+    }
+    fn take_forwarded_caller(&mut self) -> String {
+        std::mem::take(&mut self.forwarded_caller)
+    }
+    fn into_message(self, _gateway: &Gateway) -> Result<Message, crate::SendError> {
+        Message::from_request(self)
+    }
+    fn respond(client_ref: String, outcome: Outcome) -> pb::SendResponse {
+        response(client_ref, outcome)
+    }
+}
+
+impl Wire for pb::CallRequest {
+    type Response = pb::CallResponse;
+    const FORWARDABLE: bool = false;
+    fn client_ref(&self) -> String {
+        self.client_ref.clone()
+    }
+    fn take_forwarded_caller(&mut self) -> String {
+        String::new()
+    }
+    fn into_message(self, gateway: &Gateway) -> Result<Message, crate::SendError> {
+        let mut msg = Message::from_call(self)?;
+        gateway.pin_edit(&mut msg)?;
+        Ok(msg)
+    }
+    fn respond(client_ref: String, outcome: Outcome) -> pb::CallResponse {
+        match outcome {
+            Ok(d) => pb::CallResponse {
+                client_ref,
+                bot: d.bot,
+                result_json: d.result_json.as_deref().unwrap_or_default().to_owned(),
+                chat_id: public_chat_id(d.chat_id),
+                attempts: d.attempts,
+                error: None,
+                deduplicated: d.deduplicated,
+            },
+            Err(e) => pb::CallResponse {
+                client_ref,
+                error: Some(e.to_proto()),
+                ..pb::CallResponse::default()
+            },
+        }
+    }
+}
+
+/// A chat id a caller may see: the gateway's own keys (of `@username`s,
+/// of calls counted on the bot's limit only) are 0.
+fn public_chat_id(chat_id: i64) -> i64 {
+    if chat_id.unsigned_abs() >= 1 << 61 {
+        0
+    } else {
+        chat_id
+    }
+}
+
+type Answers<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+impl GatewayService {
+    async fn unary<T: Wire>(&self, request: Request<T>) -> Result<Response<T::Response>, Status> {
         let started = Instant::now();
         let metrics = self.gateway.metrics();
         let deadline = deadline_of(&request);
         // The caller's trace (W3C traceparent) continues in our spans.
-        let span = tracing::info_span!("grpc.send");
+        let span = if T::FORWARDABLE {
+            tracing::info_span!("grpc.send")
+        } else {
+            tracing::info_span!("grpc.call")
+        };
         shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
         let who = who_of(&request);
         let req = request.into_inner();
-        let client_ref = req.client_ref.clone();
+        let client_ref = req.client_ref();
         let result = async {
-            let msg = Message::from_request(req)?;
+            let msg = req.into_message(&self.gateway)?;
             let admission = self.gateway.callers().admit(&who, &msg).await?;
             metrics.accepted(Entry::Unary);
             let deadline = msg.deadline(deadline);
@@ -122,20 +198,18 @@ impl gateway_server::Gateway for GatewayService {
             .map_or_else(|e| e.code(), |_| tonic::Code::Ok);
         metrics.finished(Entry::Unary, code, started.elapsed());
         match result {
-            Ok(d) => Ok(Response::new(response(client_ref, Ok(d)))),
+            Ok(d) => Ok(Response::new(T::respond(client_ref, Ok(d)))),
             Err(e) => Err(e.to_status()),
         }
     }
 
-    type SendStreamStream = ResponseStream;
-
-    async fn send_stream(
-        &self,
-        request: Request<Streaming<pb::SendRequest>>,
-    ) -> Result<Response<Self::SendStreamStream>, Status> {
+    fn stream<T: Wire>(&self, request: Request<Streaming<T>>) -> Answers<T::Response>
+    where
+        Streaming<T>: Send,
+    {
         let deadline = deadline_of(&request);
         // The auth layer let the forwarding header through from peers only.
-        let forwarded = request.metadata().contains_key(FORWARDED_BY);
+        let forwarded = T::FORWARDABLE && request.metadata().contains_key(FORWARDED_BY);
         let who = who_of(&request);
         let entry = if forwarded {
             Entry::Forwarded
@@ -143,7 +217,11 @@ impl gateway_server::Gateway for GatewayService {
             Entry::Stream
         };
         let metrics = self.gateway.metrics();
-        let span = tracing::info_span!("grpc.send_stream", forwarded);
+        let span = if T::FORWARDABLE {
+            tracing::info_span!("grpc.send_stream", forwarded)
+        } else {
+            tracing::info_span!("grpc.call_stream")
+        };
         shardgate_telemetry::set_parent_from_metadata(&span, request.metadata());
         let mut inbound = request.into_inner();
         let gateway = self.gateway.clone();
@@ -175,9 +253,9 @@ impl gateway_server::Gateway for GatewayService {
                     next = inbound.message(), if open && pending.len() < pending_max => match next {
                         Ok(Some(mut req)) => {
                             read += 1;
-                            let client_ref = req.client_ref.clone();
-                            let for_caller = std::mem::take(&mut req.forwarded_caller);
-                            let admitted = match Message::from_request(req) {
+                            let client_ref = req.client_ref();
+                            let for_caller = req.take_forwarded_caller();
+                            let admitted = match req.into_message(&gateway) {
                                 Ok(msg) if forwarded => callers
                                     .admit_forwarded(Some(&for_caller), &msg)
                                     .map(|a| (msg, a)),
@@ -200,12 +278,12 @@ impl gateway_server::Gateway for GatewayService {
                                         let outcome = p.wait(deadline).await;
                                         let code = outcome.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
                                         metrics.finished(entry, code, started.elapsed());
-                                        response(client_ref, outcome)
+                                        T::respond(client_ref, outcome)
                                     });
                                 }
                                 Err(e) => {
                                     metrics.finished(entry, e.code(), Duration::ZERO);
-                                    if tx.send(Ok(response(client_ref, Err(e)))).await.is_err() {
+                                    if tx.send(Ok(T::respond(client_ref, Err(e)))).await.is_err() {
                                         return;
                                     }
                                 }
@@ -213,7 +291,7 @@ impl gateway_server::Gateway for GatewayService {
                         }
                         Ok(None) => reading = Reading::Ended,
                         Err(status) => {
-                            debug!(%status, "send stream broke on the caller's side");
+                            debug!(%status, "request stream broke on the caller's side");
                             reading = Reading::Cut(Cut::Broken);
                         }
                     },
@@ -225,23 +303,42 @@ impl gateway_server::Gateway for GatewayService {
                 let _ = tx.send(Err(cut_status(cut, read))).await;
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+#[tonic::async_trait]
+impl gateway_server::Gateway for GatewayService {
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
+        self.unary(request).await
+    }
+
+    type SendStreamStream = Answers<pb::SendResponse>;
+
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<pb::SendRequest>>,
+    ) -> Result<Response<Self::SendStreamStream>, Status> {
+        Ok(Response::new(self.stream(request)))
     }
 
     async fn call(
         &self,
-        _request: Request<pb::CallRequest>,
+        request: Request<pb::CallRequest>,
     ) -> Result<Response<pb::CallResponse>, Status> {
-        Err(Status::unimplemented("Call is not served yet"))
+        self.unary(request).await
     }
 
-    type CallStreamStream = Pin<Box<dyn Stream<Item = Result<pb::CallResponse, Status>> + Send>>;
+    type CallStreamStream = Answers<pb::CallResponse>;
 
     async fn call_stream(
         &self,
-        _request: Request<Streaming<pb::CallRequest>>,
+        request: Request<Streaming<pb::CallRequest>>,
     ) -> Result<Response<Self::CallStreamStream>, Status> {
-        Err(Status::unimplemented("CallStream is not served yet"))
+        Ok(Response::new(self.stream(request)))
     }
 
     async fn status(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shardgate_gateway::budget::MESSAGE_OVERHEAD_BYTES;
 use shardgate_gateway::local::LocalGateway;
-use shardgate_gateway::{GatewayConfig, Message, SendError};
+use shardgate_gateway::{Body, GatewayConfig, Message, SendError};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
 use shardgate_registry::BotSpec;
@@ -26,16 +26,13 @@ fn message(chat_id: i64, i: usize) -> Message {
     Message {
         chat_id,
         user_id: 0,
-        text,
-        parse_mode: None,
-        disable_notification: false,
+        body: Body::text(text),
         idempotency_key: None,
         client_ref: String::new(),
         bot: None,
         allow_failover: true,
         timeout: None,
         traceparent: None,
-        extras: Default::default(),
         priority: Priority::Normal,
     }
 }

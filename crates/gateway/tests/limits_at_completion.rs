@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use shardgate_gateway::local::LocalGateway;
-use shardgate_gateway::{GatewayConfig, Message};
+use shardgate_gateway::{Body, GatewayConfig, Message};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{Faults, MockConfig, MockServer, test_token};
 use shardgate_registry::BotSpec;
@@ -23,16 +23,13 @@ fn message(chat_id: i64) -> Message {
     Message {
         chat_id,
         user_id: chat_id,
-        text: format!("to {chat_id}"),
-        parse_mode: None,
-        disable_notification: false,
+        body: Body::text(format!("to {chat_id}")),
         idempotency_key: None,
         client_ref: String::new(),
         bot: None,
         allow_failover: true,
         timeout: None,
         traceparent: None,
-        extras: Default::default(),
         priority: Priority::Normal,
     }
 }

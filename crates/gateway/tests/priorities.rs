@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use shardgate_gateway::local::LocalGateway;
-use shardgate_gateway::{GatewayConfig, Message, SendError};
+use shardgate_gateway::{Body, GatewayConfig, Message, SendError};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{MockConfig, MockServer, test_token};
 use shardgate_registry::BotSpec;
@@ -21,16 +21,13 @@ fn message(chat_id: i64, priority: Priority, timeout: Option<Duration>) -> Messa
     Message {
         chat_id,
         user_id: chat_id,
-        text: format!("to {chat_id}"),
-        parse_mode: None,
-        disable_notification: false,
+        body: Body::text(format!("to {chat_id}")),
         idempotency_key: None,
         client_ref: String::new(),
         bot: None,
         allow_failover: true,
         timeout,
         traceparent: None,
-        extras: Default::default(),
         priority,
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP side: one pooled reqwest client that calls `sendMessage` and `getMe`
+//! The HTTP side: one pooled reqwest client that calls `sendMessage`, `getMe` and any
+//! other method ([`Client::call`])
 //! and turns whatever happens (an answer, a timeout, a refused connection) into an
 //! [`Outcome`]. Its other job is keeping the token out of every error and log line:
 //! reqwest errors carry the request URL, which contains the token, so they are
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::call::{CallFile, CallResult, read_answer};
 use crate::classify::classify;
 use crate::message::{BotInfo, SendMessage};
 use crate::outcome::{Outcome, TransientKind};
@@ -173,6 +175,41 @@ impl Client {
         outcome
     }
 
+    /// `POST {base}/bot{token}/{method}`: the parameters as a JSON body, or a
+    /// multipart form (every parameter a text field, every upload a file part)
+    /// when `files` is not empty. A success keeps Telegram's `result`; any
+    /// other answer is classified like `sendMessage`'s. `method` must pass
+    /// [`check_method_name`](crate::check_method_name) (else `Rejected`, nothing sent).
+    pub async fn call(
+        &self,
+        token: &BotToken,
+        method: &str,
+        params: &serde_json::Map<String, Value>,
+        files: &[CallFile],
+    ) -> Result<CallResult, Outcome> {
+        let started = Instant::now();
+        if let Err(e) = crate::call::check_method_name(method) {
+            return Err(Outcome::Rejected {
+                code: 400,
+                description: e.to_string(),
+            });
+        }
+        let url = self.url(token, method);
+        let request = if files.is_empty() {
+            self.http.post(url).json(params)
+        } else {
+            self.http
+                .post(url)
+                .multipart(crate::call::form(params, files)?)
+        };
+        let (status, result) = match self.exchange(request).await {
+            Ok((status, body)) => (Some(status), read_answer(status, &body)),
+            Err(outcome) => (None, Err(outcome)),
+        };
+        log_call(method, token, status, started, result.as_ref().err());
+        result
+    }
+
     /// `GET {base}/bot{token}/getMe`: the bot's identity, or what went wrong
     /// (`Revoked` for a dead token, `Transient` for a network problem, ...).
     pub async fn get_me(&self, token: &BotToken) -> Result<BotInfo, Outcome> {
@@ -303,7 +340,7 @@ fn describe_error(err: reqwest::Error) -> String {
 /// One debug line per call: method, bot id, status, elapsed; never the URL.
 /// `outcome` is `None` for a successful `getMe`.
 fn log_call(
-    method: &'static str,
+    method: &str,
     token: &BotToken,
     status: Option<u16>,
     started: Instant,

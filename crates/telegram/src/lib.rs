@@ -38,6 +38,7 @@
 //! ```
 
 mod backoff;
+mod call;
 mod classify;
 mod client;
 mod extras;
@@ -47,6 +48,7 @@ mod redact;
 mod token;
 
 pub use backoff::Backoff;
+pub use call::{CallFile, CallResult, MethodNameError, check_method_name, read_answer};
 pub use classify::{DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER, classify};
 pub use client::{Client, ClientConfig, ClientError};
 pub use extras::{Extras, ExtrasError, MAX_JSON_BYTES};
