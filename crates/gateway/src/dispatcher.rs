@@ -263,6 +263,7 @@ impl Dispatcher {
                     seq,
                     not_before: 0,
                     priority: env.msg.priority,
+                    items: env.msg.items(),
                     item: env,
                 },
                 self.tick(Instant::now()),
@@ -281,7 +282,9 @@ impl Dispatcher {
                     .finish(Err(SendError::WouldMissDeadline { in_secs }));
                 return;
             }
-            self.sched.push_as(chat_id, seq, priority, env, now)
+            let items = env.msg.items();
+            self.sched
+                .push_items(chat_id, seq, priority, items, env, now)
         };
         match result {
             Ok(()) => {}
@@ -436,7 +439,8 @@ impl Dispatcher {
         let now = self.tick(Instant::now());
         // Every outcome completes the request at `finished`, a failure too:
         // a request that timed out or broke may still have reached Telegram.
-        self.sched.complete(chat_id, self.tick_ceil(finished));
+        self.sched
+            .complete_items(chat_id, env.msg.items(), self.tick_ceil(finished));
         let _enter = env.span.clone().entered();
         match outcome {
             Outcome::Delivered {
@@ -624,6 +628,7 @@ impl Dispatcher {
                 seq,
                 not_before,
                 priority: env.msg.priority,
+                items: env.msg.items(),
                 item: env,
             },
             self.tick(Instant::now()),
@@ -683,6 +688,7 @@ impl Dispatcher {
                         seq: d.seq,
                         not_before: 0,
                         priority: d.priority,
+                        items: d.items,
                         item: env,
                     },
                     self.tick(Instant::now()),

@@ -96,6 +96,15 @@ impl Message {
         u64::try_from(strings).unwrap_or(u64::MAX) + crate::budget::MESSAGE_OVERHEAD_BYTES
     }
 
+    /// Messages it puts into its chat in one request: an album's items, the
+    /// ids of a copy or forward of many; 1 for everything else.
+    pub fn items(&self) -> u16 {
+        match &self.body {
+            Body::Call(c) if c.limited_by_chat() => u16::try_from(c.items).unwrap_or(u16::MAX),
+            _ => 1,
+        }
+    }
+
     /// Whether the chat's (and a group's) limits apply: a sendMessage, a
     /// send-type call or an edit in a chat. Other calls meet the bot's
     /// limit only.

@@ -366,3 +366,75 @@ async fn edits_share_the_chats_budget() {
     );
     stop(mock, local).await;
 }
+
+/// An album of ten photos (uploads) into one chat is one request counted as
+/// ten messages: it goes at once from a full bucket, and the chat's next
+/// message waits until the bucket's debt is paid, so the emulator (which
+/// charges all ten) never answers 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_album_of_ten_is_counted_as_ten_messages() {
+    let (mock, local, mut grpc) = start(1).await;
+    let chat = 801;
+    let media: Vec<Value> = (0..10)
+        .map(|i| json!({"type": "photo", "media": format!("attach://p{i}")}))
+        .collect();
+    let files = (0..10)
+        .map(|i| pb::InputFile {
+            name: format!("p{i}"),
+            filename: format!("p{i}.jpg"),
+            content_type: "image/jpeg".into(),
+            data: bytes(2_000, 10 + i).into(),
+        })
+        .collect();
+    let started = Instant::now();
+    let album = grpc
+        .call(pb::CallRequest {
+            files,
+            ..call("sendMediaGroup", json!({"chat_id": chat, "media": media}))
+        })
+        .await
+        .expect("album delivered")
+        .into_inner();
+    let album_took = started.elapsed();
+    let sent = result(&album);
+    let ids: Vec<i64> = sent
+        .as_array()
+        .expect("an array of messages")
+        .iter()
+        .filter_map(|m| m["message_id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 10);
+    let after = grpc
+        .call(call(
+            "sendMessage",
+            json!({"chat_id": chat, "text": "and one more"}),
+        ))
+        .await
+        .expect("the next message is delivered")
+        .into_inner();
+    let took = started.elapsed();
+    // Every item of the album is remembered: its last photo can be deleted.
+    let deleted = grpc
+        .call(call(
+            "deleteMessage",
+            json!({"chat_id": chat, "message_id": ids[9]}),
+        ))
+        .await
+        .expect("deleted by the album's bot")
+        .into_inner();
+    assert_eq!(deleted.bot, album.bot);
+    let stats = mock.control().stats();
+    println!(
+        "album of 10 into one chat: sent in {album_took:?}; the next message after {took:?} \
+         (bot {}); {} delivered, {} 429s",
+        after.bot, stats.totals.delivered, stats.totals.rate_limited
+    );
+    assert_eq!(stats.totals.delivered, 11, "ten items and one message");
+    assert_eq!(stats.totals.rate_limited, 0, "no 429");
+    // Ten charged, three covered by the burst: about 7 s of debt first.
+    assert!(
+        took >= Duration::from_secs(7),
+        "the next message waited for the album's debt: {took:?}"
+    );
+    stop(mock, local).await;
+}

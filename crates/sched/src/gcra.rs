@@ -31,7 +31,25 @@ impl Gcra {
 
     /// The state after a message sent at `now` (which must be `>= next_free`).
     pub fn consume(&self, tat: Tick, now: Tick) -> Tick {
-        tat.max(now).saturating_add(self.interval)
+        self.consume_n(tat, now, 1)
+    }
+
+    /// Earliest time a request of `n` messages may go: when the bucket has
+    /// room for `min(n, burst)` of them (a request larger than the bucket
+    /// waits for a full one; Telegram and the emulator count it so).
+    pub fn next_free_n(&self, tat: Tick, n: u32) -> Tick {
+        let burst_less_one = self.tolerance / self.interval.max(1);
+        let k = Tick::from(n.max(1) - 1).min(burst_less_one);
+        tat.saturating_add(k.saturating_mul(self.interval))
+            .saturating_sub(self.tolerance)
+    }
+
+    /// The state after a request of `n` messages at `now`: all `n` are
+    /// charged, so the bucket may go into debt (the next message waits until
+    /// it is paid back).
+    pub fn consume_n(&self, tat: Tick, now: Tick, n: u32) -> Tick {
+        tat.max(now)
+            .saturating_add(self.interval.saturating_mul(Tick::from(n.max(1))))
     }
 
     /// The state after a cooldown until `until`: one message may go at
@@ -66,6 +84,36 @@ mod tests {
         assert_eq!(g.next_free(tat), 2 * S);
         assert!(!g.is_idle(tat, 2 * S));
         assert!(g.is_idle(tat, 4 * S));
+    }
+
+    #[test]
+    fn a_request_of_many_needs_room_for_at_most_a_full_bucket_and_pays_for_all() {
+        let g = Gcra::new(3, 1.0);
+        // Fresh: room for 3, so one of 1, 3 or 10 may go at once.
+        for n in [1, 3, 10] {
+            assert_eq!(g.next_free_n(0, n), 0, "{n}");
+        }
+        let tat = g.consume_n(0, 0, 10);
+        assert_eq!(
+            tat,
+            10 * S,
+            "all ten are charged: seven seconds of debt past the burst"
+        );
+        assert_eq!(
+            g.next_free_n(tat, 1),
+            8 * S,
+            "the next message waits for the debt"
+        );
+        assert_eq!(
+            g.next_free_n(tat, 10),
+            10 * S,
+            "another album waits for a full bucket"
+        );
+        // One message sent: room for two more, not three.
+        let one = g.consume(0, 0);
+        assert_eq!(g.next_free_n(one, 2), 0);
+        assert_eq!(g.next_free_n(one, 3), S);
+        assert_eq!(g.next_free_n(one, 1), g.next_free(one));
     }
 
     #[test]

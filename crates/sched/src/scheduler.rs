@@ -71,6 +71,9 @@ pub struct Dispatch<T> {
     pub chat_id: i64,
     pub seq: u64,
     pub priority: Priority,
+    /// Messages the request carries: pass it back to
+    /// [`Scheduler::complete_items`].
+    pub items: u16,
     pub item: T,
 }
 
@@ -183,10 +186,10 @@ fn entry_of<T>(
         None => 0,
         // `None` only when group_max requests are in flight, which one
         // request per chat rules out; a completion reschedules anyway.
-        Some(window) => window.next_free()?,
+        Some(window) => window.next_free_n(u32::from(head.items))?,
     };
     let at = bucket
-        .next_free(chat.tat)
+        .next_free_n(chat.tat, u32::from(head.items))
         .max(group_free)
         .max(head.not_before);
     Some((at, head.seq, head.priority))
@@ -297,6 +300,24 @@ impl<T> Scheduler<T> {
         item: T,
         now: Tick,
     ) -> Result<(), PushError<T>> {
+        self.push_items(chat_id, seq, priority, 1, item, now)
+    }
+
+    /// [`push_as`](Self::push_as) for a request that puts `items` messages
+    /// into its chat at once (an album, a copy of many): when it goes, every
+    /// limit (chat bucket, group and bot windows, bot pacing) has room for
+    /// `min(items, its capacity)` and is charged all `items`; the chat's
+    /// bucket may go into debt, so its next message waits until it is paid.
+    /// It counts as one queued message against the queue bounds.
+    pub fn push_items(
+        &mut self,
+        chat_id: i64,
+        seq: u64,
+        priority: Priority,
+        items: u16,
+        item: T,
+        now: Tick,
+    ) -> Result<(), PushError<T>> {
         if self.slab.live >= self.limits.queue_max.min(MAX_SLOTS) {
             return Err(PushError::BotQueueFull(item));
         }
@@ -304,6 +325,7 @@ impl<T> Scheduler<T> {
             seq,
             not_before: 0,
             priority,
+            items: items.max(1),
             item,
         };
         self.insert(chat_id, queued, now, self.limits.chat_queue_max)
@@ -359,20 +381,27 @@ impl<T> Scheduler<T> {
     /// the windows counted it as "now". Completions may be reported out of
     /// order.
     pub fn complete(&mut self, chat_id: i64, at: Tick) {
+        self.complete_items(chat_id, 1, at);
+    }
+
+    /// [`complete`](Self::complete) for a request of `items` messages (the
+    /// [`Dispatch::items`] it was sent with): all of them are charged at `at`.
+    pub fn complete_items(&mut self, chat_id: i64, items: u16, at: Tick) {
         let Some(chat) = self.chats.get_mut(&chat_id) else {
             return;
         };
         if !chat.in_flight() {
             return;
         }
+        let n = u32::from(items.max(1));
         chat.flags &= !IN_FLIGHT;
-        chat.tat = self.bucket.consume(chat.tat, at);
+        chat.tat = self.bucket.consume_n(chat.tat, at, n);
         if chat_id < 0
             && let Some(group) = self.groups.get_mut(&chat_id)
         {
-            group.finish(at);
+            group.finish_n(at, n);
         }
-        self.bot.finish(at);
+        self.bot.finish_n(at, n);
         self.in_flight = self.in_flight.saturating_sub(1);
         let chat = *chat;
         self.schedule(chat_id, &chat);
@@ -421,6 +450,7 @@ impl<T> Scheduler<T> {
                     chat_id: *chat_id,
                     seq: q.seq,
                     priority: q.priority,
+                    items: q.items,
                     item: q.item,
                 });
             }
@@ -495,11 +525,13 @@ impl<T> Scheduler<T> {
                 lane.waiting.push(Reverse((at, seq, chat_id)));
                 continue;
             }
-            // Every slot of the bot window is held by a request in flight.
-            let Some(window_free) = self.bot.next_free() else {
+            // The head's size: the bot's window and pacing need room for it.
+            let items = self.slab.head(chat).map_or(1, |h| u32::from(h.items));
+            // The bot window's slots are held by requests in flight.
+            let Some(window_free) = self.bot.next_free_n(items) else {
                 return Next::Idle;
             };
-            let bot_free = window_free.max(self.bot_pace.next_free(self.bot_tat));
+            let bot_free = window_free.max(self.bot_pace.next_free_n(self.bot_tat, items));
             if bot_free > now {
                 return Next::WaitUntil(bot_free);
             }
@@ -514,16 +546,17 @@ impl<T> Scheduler<T> {
             }
             // The bucket is consumed and the windows fixed at completion.
             chat.flags |= IN_FLIGHT;
+            let n = u32::from(head.items.max(1));
             if chat_id < 0 {
                 let max = self.limits.group_max;
                 let window = ticks(self.limits.group_window + self.limits.jitter_margin);
                 self.groups
                     .entry(chat_id)
                     .or_insert_with(|| Window::new(max, window))
-                    .start();
+                    .start_n(n);
             }
-            self.bot.start();
-            self.bot_tat = self.bot_pace.consume(self.bot_tat, now);
+            self.bot.start_n(n);
+            self.bot_tat = self.bot_pace.consume_n(self.bot_tat, now, n);
             self.in_flight += 1;
             let bulk_waiting =
                 self.slab.class_len[Priority::Bulk.index()] > 0 || class == Priority::Bulk;
@@ -532,6 +565,7 @@ impl<T> Scheduler<T> {
                 chat_id,
                 seq: head.seq,
                 priority: head.priority,
+                items: head.items,
                 item: head.item,
             });
         }

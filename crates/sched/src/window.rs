@@ -79,8 +79,21 @@ impl Window {
     /// Earliest time one more request may start, as things stand; `None`
     /// while `max` requests are in flight (only a completion frees a slot).
     pub fn next_free(&self) -> Option<Tick> {
-        // Completed entries that may still be inside the window at the start.
-        let room = self.max.checked_sub(self.in_flight).filter(|r| *r > 0)? as usize;
+        self.next_free_n(1)
+    }
+
+    /// Earliest time a request of `n` messages may start: when the window
+    /// has room for `min(n, max)` of them; `None` while the requests in
+    /// flight leave less than that (only a completion frees a slot).
+    pub fn next_free_n(&self, n: u32) -> Option<Tick> {
+        let k = n.clamp(1, self.max);
+        // Completed entries that may still be inside the window at the
+        // start: at most `room - k` of them.
+        let room = self
+            .max
+            .checked_sub(self.in_flight)
+            .and_then(|r| r.checked_sub(k - 1))
+            .filter(|r| *r > 0)? as usize;
         let len = self.done.len();
         // The room-th latest completion must have left the window.
         Some(if len < room {
@@ -93,7 +106,21 @@ impl Window {
     /// Counts a request dispatched now (callers check `next_free() <= now`
     /// first). It counts as "now" until [`Window::finish`].
     pub fn start(&mut self) {
-        self.in_flight = self.in_flight.saturating_add(1);
+        self.start_n(1);
+    }
+
+    /// Counts a request of `n` messages dispatched now: it holds `n` slots
+    /// (callers check `next_free_n(n) <= now` first).
+    pub fn start_n(&mut self, n: u32) {
+        self.in_flight = self.in_flight.saturating_add(n.max(1));
+    }
+
+    /// Fixes a request of `n` messages at its completion time `at`: `n`
+    /// entries (the window keeps the latest `max`).
+    pub fn finish_n(&mut self, at: Tick, n: u32) {
+        for _ in 0..n.max(1) {
+            self.finish(at);
+        }
     }
 
     /// Fixes one in-flight request at its completion time `at` (no earlier
@@ -156,6 +183,39 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_of_many_needs_room_for_min_n_max_and_holds_n_slots() {
+        let mut w = Window::new(5, 1_000);
+        assert_eq!(w.next_free_n(3), Some(0));
+        w.start_n(3);
+        assert_eq!(w.next_free_n(2), Some(0), "two slots left");
+        assert_eq!(
+            w.next_free_n(3),
+            None,
+            "not three while three are in flight"
+        );
+        w.finish_n(100, 3);
+        assert_eq!(w.next_free_n(2), Some(0));
+        assert_eq!(
+            w.next_free_n(3),
+            Some(1_100),
+            "three need the oldest to leave"
+        );
+        assert_eq!(
+            w.next_free_n(50),
+            Some(1_100),
+            "more than max need an empty window"
+        );
+        w.start_n(50);
+        assert_eq!(w.next_free(), None, "fifty held: nothing until they finish");
+        w.finish_n(200, 50);
+        assert_eq!(
+            w.next_free(),
+            Some(1_200),
+            "the window keeps the latest five"
+        );
+    }
 
     #[test]
     fn full_window_waits_for_its_oldest_completion() {

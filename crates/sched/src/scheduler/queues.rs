@@ -23,6 +23,10 @@ pub struct Queued<T> {
     /// Its class: a chat's messages of a higher class go before its lower
     /// ones, and the bot sends the highest class its limits allow.
     pub priority: Priority,
+    /// Messages it puts into its chat in one request (an album's items, the
+    /// ids of a copy of many), at least 1: every limit needs room for
+    /// `min(items, capacity)` and is charged all of them.
+    pub items: u16,
     pub item: T,
 }
 
@@ -67,9 +71,9 @@ impl Chat {
     }
 }
 
-/// A queued message as the slab keeps it: its class sits in the slot's
-/// padding instead ([`Node::priority`]), so a slot stays 32 bytes for a
-/// boxed item.
+/// A queued message as the slab keeps it: its class and item count sit in
+/// the slot's padding instead ([`Node::priority`], [`Node::items`]), so a
+/// slot stays 32 bytes for a boxed item.
 #[derive(Debug)]
 pub(super) struct Stored<T> {
     pub(super) seq: u64,
@@ -83,6 +87,7 @@ pub(super) struct Head {
     pub(super) seq: u64,
     pub(super) not_before: Tick,
     pub(super) priority: Priority,
+    pub(super) items: u16,
 }
 
 /// A slab slot: a queued message and the next one of its chat, or a free
@@ -93,6 +98,8 @@ pub(super) struct Node<T> {
     pub(super) next: u32,
     /// The stored message's class (meaningless in a free slot).
     pub(super) priority: Priority,
+    /// Its item count, in the padding too.
+    pub(super) items: u16,
 }
 
 /// The queued messages of every chat of the scheduler.
@@ -125,6 +132,7 @@ impl<T> Slab<T> {
         self.live += 1;
         self.class_len[queued.priority.index()] += 1;
         let priority = queued.priority;
+        let items = queued.items.max(1);
         let stored = Stored {
             seq: queued.seq,
             not_before: queued.not_before,
@@ -135,6 +143,7 @@ impl<T> Slab<T> {
             self.free = node.next;
             node.stored = Some(stored);
             node.priority = priority;
+            node.items = items;
             return i;
         }
         assert!(
@@ -146,6 +155,7 @@ impl<T> Slab<T> {
             stored: Some(stored),
             next: NIL,
             priority,
+            items,
         });
         i
     }
@@ -156,6 +166,7 @@ impl<T> Slab<T> {
         let node = self.nodes.get_mut(i as usize)?;
         let stored = node.stored.take()?;
         let priority = node.priority;
+        let items = node.items;
         node.next = self.free;
         self.free = i;
         self.live -= 1;
@@ -167,6 +178,7 @@ impl<T> Slab<T> {
             seq: stored.seq,
             not_before: stored.not_before,
             priority,
+            items,
             item: stored.item,
         })
     }
@@ -216,6 +228,7 @@ impl<T> Slab<T> {
             seq: q.seq,
             not_before: q.not_before,
             priority: node.priority,
+            items: node.items,
         })
     }
 
