@@ -438,3 +438,33 @@ async fn an_album_of_ten_is_counted_as_ten_messages() {
     );
     stop(mock, local).await;
 }
+
+/// A method the gateway's table does not know goes through on the bot's
+/// limit (forward compatible); the Bot API's 404 for it is the call's
+/// failure (`INVALID_ARGUMENT`), and the bot stays in rotation. Other
+/// methods answer their own `result` (`getMe`: the bot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_method_reaches_the_bot_api_and_leaves_the_bot_healthy() {
+    let (mock, local, mut grpc) = start(1).await;
+    let err = grpc
+        .call(call("someFutureMethod", json!({"chat_id": 901})))
+        .await
+        .expect_err("the emulator has no such method");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let me = grpc
+        .call(call("getMe", json!({})))
+        .await
+        .expect("getMe")
+        .into_inner();
+    assert_eq!(result(&me)["id"], BOT_IDS[0]);
+    assert_eq!(me.chat_id, 0, "a chat-less call names no chat");
+    let status = grpc
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.bots[0].state, "healthy", "{:?}", status.bots[0]);
+    let stats = mock.control().stats();
+    assert_eq!((stats.totals.not_found, stats.totals.requests), (1, 2));
+    stop(mock, local).await;
+}

@@ -105,7 +105,11 @@ pub(crate) fn form(
 }
 
 /// Reads a call's answer: a 2xx with `ok: true` is a success holding `result`;
-/// everything else is classified like any Bot API answer.
+/// everything else is classified like any Bot API answer, but for a 404: the
+/// Bot API answers it for a method it does not have (a typo, a method newer
+/// than the server), which says nothing about the token, so it is the
+/// call's failure ([`Outcome::Rejected`]), never a revoked bot. (A dead token
+/// answers 401; the bot's own sends still catch a malformed one.)
 pub fn read_answer(status: u16, body: &[u8]) -> Result<CallResult, Outcome> {
     if (200..300).contains(&status)
         && let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(body)
@@ -119,6 +123,13 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<CallResult, Outcome> {
         Outcome::Delivered { .. } => Err(Outcome::Transient {
             kind: TransientKind::Body,
             description: "answer is neither a success nor an error".to_string(),
+        }),
+        Outcome::Revoked {
+            code: 404,
+            description,
+        } => Err(Outcome::Rejected {
+            code: 404,
+            description: format!("{description} (the Bot API has no such method)"),
         }),
         other => Err(other),
     }
@@ -196,6 +207,25 @@ mod tests {
         assert!(matches!(
             read_answer(200, br#"{"ok":"yes"}"#),
             Err(Outcome::Transient { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unknown_method_is_the_calls_failure_not_a_revoked_token() {
+        let answer = read_answer(
+            404,
+            br#"{"ok":false,"error_code":404,"description":"Not Found"}"#,
+        );
+        assert!(
+            matches!(&answer, Err(Outcome::Rejected { code: 404, description }) if description.contains("no such method")),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            read_answer(
+                401,
+                br#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
+            ),
+            Err(Outcome::Revoked { code: 401, .. })
         ));
     }
 
