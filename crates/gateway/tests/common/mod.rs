@@ -21,16 +21,13 @@ pub fn message(chat_id: i64, text: String, timeout: Option<Duration>) -> Message
     Message {
         chat_id,
         user_id: chat_id,
-        text,
-        parse_mode: None,
-        disable_notification: false,
+        body: shardgate_gateway::Body::text(text),
         idempotency_key: None,
         client_ref: String::new(),
         bot: None,
         allow_failover: true,
         timeout,
         traceparent: None,
-        extras: Default::default(),
         priority: shardgate_sched::Priority::Normal,
     }
 }
