@@ -46,10 +46,10 @@ pub struct EmbeddedOptions {
     pub pool_idle_per_host: Option<usize>,
     /// Overrides the limits' jitter margin (official limits only).
     pub jitter_margin: Option<Duration>,
-    /// Deliveries the emulator remembers (log, duplicates, stored messages);
-    /// `None`: its default. The soak keeps it small, so that the emulator,
-    /// which shares this process, reaches its bound early and what grows
-    /// after is the gateway's.
+    /// Deliveries the emulator remembers (log, duplicates, stored messages)
+    /// and the gateway's memory of which bot sent which message; `None`:
+    /// their defaults. The soak keeps both small, so that these bounded
+    /// stores are full early and what grows after is a leak.
     pub emulator_max_deliveries: Option<usize>,
 }
 
@@ -113,11 +113,14 @@ impl Embedded {
         if let (Some(m), false) = (o.jitter_margin, o.no_limits) {
             limits.jitter_margin = m;
         }
-        let config = GatewayConfig {
+        let mut config = GatewayConfig {
             instance_id: "loadgen-1".into(),
             limits: limits.clone(),
             ..GatewayConfig::default()
         };
+        if let Some(max) = o.emulator_max_deliveries {
+            config.sent_max = max;
+        }
         let local = LocalGateway::start(specs, config, client, shardgate_metrics::Metrics::new())
             .await
             .context("starting the gateway")?;

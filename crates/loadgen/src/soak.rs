@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 /// How often a sample is taken.
 pub const PERIOD: Duration = Duration::from_secs(10);
-/// Deliveries the in-process emulator remembers during a soak: reached in
-/// about a minute at the limit, well inside the first quarter.
+/// Deliveries the in-process emulator remembers during a soak, and the
+/// gateway's sent-message memory: reached in about a minute at the limit,
+/// well inside the first quarter.
 pub const EMULATOR_DELIVERIES: usize = 5_000;
 /// Allowed relative growth from the first quarter to the last.
 pub const GROWTH: f64 = 0.10;
