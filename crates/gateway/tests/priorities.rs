@@ -6,58 +6,27 @@
 //! would fire the HTTP client's timeouts while a request waits on the
 //! socket); every bound is generous and each test prints what it measured.
 
+mod common;
+
 use std::time::Duration;
 
+use common::start as start_gateway;
 use shardgate_gateway::local::LocalGateway;
-use shardgate_gateway::{Body, GatewayConfig, Message, SendError};
-use shardgate_metrics::Metrics;
-use shardgate_mock::{MockConfig, MockServer, test_token};
-use shardgate_registry::BotSpec;
+use shardgate_gateway::{GatewayConfig, Message, SendError};
+use shardgate_mock::{MockConfig, MockServer};
 use shardgate_sched::Priority;
-use shardgate_telegram::{BotToken, Client, ClientConfig};
 use tokio::time::Instant;
 
 fn message(chat_id: i64, priority: Priority, timeout: Option<Duration>) -> Message {
     Message {
-        chat_id,
-        user_id: chat_id,
-        body: Body::text(format!("to {chat_id}")),
-        idempotency_key: None,
-        client_ref: String::new(),
-        bot: None,
-        allow_failover: true,
-        timeout,
-        traceparent: None,
         priority,
+        ..common::message(chat_id, format!("to {chat_id}"), timeout)
     }
 }
 
 /// The emulator and a ready gateway over one bot.
 async fn start() -> (MockServer, LocalGateway) {
-    let mock = MockServer::start(
-        MockConfig::default(),
-        "127.0.0.1:0".parse().expect("address"),
-    )
-    .await
-    .expect("emulator starts");
-    let client = Client::new(ClientConfig {
-        api_base: mock.base_url(),
-        ..ClientConfig::default()
-    })
-    .expect("client");
-    let bots = vec![BotSpec {
-        name: "solo".into(),
-        token: BotToken::parse(&test_token(7_300)).expect("token"),
-        enabled: true,
-    }];
-    let local = LocalGateway::start(bots, GatewayConfig::default(), client, Metrics::new())
-        .await
-        .expect("gateway starts");
-    let mut ready = local.gateway.ready();
-    tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
-        .await
-        .expect("ready in time")
-        .expect("ready");
+    let (mock, local) = start_gateway(MockConfig::default(), 1, GatewayConfig::default()).await;
     // A new dispatcher takes the bot over as if another process had just
     // used it: nothing for one bot window, and chats seen within a bucket's
     // refill time (3.3 s) start empty. Wait that out, so that a fresh chat
