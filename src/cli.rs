@@ -227,6 +227,11 @@ pub struct ServeArgs {
     /// Prometheus /metrics address (absent = no metrics endpoint).
     #[arg(long, env = "SHARDGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Bot API-compatible HTTP address (`/bot<key>/<method>`, so Bot API
+    /// libraries work by changing their base URL); absent = none. Served
+    /// over TLS with --tls-cert like gRPC.
+    #[arg(long, env = "SHARDGATE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Bot API base URL [default: https://api.telegram.org].
     #[arg(long, env = "SHARDGATE_TELEGRAM_API_BASE")]
     pub telegram_api_base: Option<String>,

@@ -183,6 +183,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         warn_if_open(&gateway, local);
+        // The Bot API-compatible front door stops accepting at the signal,
+        // like gRPC; its open requests end as the drain answers them.
+        let (signalled_tx, signalled) = tokio::sync::watch::channel(false);
+        let door = match settings.http_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the HTTP front door's address {addr}"))?;
+                let bound = l.local_addr().unwrap_or(addr);
+                println!("shardgate listening http={bound}");
+                let options = shardgate_frontdoor::DoorOptions {
+                    tls: tls.clone(),
+                    limits: shardgate_frontdoor::DoorLimits {
+                        conn: settings.conn_limits.clone(),
+                        ..Default::default()
+                    },
+                };
+                let mut signalled = signalled.clone();
+                let stopped = async move {
+                    let _ = signalled.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(shardgate_frontdoor::serve(gateway.clone(), l, options, stopped)))
+            }
+        };
         info!(
             instance = %instance,
             grpc = %local,
@@ -206,6 +231,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let broadcasts = broadcasts.clone();
             async move {
                 stop_signal().await;
+                let _ = signalled_tx.send(true);
                 info!("stop requested: no new requests; draining queued messages (up to {DRAIN_TIMEOUT:?})");
                 gateway.begin_shutdown();
                 tokio::spawn(async move {
@@ -244,6 +270,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             gateway.begin_shutdown();
             broadcasts.stop(BROADCAST_STOP).await;
             gateway.shutdown(DRAIN_TIMEOUT).await;
+        }
+        if let Some(door) = door {
+            // Its requests were answered by the drain; the rest are cut.
+            if tokio::time::timeout(CALLS_GRACE, door).await.is_err() {
+                warn!("HTTP requests still open {CALLS_GRACE:?} after the drain; closing them");
+            }
         }
         // Release bots and the lease so that peers take over at once.
         registry.shutdown().await;

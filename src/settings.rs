@@ -23,6 +23,7 @@ const MAX_MESSAGE_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
     pub telegram_api_base: Option<String>,
     pub etcd: Option<String>,
     pub cluster: Option<String>,
@@ -109,6 +110,8 @@ pub struct TelegramFile {
 pub struct Settings {
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    /// The Bot API-compatible HTTP front door's address.
+    pub http_listen: Option<SocketAddr>,
     pub etcd: Option<String>,
     pub cluster: String,
     pub bots_file: Option<PathBuf>,
@@ -264,6 +267,7 @@ impl Settings {
         Ok(Settings {
             listen,
             metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            http_listen: args.http_listen.or(file.http_listen),
             etcd: args.etcd.or(file.etcd),
             cluster: args
                 .cluster

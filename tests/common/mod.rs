@@ -76,6 +76,8 @@ pub struct Gateway {
     logs: Arc<Mutex<String>>,
     /// The /metrics address, when started with `--metrics-listen`.
     pub metrics: Option<SocketAddr>,
+    /// The HTTP front door's address, when started with `--http-listen`.
+    pub http: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -98,6 +100,17 @@ impl Gateway {
         config_toml: &str,
         env: &[(&str, String)],
     ) -> Gateway {
+        Gateway::start_with_args(mock, bots, config_toml, env, &[]).await
+    }
+
+    /// [`start_with_env`](Self::start_with_env) with extra `serve` flags.
+    pub async fn start_with_args(
+        mock: MockConfig,
+        bots: &[Bot],
+        config_toml: &str,
+        env: &[(&str, String)],
+        extra_args: &[std::ffi::OsString],
+    ) -> Gateway {
         let serial = SERIAL.lock().await;
         let server = MockServer::start(mock, "127.0.0.1:0".parse().expect("addr"))
             .await
@@ -107,13 +120,18 @@ impl Gateway {
         std::fs::write(&bots_file, bots_toml(bots)).expect("write bots");
         let config = dir.path().join("shardgate.toml");
         std::fs::write(&config, config_toml).expect("write config");
-        let (child, addr, logs) = spawn_serve(&server.base_url(), &bots_file, &config, env);
-        let metrics = logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lines()
-            .find_map(|l| l.strip_prefix("stdout: shardgate listening metrics="))
-            .and_then(|a| a.trim().parse().ok());
+        let (child, addr, logs) =
+            spawn_serve(&server.base_url(), &bots_file, &config, env, extra_args);
+        let listening = |what: &str| -> Option<SocketAddr> {
+            let prefix = format!("stdout: shardgate listening {what}=");
+            logs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+                .and_then(|a| a.trim().parse().ok())
+        };
+        let metrics = listening("metrics");
+        let http = listening("http");
         Gateway {
             _serial: serial,
             control: server.control(),
@@ -123,6 +141,7 @@ impl Gateway {
             child,
             logs,
             metrics,
+            http,
         }
     }
 
@@ -201,13 +220,15 @@ fn spawn_serve(
     bots_file: &std::path::Path,
     config: &std::path::Path,
     env: &[(&str, String)],
+    extra_args: &[std::ffi::OsString],
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
-    let args: Vec<std::ffi::OsString> = vec![
+    let mut args: Vec<std::ffi::OsString> = vec![
         "--bots-file".into(),
         bots_file.into(),
         "--config".into(),
         config.into(),
     ];
+    args.extend(extra_args.iter().cloned());
     spawn_gateway_env(api_base, &args, env)
 }
 

@@ -56,7 +56,7 @@ pub use broadcast::Broadcasts;
 pub use config::GatewayConfig;
 pub use error::SendError;
 pub use gateway::{Delivered, Gateway};
-pub use listen::{ConnInfo, ConnLimits};
+pub use listen::{Conn, ConnInfo, ConnLimits, incoming};
 pub use message::{Body, Message, Text};
 pub use server::ServeOptions;
 pub use tls::{Tls, TlsError, TlsFiles};

@@ -69,6 +69,13 @@ enum Io {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
+impl Conn {
+    /// What the handlers learn about this connection.
+    pub fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+}
+
 impl Connected for Conn {
     type ConnectInfo = ConnInfo;
     fn connect_info(&self) -> ConnInfo {

@@ -48,6 +48,8 @@ label_enum! {
         Stream => "stream",
         /// From a peer instance (its forwarding stream).
         Forwarded => "forwarded",
+        /// The Bot API-compatible HTTP front door.
+        Http => "http",
     }
 }
 
