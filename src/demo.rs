@@ -13,10 +13,12 @@
 //! - [`load`]: what is sent (the paced private chats, the hot group's burst)
 //!   and the revocation halfway;
 //! - [`progress`]: reading the answers, the tally and the progress bar;
+//! - [`rich`]: a keyboard, a photo upload and an edit over `Call`;
 //! - [`summary`]: the closing table, the JSON line and the verdict.
 
 mod load;
 mod progress;
+mod rich;
 mod setup;
 mod summary;
 
@@ -70,6 +72,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .map(|r| r.into_inner())
         .ok();
     let keyless_refused = stage.keyless_refused;
+    let showcase = rich::run(&mut stage.grpc, &stage.control).await;
     stage.stop().await;
 
     let report = summary::Report {
@@ -82,6 +85,23 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         failover,
         status,
     };
+    println!("\nBeyond text, through the same limits (gRPC Call):");
+    let showcase_ok = match &showcase {
+        Ok(s) => {
+            for line in &s.lines {
+                println!("  {line}");
+            }
+            true
+        }
+        Err(e) => {
+            println!("  FAILED: {e:#}");
+            false
+        }
+    };
     report.print(args.json);
-    Ok(report.exit_code())
+    Ok(if showcase_ok {
+        report.exit_code()
+    } else {
+        ExitCode::FAILURE
+    })
 }
