@@ -307,3 +307,50 @@ async fn a_gateway_stopped_mid_broadcast_stores_its_progress_and_the_restart_sen
     assert!(per_chat.values().all(|n| *n == 1), "nobody got it twice");
     assert_eq!(done.possible_duplicates, 0, "nothing was out at the stop");
 }
+
+/// The time a fleet of `bots` needs for `n` messages at the bot limit of 30
+/// per second (sliding window): the first 30 of each bot go at once, the
+/// last window's at `n / (30 * bots) - 1` seconds.
+fn ceiling_secs(n: u64, bots: u64) -> f64 {
+    n as f64 / (30.0 * bots as f64) - 1.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_3000_over_2_bots_ends_within_1_1_times_the_ceiling_time() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let env = [("SHARDGATE_DATA_DIR", data.path().display().to_string())];
+    let gw = Gateway::start_with_env(MockConfig::default(), &BOTS[..2], "", &env).await;
+    let mut client = gw.client().await;
+    const N: i64 = 3_000;
+    client
+        .create_broadcast(futures::stream::iter(chunks_of("fast", "fast", N)))
+        .await
+        .expect("created");
+    let done = until(&client, "fast", Duration::from_secs(120), |b| {
+        b.state == "done"
+    })
+    .await;
+    assert_eq!(done.delivered, N as u64, "{done:?}");
+    // Judged from the Bot API's side: first to last arrival.
+    let arrivals: Vec<u64> = gw
+        .control
+        .deliveries(0)
+        .iter()
+        .filter(|d| d.text == "fast")
+        .map(|d| d.at_ms)
+        .collect();
+    assert_eq!(arrivals.len(), N as usize, "each chat once");
+    let first = arrivals.iter().min().copied().unwrap_or(0);
+    let last = arrivals.iter().max().copied().unwrap_or(0);
+    let span = (last - first) as f64 / 1000.0;
+    let ceiling = ceiling_secs(N as u64, 2);
+    println!(
+        "{N} recipients over 2 bots: first to last arrival {span:.2} s, ceiling {ceiling:.2} s ({:.3} of the limits)",
+        ceiling / span
+    );
+    assert!(
+        span <= 1.1 * ceiling,
+        "took {span:.2} s, more than 1.1 x the ceiling's {ceiling:.2} s"
+    );
+    assert_eq!(gw.control.stats().totals.rate_limited, 0);
+}

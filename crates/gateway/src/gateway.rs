@@ -458,6 +458,23 @@ impl Gateway {
         self.inner.table.load().routes.len()
     }
 
+    /// The bot a message into `chat_id` (no user, no pin) would go to now:
+    /// a broadcast runner keeps each bot's share of its window with it.
+    pub fn preview_bot(&self, chat_id: i64) -> Option<String> {
+        let table = self.inner.table.load();
+        table
+            .pick(
+                ShardKey::new(chat_id, 0),
+                None,
+                false,
+                &[],
+                None,
+                unix_now(),
+            )
+            .ok()
+            .map(|r| r.node.name().to_owned())
+    }
+
     /// Bots that can take a message now.
     pub fn healthy_bot_count(&self) -> usize {
         self.inner.table.load().routable_count(unix_now())

@@ -4,8 +4,9 @@
 //! Recipients are walked in ascending chat id order. The [`ProgressRecord`]
 //! says: every recipient before `next` has been handed out; of those, the
 //! ones in `in_flight` were about to be sent or being sent, the ones in
-//! `redo` were in flight at an earlier crash and are due again, and every
-//! other one has its outcome counted.
+//! `redo` are due again (in flight at an earlier crash, or set aside while
+//! their bot's share of the window was full, see [`Tracker::reserve_by`]),
+//! and every other one has its outcome counted.
 //!
 //! The protocol the [`Tracker`] enforces (its types leave no other way):
 //! 1. [`reserve`](Tracker::reserve) takes recipients (from `redo`, then from
@@ -150,7 +151,7 @@ pub struct Tracker {
     next: u64,
     /// Released for sending, outcome not counted yet.
     in_flight: BTreeSet<i64>,
-    /// Due again after a crash; never sent since.
+    /// Due again: in flight at a crash, or set aside for a full bot; not sent since.
     redo: BTreeSet<i64>,
     /// Taken, in no checkpoint yet.
     reserved: Vec<i64>,
@@ -197,32 +198,80 @@ impl Tracker {
             + self.in_flight.len()
     }
 
+    /// The recipients [`open`](Self::open) counts: reserved, awaiting the
+    /// store, or being sent.
+    pub fn open_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.reserved
+            .iter()
+            .chain(self.awaiting.iter().flat_map(|(_, v)| v.iter()))
+            .chain(self.in_flight.iter())
+            .copied()
+    }
+
     /// Nothing is pending: every recipient is counted.
     pub fn is_settled(&self) -> bool {
         self.counters.pending() == 0
     }
 
     /// The recipient index whose window the next [`reserve`](Self::reserve)
-    /// needs, when recipients remain past the cursor and none are due again.
+    /// needs, when recipients remain past the cursor (the caller loads it
+    /// when its window does not cover it).
     pub fn wants_index(&self) -> Option<u64> {
-        (self.redo.is_empty() && self.next < self.counters.total()).then_some(self.next)
+        (self.next < self.counters.total()).then_some(self.next)
     }
 
     /// Takes up to `n` recipients (within the in-flight bound): first those
     /// due again, then the cursor's, as far as `window` covers it. Returns
     /// how many were taken.
     pub fn reserve(&mut self, window: &Window, n: usize) -> usize {
+        self.reserve_by(window, n, 0, |_| true)
+    }
+
+    /// [`reserve`](Self::reserve) for a runner that keeps each bot's share
+    /// of the window: `admit(id)` says whether the recipient may be taken
+    /// now (its bot has room). One it refuses, passed by the cursor, is set
+    /// aside with the recipients due again (never sent, so not a possible
+    /// duplicate after a crash) while fewer than `park_max` are set aside;
+    /// past that the cursor waits. Recipients set aside are offered first
+    /// next time, in order.
+    ///
+    /// Why: recipients hash to bots at random, so a window shared by all
+    /// bots drifts towards the bot with the longest queue and the others run
+    /// dry; setting aside lets the cursor reach recipients of idle bots.
+    pub fn reserve_by(
+        &mut self,
+        window: &Window,
+        n: usize,
+        park_max: usize,
+        mut admit: impl FnMut(i64) -> bool,
+    ) -> usize {
         let n = n.min(self.max_in_flight.saturating_sub(self.open()));
         let mut taken = 0;
-        while taken < n {
-            if let Some(id) = self.redo.pop_first() {
+        let due: Vec<i64> = self.redo.iter().copied().collect();
+        for id in due {
+            if taken == n {
+                return taken;
+            }
+            if admit(id) {
+                self.redo.remove(&id);
                 self.reserved.push(id);
-            } else if let Some(id) = (self.next < self.counters.total())
+                taken += 1;
+            }
+        }
+        while taken < n {
+            let Some(id) = (self.next < self.counters.total())
                 .then(|| window.get(self.next))
                 .flatten()
-            {
+            else {
+                break;
+            };
+            if admit(id) {
                 self.next += 1;
                 self.reserved.push(id);
+            } else if self.redo.len() < park_max {
+                self.next += 1;
+                self.redo.insert(id);
+                continue;
             } else {
                 break;
             }

@@ -262,3 +262,27 @@ proptest! {
             "{extra} duplicates, {} counted", c.possible_duplicates());
     }
 }
+
+#[test]
+fn recipients_set_aside_for_a_full_bot_come_first_later_and_are_no_duplicates_after_a_crash() {
+    // Odd ids belong to a bot that is full: they are set aside (at most 2)
+    // and the cursor goes on to the even ones.
+    let window = Window::new(0, (1..=8).collect());
+    let mut t = Tracker::resume(ProgressRecord::fresh(8), 16).unwrap();
+    assert_eq!(t.reserve_by(&window, 3, 2, |id| id % 2 == 0), 2);
+    let cp = t.checkpoint();
+    assert_eq!(cp.record.in_flight, vec![2, 4]);
+    assert_eq!(cp.record.redo, vec![1, 3], "set aside, recorded as due");
+    assert_eq!(cp.record.next, 4, "the cursor waits once two are set aside");
+    cp.record.check().unwrap();
+    // A crash here: only the two in flight may have been sent.
+    let resumed = Tracker::resume(cp.record.clone(), 16).unwrap();
+    assert_eq!(resumed.counters().possible_duplicates(), 2);
+    // Without a crash, the bot has room again: the set-aside go first.
+    t.committed(cp.seq);
+    assert_eq!(t.reserve_by(&window, 3, 2, |_| true), 3);
+    let cp = t.checkpoint();
+    assert!(cp.record.redo.is_empty());
+    assert_eq!(cp.record.in_flight, vec![1, 2, 3, 4, 5]);
+    assert_eq!(cp.record.next, 5);
+}

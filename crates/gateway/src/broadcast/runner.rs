@@ -10,6 +10,7 @@
 //! recipients in flight then count as possible duplicates, as the model
 //! says.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -36,6 +37,9 @@ use crate::Gateway;
 pub const IN_FLIGHT_PER_BOT: usize = 16;
 /// The in-flight window of a job whatever the fleet's size.
 const MAX_WINDOW: usize = 1024;
+/// Recipients set aside at most while their bot's share of the window is
+/// full (stored with the progress, so bounded like it).
+const PARK_MAX: usize = 1024;
 /// Results stored per write at most; fewer are flushed after [`FLUSH`].
 const BATCH: usize = 256;
 /// How long a finished recipient waits at most before it is stored.
@@ -297,7 +301,28 @@ impl Runner {
                 None => return Ok(()),
             }
         }
-        let taken = run.tracker.reserve(&run.window, n);
+        // Each bot's share of the window: recipients of a bot that has its
+        // IN_FLIGHT_PER_BOT are set aside, so the cursor reaches those of
+        // bots that would otherwise run dry.
+        let mut per_bot: HashMap<String, usize> = HashMap::new();
+        for id in run.tracker.open_ids() {
+            if let Some(bot) = self.gateway.preview_bot(id) {
+                *per_bot.entry(bot).or_default() += 1;
+            }
+        }
+        let gateway = &self.gateway;
+        let taken = run.tracker.reserve_by(&run.window, n, PARK_MAX, |id| {
+            let Some(bot) = gateway.preview_bot(id) else {
+                return true;
+            };
+            let open = per_bot.entry(bot).or_default();
+            if *open < IN_FLIGHT_PER_BOT {
+                *open += 1;
+                true
+            } else {
+                false
+            }
+        });
         if run.meta.spec.rate_per_s > 0 {
             run.credit -= taken as f64;
         }
