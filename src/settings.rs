@@ -68,6 +68,9 @@ pub struct LimitsFile {
     pub group_window_secs: Option<f64>,
     pub bot_max: Option<u32>,
     pub bot_window_ms: Option<u64>,
+    /// Messages per bot window with `allow_paid_broadcast` (default 1000;
+    /// not above `bot_max`: no paid lane).
+    pub paid_bot_max: Option<u32>,
     pub bot_burst: Option<u32>,
     pub jitter_margin_ms: Option<u64>,
     pub max_in_flight: Option<u32>,
@@ -179,6 +182,7 @@ impl Settings {
                 .unwrap_or(d.group_window),
             bot_max: l.bot_max.unwrap_or(d.bot_max),
             bot_window: l.bot_window_ms.map_or(d.bot_window, Duration::from_millis),
+            paid_bot_max: l.paid_bot_max.unwrap_or(d.paid_bot_max),
             bot_burst: l.bot_burst.unwrap_or(d.bot_burst),
             jitter_margin: l
                 .jitter_margin_ms
