@@ -351,7 +351,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nbulk_min_share = 0.25\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\npaid_bot_max = 500\nbulk_min_share = 0.25\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
         )
         .expect("write");
         let s = Settings::resolve(ServeArgs {
@@ -365,6 +365,8 @@ mod tests {
         assert_eq!(s.gateway.limits.group_window, Duration::from_secs(6));
         assert_eq!(s.gateway.limits.chat_rate, 9.0);
         assert_eq!(s.gateway.limits.bulk_min_share, 0.25);
+        assert_eq!(s.gateway.limits.paid_bot_max, 500);
+        assert_eq!(s.gateway.limits.paid_lane(), Some(470));
         assert_eq!(s.gateway.max_message_age, Duration::from_secs(90));
         assert_eq!(s.cluster, "default");
         assert_eq!(s.max_outage_extension, Some(Duration::ZERO));
