@@ -69,6 +69,9 @@ pub struct LimitsFile {
     pub group_window_secs: Option<f64>,
     pub bot_max: Option<u32>,
     pub bot_window_ms: Option<u64>,
+    /// Messages per bot window with `allow_paid_broadcast` (default 1000;
+    /// not above `bot_max`: no paid lane).
+    pub paid_bot_max: Option<u32>,
     pub bot_burst: Option<u32>,
     pub jitter_margin_ms: Option<u64>,
     pub max_in_flight: Option<u32>,
@@ -182,6 +185,7 @@ impl Settings {
                 .unwrap_or(d.group_window),
             bot_max: l.bot_max.unwrap_or(d.bot_max),
             bot_window: l.bot_window_ms.map_or(d.bot_window, Duration::from_millis),
+            paid_bot_max: l.paid_bot_max.unwrap_or(d.paid_bot_max),
             bot_burst: l.bot_burst.unwrap_or(d.bot_burst),
             jitter_margin: l
                 .jitter_margin_ms
@@ -351,7 +355,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\nbulk_min_share = 0.25\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
+            "listen = \"127.0.0.1:7000\"\ninstance_id = \"from-file\"\nmax_outage_extension_secs = 0\nclaim_grace_ms = 2500\n[limits]\ngroup_window_secs = 6\nchat_rate = 9.0\npaid_bot_max = 500\nbulk_min_share = 0.25\nmax_cooldown_secs = 10\n[telegram]\nmax_message_age_secs = 90\n",
         )
         .expect("write");
         let s = Settings::resolve(ServeArgs {
@@ -365,6 +369,8 @@ mod tests {
         assert_eq!(s.gateway.limits.group_window, Duration::from_secs(6));
         assert_eq!(s.gateway.limits.chat_rate, 9.0);
         assert_eq!(s.gateway.limits.bulk_min_share, 0.25);
+        assert_eq!(s.gateway.limits.paid_bot_max, 500);
+        assert_eq!(s.gateway.limits.paid_lane(), Some(470));
         assert_eq!(s.gateway.max_message_age, Duration::from_secs(90));
         assert_eq!(s.cluster, "default");
         assert_eq!(s.max_outage_extension, Some(Duration::ZERO));

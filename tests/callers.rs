@@ -368,6 +368,33 @@ async fn a_callers_bots_and_chats_bound_where_its_messages_go() {
     }
 }
 
+/// `allow_paid_broadcast` costs Stars: only a caller with `paid_broadcast`
+/// may set it; anyone else is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_caller_allowed_paid_broadcasts_may_set_allow_paid_broadcast() {
+    let callers = Callers::new("");
+    let plain = callers.add("plain", &[]);
+    let payer = callers.add("payer", &["--paid-broadcast"]);
+    let gw = Gateway::with_config(&callers.config("")).await;
+    let mut client = gw.client().await;
+    let paid = |chat| SendRequest {
+        allow_paid_broadcast: true,
+        ..text_request(chat, 0, "x", "r")
+    };
+    let e = send(&mut client, Some(&plain), paid(1))
+        .await
+        .expect_err("no paid_broadcast");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("paid broadcasts"), "{e:?}");
+    assert_eq!(gw.control.stats().totals.requests, 0, "nothing sent");
+    send(&mut client, Some(&plain), text_request(2, 0, "x", "r"))
+        .await
+        .expect("without the flag it may send");
+    send(&mut client, Some(&payer), paid(3))
+        .await
+        .expect("a caller with paid_broadcast may");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_caller_auth_is_off_and_the_daemon_says_so() {
     let gw = Gateway::with_config("").await;
@@ -375,6 +402,13 @@ async fn with_no_caller_auth_is_off_and_the_daemon_says_so() {
     send(&mut client, None, text_request(1, 0, "open", "r"))
         .await
         .expect("auth off: no key needed");
+    let paid = SendRequest {
+        allow_paid_broadcast: true,
+        ..text_request(2, 0, "paid", "r")
+    };
+    send(&mut client, None, paid)
+        .await
+        .expect("auth off: anyone may send paid broadcasts");
     let addr = gw.addr.to_string();
     assert!(
         gw.logs()

@@ -49,6 +49,8 @@ pub struct Call {
     pub edits: Vec<i64>,
     /// An edit of an inline message (no chat: its bot must be pinned).
     pub inline: bool,
+    /// `allow_paid_broadcast` set on a method that takes it: the paid lane.
+    pub paid: bool,
     /// Length of `params_json` as received (what the parameters cost).
     params_bytes: usize,
 }
@@ -214,6 +216,7 @@ impl Message {
             chat: shape.chat,
             edits,
             inline,
+            paid: shape.paid,
         };
         let edit = call.is_edit();
         Ok(Message {

@@ -371,6 +371,14 @@ impl Callers {
                 )),
             ));
         }
+        if msg.paid() && !spec.paid_broadcast {
+            return Err((
+                RefusalKind::Paid,
+                SendError::PermissionDenied(format!(
+                    "caller {name} may not send paid broadcasts (allow_paid_broadcast needs paid_broadcast = true)"
+                )),
+            ));
+        }
         let mut permits = Vec::with_capacity(2);
         match caller.state.in_flight.try_take(1) {
             Some(p) => permits.push(p),

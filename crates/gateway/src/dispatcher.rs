@@ -24,6 +24,7 @@ use crate::bot_handle::Command;
 pub use crate::bot_handle::{BotHandle, BotShared, Envelope, LocalState};
 use crate::config::GatewayConfig;
 use crate::migrations::Migrations;
+use crate::paid::PaidMinute;
 use crate::sent::SentMemory;
 use crate::{Body, Delivered, SendError};
 
@@ -73,6 +74,8 @@ pub struct Dispatcher {
     /// The instance's lease was not valid at the last send attempt.
     lease_invalid: bool,
     drain_deadline: Option<Instant>,
+    /// Paid messages since the last Stars estimate was logged.
+    paid: PaidMinute,
 }
 
 /// How often idle chats' limiter state is forgotten.
@@ -114,6 +117,7 @@ impl Dispatcher {
             paused: false,
             lease_invalid: false,
             drain_deadline: None,
+            paid: PaidMinute::default(),
         };
         tokio::spawn(
             d.run()
@@ -264,6 +268,7 @@ impl Dispatcher {
                     not_before: 0,
                     priority: env.msg.priority,
                     items: env.msg.items(),
+                    paid: env.msg.paid(),
                     item: env,
                 },
                 self.tick(Instant::now()),
@@ -282,9 +287,15 @@ impl Dispatcher {
                     .finish(Err(SendError::WouldMissDeadline { in_secs }));
                 return;
             }
-            let items = env.msg.items();
-            self.sched
-                .push_items(chat_id, seq, priority, items, env, now)
+            let queued = Queued {
+                seq,
+                not_before: 0,
+                priority,
+                items: env.msg.items(),
+                paid: env.msg.paid(),
+                item: env,
+            };
+            self.sched.push_queued(chat_id, queued, now)
         };
         match result {
             Ok(()) => {}
@@ -355,10 +366,32 @@ impl Dispatcher {
                 }
             });
             match next {
-                Next::Send(d) => self.send(d.chat_id, d.seq, d.item),
+                Next::Send(d) => {
+                    if d.over_free_rate {
+                        self.paid_sent(d.items, now_instant);
+                    }
+                    self.send(d.chat_id, d.seq, d.item)
+                }
                 Next::WaitUntil(t) => return Some(self.instant(t)),
                 Next::Idle => return None,
             }
+        }
+    }
+
+    /// Counts a request that went over the bot's free rate on the paid lane
+    /// (each of its `items` is billed), logging the estimated Stars at most
+    /// once a minute.
+    fn paid_sent(&mut self, items: u16, now: Instant) {
+        let n = u64::from(items.max(1));
+        self.metrics.paid(n);
+        if let Some(r) = self.paid.sent(n, now) {
+            info!(
+                bot = %self.name,
+                paid_messages = r.messages,
+                stars = r.stars,
+                over_secs = r.over.as_secs(),
+                "paid broadcasts: estimated Telegram Stars spent over the free rate (0.1 per message) in the last over_secs"
+            );
         }
     }
 
@@ -629,6 +662,7 @@ impl Dispatcher {
                 not_before,
                 priority: env.msg.priority,
                 items: env.msg.items(),
+                paid: env.msg.paid(),
                 item: env,
             },
             self.tick(Instant::now()),
@@ -689,6 +723,7 @@ impl Dispatcher {
                         not_before: 0,
                         priority: d.priority,
                         items: d.items,
+                        paid: env.msg.paid(),
                         item: env,
                     },
                     self.tick(Instant::now()),

@@ -43,6 +43,7 @@ mod listen;
 pub mod local;
 pub mod message;
 pub mod migrations;
+mod paid;
 pub mod peers;
 pub mod reply;
 pub mod routing;

@@ -105,6 +105,15 @@ impl Message {
         }
     }
 
+    /// Sent with `allow_paid_broadcast` (on a method that takes it): the
+    /// bot may go past its free rate for it, up to `paid_bot_max`.
+    pub fn paid(&self) -> bool {
+        match &self.body {
+            Body::Text(t) => t.extras.allow_paid_broadcast,
+            Body::Call(c) => c.paid,
+        }
+    }
+
     /// Whether the chat's (and a group's) limits apply: a sendMessage, a
     /// send-type call or an edit in a chat. Other calls meet the bot's
     /// limit only.

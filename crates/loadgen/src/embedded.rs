@@ -29,6 +29,7 @@ pub fn lifted_limits(max_in_flight: u32) -> Limits {
         group_window: Duration::from_micros(1),
         bot_max: 100_000,
         bot_window: Duration::from_micros(1),
+        paid_bot_max: 0,
         bot_burst: 100_000,
         jitter_margin: Duration::ZERO,
         max_in_flight,

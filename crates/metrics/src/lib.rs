@@ -100,6 +100,7 @@ struct Families {
     telegram_errors: Family<TelegramErrorLabels, Counter>,
     retries: Family<BotLabels, Counter>,
     rerouted: Family<BotLabels, Counter>,
+    paid_messages: Family<BotLabels, Counter>,
     queue_depth: Family<BotLabels, Gauge>,
     in_flight: Family<BotLabels, Gauge>,
     queue_wait: HistogramFamily<BotLabels>,
@@ -210,6 +211,7 @@ impl Metrics {
             telegram_errors: Family::default(),
             retries: Family::default(),
             rerouted: Family::default(),
+            paid_messages: Family::default(),
             queue_depth: Family::default(),
             in_flight: Family::default(),
             queue_wait: Family::new_with_constructor(wait_histogram),
@@ -264,6 +266,11 @@ impl Metrics {
             "messages_rerouted",
             "Messages a bot gave back to the re-router (revoked, throttled, leaving), by that bot",
             f.rerouted.clone(),
+        );
+        r.register(
+            "paid_messages",
+            "Messages sent with allow_paid_broadcast over the bot's free rate (each costs Telegram Stars), by bot",
+            f.paid_messages.clone(),
         );
         r.register(
             "queue_depth",
@@ -397,6 +404,7 @@ impl Metrics {
                 delivered: get(&f.delivered, &l),
                 retries: get(&f.retries, &l),
                 rerouted: get(&f.rerouted, &l),
+                paid_messages: get(&f.paid_messages, &l),
                 too_many_chat: get(&f.too_many_requests, &scope(Scope429::Chat)),
                 too_many_bot: get(&f.too_many_requests, &scope(Scope429::Bot)),
                 errors: TelegramError::ALL.map(|k| get(&f.telegram_errors, &err(k))),
@@ -420,6 +428,7 @@ impl Metrics {
         f.delivered.remove(&l);
         f.retries.remove(&l);
         f.rerouted.remove(&l);
+        f.paid_messages.remove(&l);
         f.queue_depth.remove(&l);
         f.in_flight.remove(&l);
         f.queue_wait.remove(&l);
@@ -682,6 +691,7 @@ struct BotInner {
     delivered: Counter,
     retries: Counter,
     rerouted: Counter,
+    paid_messages: Counter,
     too_many_chat: Counter,
     too_many_bot: Counter,
     errors: [Counter; TelegramError::ALL.len()],
@@ -779,6 +789,17 @@ impl BotMetrics {
     /// The bot handed a message to the re-router.
     pub fn rerouted(&self) {
         self.inner.rerouted.inc();
+    }
+
+    /// `n` messages of this bot went over its free rate on the paid lane
+    /// (`allow_paid_broadcast`): each is billed in Telegram Stars.
+    pub fn paid(&self, n: u64) {
+        self.inner.paid_messages.inc_by(n);
+    }
+
+    /// Messages of this bot counted by [`BotMetrics::paid`] so far.
+    pub fn paid_total(&self) -> u64 {
+        self.inner.paid_messages.get()
     }
 
     /// The dispatcher's current queue depth and requests in flight.

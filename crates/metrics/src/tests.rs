@@ -33,6 +33,7 @@ fn events_show_up_in_the_exposition() {
     alpha.too_many_requests(Scope429::Bot, 42, Duration::from_secs(4310));
     alpha.retry();
     alpha.rerouted();
+    alpha.paid(7);
     alpha.set_queue(250, 3);
     alpha.queue_wait(42, Duration::from_millis(30));
     alpha.queue_wait(43, Duration::from_secs(7200));
@@ -102,6 +103,8 @@ fn events_show_up_in_the_exposition() {
         r#"shardgate_telegram_errors_total{bot="alpha",kind="timeout"} 0"#,
         r#"shardgate_retries_total{bot="alpha"} 1"#,
         r#"shardgate_messages_rerouted_total{bot="alpha"} 1"#,
+        r#"shardgate_paid_messages_total{bot="alpha"} 7"#,
+        r#"shardgate_paid_messages_total{bot="beta"} 0"#,
         r#"shardgate_queue_depth{bot="alpha"} 250"#,
         r#"shardgate_in_flight{bot="alpha"} 3"#,
         r#"shardgate_queue_depth{bot="beta"} 0"#,

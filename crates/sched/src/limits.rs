@@ -19,6 +19,11 @@ pub struct Limits {
     pub bot_max: u32,
     /// ... in any window of this length.
     pub bot_window: Duration,
+    /// Messages sent with `allow_paid_broadcast` may take the bot past
+    /// `bot_max` up to this many in any `bot_window` (Telegram bills each
+    /// one over the free rate). The free rate is used first. Not above
+    /// `bot_max`: no paid lane.
+    pub paid_bot_max: u32,
     /// The bot's sends are also spaced evenly at `bot_max / bot_window`,
     /// with at most this many back to back, so that Telegram never sees the
     /// whole window's allowance arrive at once. 2 absorbs timer lateness
@@ -51,6 +56,7 @@ impl Default for Limits {
             group_window: Duration::from_secs(60),
             bot_max: 30,
             bot_window: Duration::from_secs(1),
+            paid_bot_max: 1_000,
             bot_burst: 2,
             jitter_margin: Duration::ZERO,
             max_in_flight: 16,
@@ -98,6 +104,16 @@ impl Limits {
     /// (with the margin).
     pub fn bot_rate_per_s(&self) -> f64 {
         f64::from(self.bot_max) / (self.bot_window + self.jitter_margin).as_secs_f64()
+    }
+
+    /// Room of the paid lane per `bot_window`: the messages that may go over
+    /// the free rate, `paid_bot_max - bot_max` (the free rate's `bot_max`
+    /// come on top, so the bot stays within `paid_bot_max`); `None` when
+    /// there is no paid lane.
+    pub fn paid_lane(&self) -> Option<u32> {
+        self.paid_bot_max
+            .checked_sub(self.bot_max)
+            .filter(|room| *room > 0)
     }
 
     /// Messages per second this bot can deliver with enough demand over

@@ -63,7 +63,7 @@ use crate::{Gcra, Limits, Position, Priority, Tick, Window, ticks};
 
 mod queues;
 pub use queues::Queued;
-use queues::{Chat, IN_FLIGHT, KEEP_EMPTY, MAX_SLOTS, NIL, Slab};
+use queues::{Chat, IN_FLIGHT, KEEP_EMPTY, MAX_SLOTS, NIL, OVER_FREE, Slab};
 
 /// A message the caller must send now.
 #[derive(Debug)]
@@ -74,6 +74,9 @@ pub struct Dispatch<T> {
     /// Messages the request carries: pass it back to
     /// [`Scheduler::complete_items`].
     pub items: u16,
+    /// It went over the bot's free rate on the paid lane: Telegram bills
+    /// each of its `items`.
+    pub over_free_rate: bool,
     pub item: T,
 }
 
@@ -96,6 +99,29 @@ pub enum PushError<T> {
     BotQueueFull(T),
     /// The chat's queue bound is reached.
     ChatQueueFull(T),
+}
+
+/// The room over the bot's free rate that `allow_paid_broadcast` messages
+/// may take, `paid_bot_max - bot_max` per window, and its pacing.
+///
+/// The free rate is used first: a paid message goes over it only when the
+/// bot window (which counts every message, as Telegram does) has no room
+/// now. Free-rate sends stay within `bot_max` per window and the paid
+/// lane's within `paid_bot_max - bot_max` (each by the proof in
+/// [`Window`]), so the bot stays within `paid_bot_max`: what Telegram
+/// allows a paid message. A message without the flag must find fewer than
+/// `bot_max` messages of any kind in its window at its arrival; for that a
+/// paid message goes over the free rate only while no free-rate request is
+/// in flight: a later dispatch cannot then arrive before an earlier
+/// free-rate one, and every earlier dispatch was counted when that one was
+/// checked.
+#[derive(Debug)]
+struct PaidLane {
+    window: Window,
+    pace: Gcra,
+    tat: Tick,
+    /// Requests in flight that went over the free rate.
+    in_flight: u32,
 }
 
 /// Maps keyed by chat id, with a fast hasher seeded at random per map (chat
@@ -148,6 +174,8 @@ pub struct Scheduler<T> {
     /// Even spacing of the bot's sends (GCRA over the bot rate).
     bot_pace: Gcra,
     bot_tat: Tick,
+    /// The paid lane, when the limits have one: see [`PaidLane`].
+    paid: Option<PaidLane>,
     /// One lane per class ([`Priority::index`]). Entries go stale when a
     /// chat changes; an entry is live when it equals what the chat would
     /// get now ([`entry_of`]).
@@ -225,6 +253,18 @@ impl<T> Scheduler<T> {
             ),
             bot_pace: Gcra::new(limits.bot_burst, limits.bot_rate_per_s()),
             bot_tat: 0,
+            paid: limits.paid_lane().map(|room| {
+                let window = limits.bot_window + limits.jitter_margin;
+                PaidLane {
+                    window: Window::new(room, ticks(window)),
+                    pace: Gcra::new(
+                        limits.bot_burst,
+                        f64::from(room) / window.as_secs_f64().max(1e-6),
+                    ),
+                    tat: 0,
+                    in_flight: 0,
+                }
+            }),
             bulk: BulkCredit::new(limits.bulk_min_share),
             limits,
             chats: ChatMap::default(),
@@ -318,16 +358,29 @@ impl<T> Scheduler<T> {
         item: T,
         now: Tick,
     ) -> Result<(), PushError<T>> {
-        if self.slab.live >= self.limits.queue_max.min(MAX_SLOTS) {
-            return Err(PushError::BotQueueFull(item));
-        }
         let queued = Queued {
             seq,
             not_before: 0,
             priority,
-            items: items.max(1),
+            items,
+            paid: false,
             item,
         };
+        self.push_queued(chat_id, queued, now)
+    }
+
+    /// Queues a new message described in full (class, items, paid flag;
+    /// `not_before` is kept) in sending order, within the bounds.
+    pub fn push_queued(
+        &mut self,
+        chat_id: i64,
+        mut queued: Queued<T>,
+        now: Tick,
+    ) -> Result<(), PushError<T>> {
+        if self.slab.live >= self.limits.queue_max.min(MAX_SLOTS) {
+            return Err(PushError::BotQueueFull(queued.item));
+        }
+        queued.items = queued.items.max(1);
         self.insert(chat_id, queued, now, self.limits.chat_queue_max)
             .map_err(|q| PushError::ChatQueueFull(q.item))
     }
@@ -394,7 +447,13 @@ impl<T> Scheduler<T> {
             return;
         }
         let n = u32::from(items.max(1));
-        chat.flags &= !IN_FLIGHT;
+        if chat.flags & OVER_FREE != 0
+            && let Some(lane) = &mut self.paid
+        {
+            lane.window.finish_n(at, n);
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+        chat.flags &= !(IN_FLIGHT | OVER_FREE);
         chat.tat = self.bucket.consume_n(chat.tat, at, n);
         if chat_id < 0
             && let Some(group) = self.groups.get_mut(&chat_id)
@@ -451,6 +510,7 @@ impl<T> Scheduler<T> {
                     seq: q.seq,
                     priority: q.priority,
                     items: q.items,
+                    over_free_rate: false,
                     item: q.item,
                 });
             }
@@ -526,15 +586,34 @@ impl<T> Scheduler<T> {
                 continue;
             }
             // The head's size: the bot's window and pacing need room for it.
-            let items = self.slab.head(chat).map_or(1, |h| u32::from(h.items));
-            // The bot window's slots are held by requests in flight.
-            let Some(window_free) = self.bot.next_free_n(items) else {
-                return Next::Idle;
+            let (items, paid) = self
+                .slab
+                .head(chat)
+                .map_or((1, false), |h| (u32::from(h.items), h.paid));
+            // The bot window's slots are held by requests in flight (`None`).
+            let bot_free = self
+                .bot
+                .next_free_n(items)
+                .map(|w| w.max(self.bot_pace.next_free_n(self.bot_tat, items)));
+            let over_free_rate = match bot_free {
+                Some(at) if at <= now => false,
+                _ => {
+                    // The free rate is used: a paid head may take the paid lane.
+                    let lane_free = match &self.paid {
+                        Some(lane) if paid && self.in_flight == lane.in_flight => lane
+                            .window
+                            .next_free_n(items)
+                            .map(|w| w.max(lane.pace.next_free_n(lane.tat, items))),
+                        _ => None,
+                    };
+                    match (bot_free, lane_free) {
+                        (_, Some(at)) if at <= now => true,
+                        (Some(a), Some(b)) => return Next::WaitUntil(a.min(b)),
+                        (Some(at), None) | (None, Some(at)) => return Next::WaitUntil(at),
+                        (None, None) => return Next::Idle,
+                    }
+                }
             };
-            let bot_free = window_free.max(self.bot_pace.next_free_n(self.bot_tat, items));
-            if bot_free > now {
-                return Next::WaitUntil(bot_free);
-            }
             pop_heap(&mut self.lanes[class.index()].ready);
             let Some(mut head) = self.slab.pop_front(chat) else {
                 continue;
@@ -555,8 +634,17 @@ impl<T> Scheduler<T> {
                     .or_insert_with(|| Window::new(max, window))
                     .start_n(n);
             }
+            // The bot window counts every message, as Telegram does.
             self.bot.start_n(n);
-            self.bot_tat = self.bot_pace.consume_n(self.bot_tat, now, n);
+            match &mut self.paid {
+                Some(lane) if over_free_rate => {
+                    chat.flags |= OVER_FREE;
+                    lane.window.start_n(n);
+                    lane.tat = lane.pace.consume_n(lane.tat, now, n);
+                    lane.in_flight += 1;
+                }
+                _ => self.bot_tat = self.bot_pace.consume_n(self.bot_tat, now, n),
+            }
             self.in_flight += 1;
             let bulk_waiting =
                 self.slab.class_len[Priority::Bulk.index()] > 0 || class == Priority::Bulk;
@@ -566,6 +654,7 @@ impl<T> Scheduler<T> {
                 seq: head.seq,
                 priority: head.priority,
                 items: head.items,
+                over_free_rate,
                 item: head.item,
             });
         }
@@ -728,5 +817,7 @@ fn is_live<T>(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_paid;
 #[cfg(test)]
 mod tests_priority;

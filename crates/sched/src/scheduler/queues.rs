@@ -27,16 +27,25 @@ pub struct Queued<T> {
     /// ids of a copy of many), at least 1: every limit needs room for
     /// `min(items, capacity)` and is charged all of them.
     pub items: u16,
+    /// Sent with `allow_paid_broadcast`: once the bot's free rate is used,
+    /// it may still go on the paid lane (see [`crate::Limits::paid_bot_max`]).
+    pub paid: bool,
     pub item: T,
 }
 
 /// No slot: an empty queue's tail, the end of the free list.
 pub(super) const NIL: u32 = u32::MAX;
 /// Most messages one scheduler holds (slab slots), so that a chat's queue
-/// length fits next to its in-flight bit. `push` refuses beyond it.
-pub(super) const MAX_SLOTS: usize = (IN_FLIGHT - 1) as usize;
-/// The in-flight bit of [`Chat::flags`]; the other bits count its queue.
+/// length fits next to its in-flight bits. `push` refuses beyond it.
+pub(super) const MAX_SLOTS: usize = (OVER_FREE - 1) as usize;
+/// The in-flight bit of [`Chat::flags`]; the bits under [`OVER_FREE`] count
+/// its queue.
 pub(super) const IN_FLIGHT: u32 = 1 << 31;
+/// Set with [`IN_FLIGHT`] when the request in flight went over the bot's
+/// free rate (the paid lane): its completion also frees a paid slot.
+pub(super) const OVER_FREE: u32 = 1 << 30;
+/// The bits of [`Chat::flags`] that describe the request in flight.
+const FLIGHT_BITS: u32 = IN_FLIGHT | OVER_FREE;
 /// Slab and heap allocations larger than this many entries are released
 /// when they empty; smaller ones are kept for reuse.
 pub(super) const KEEP_EMPTY: usize = 4_096;
@@ -49,7 +58,7 @@ pub(super) struct Chat {
     /// Slab slot of the last queued message (its `next` is the first), or
     /// [`NIL`] when the queue is empty.
     pub(super) tail: u32,
-    /// [`IN_FLIGHT`] | number of queued messages.
+    /// [`IN_FLIGHT`] | [`OVER_FREE`] | number of queued messages.
     pub(super) flags: u32,
 }
 
@@ -67,12 +76,13 @@ impl Chat {
     }
 
     pub(super) fn len(&self) -> usize {
-        (self.flags & !IN_FLIGHT) as usize
+        (self.flags & !FLIGHT_BITS) as usize
     }
 }
 
-/// A queued message as the slab keeps it: its class and item count sit in
-/// the slot's padding instead ([`Node::priority`], [`Node::items`]), so a
+/// A queued message as the slab keeps it: its class, item count and paid
+/// flag sit in the slot's padding instead ([`Node::priority`],
+/// [`Node::items`], [`Node::paid`]), so a
 /// slot stays 32 bytes for a boxed item.
 #[derive(Debug)]
 pub(super) struct Stored<T> {
@@ -88,6 +98,7 @@ pub(super) struct Head {
     pub(super) not_before: Tick,
     pub(super) priority: Priority,
     pub(super) items: u16,
+    pub(super) paid: bool,
 }
 
 /// A slab slot: a queued message and the next one of its chat, or a free
@@ -100,6 +111,8 @@ pub(super) struct Node<T> {
     pub(super) priority: Priority,
     /// Its item count, in the padding too.
     pub(super) items: u16,
+    /// Its paid flag, in the padding too.
+    pub(super) paid: bool,
 }
 
 /// The queued messages of every chat of the scheduler.
@@ -133,6 +146,7 @@ impl<T> Slab<T> {
         self.class_len[queued.priority.index()] += 1;
         let priority = queued.priority;
         let items = queued.items.max(1);
+        let paid = queued.paid;
         let stored = Stored {
             seq: queued.seq,
             not_before: queued.not_before,
@@ -144,6 +158,7 @@ impl<T> Slab<T> {
             node.stored = Some(stored);
             node.priority = priority;
             node.items = items;
+            node.paid = paid;
             return i;
         }
         assert!(
@@ -156,6 +171,7 @@ impl<T> Slab<T> {
             next: NIL,
             priority,
             items,
+            paid,
         });
         i
     }
@@ -167,6 +183,7 @@ impl<T> Slab<T> {
         let stored = node.stored.take()?;
         let priority = node.priority;
         let items = node.items;
+        let paid = node.paid;
         node.next = self.free;
         self.free = i;
         self.live -= 1;
@@ -179,6 +196,7 @@ impl<T> Slab<T> {
             not_before: stored.not_before,
             priority,
             items,
+            paid,
             item: stored.item,
         })
     }
@@ -229,6 +247,7 @@ impl<T> Slab<T> {
             not_before: q.not_before,
             priority: node.priority,
             items: node.items,
+            paid: node.paid,
         })
     }
 
@@ -324,7 +343,7 @@ impl<T> Slab<T> {
                 dense.link(&mut moved, q);
             }
             chat.tail = moved.tail;
-            chat.flags = (chat.flags & IN_FLIGHT) | moved.flags;
+            chat.flags = (chat.flags & FLIGHT_BITS) | moved.flags;
         }
         *self = dense;
     }

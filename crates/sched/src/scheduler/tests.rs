@@ -313,6 +313,7 @@ fn requeue_keeps_seq_order_and_ignores_bounds() {
             not_before: 0,
             priority: Priority::Normal,
             items: 1,
+            paid: false,
             item: 3,
         },
         0,
@@ -491,6 +492,7 @@ fn random_limits() -> impl Strategy<Value = Limits> {
                     group_window: Duration::from_secs(group_s),
                     bot_max,
                     bot_window: Duration::from_secs(1),
+                    paid_bot_max: 1_000,
                     bot_burst,
                     jitter_margin: Duration::from_millis(margin_ms),
                     max_in_flight: in_flight,
@@ -637,7 +639,7 @@ proptest! {
                         let x = in_flight.remove(0);
                         let until = now + secs * S;
                         s.cool_chat(x.chat, until);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, priority: classes[x.seq as usize], items: items[x.seq as usize], item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: 0, priority: classes[x.seq as usize], items: items[x.seq as usize], paid: false, item: x.seq }, now);
                         finish(&mut s, &mut done, x, now);
                         cools.push((Some(x.chat), step, until));
                     }
@@ -646,7 +648,7 @@ proptest! {
                     if !in_flight.is_empty() {
                         let x = in_flight.remove(pick % in_flight.len());
                         finish(&mut s, &mut done, x, now);
-                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, priority: classes[x.seq as usize], items: items[x.seq as usize], item: x.seq }, now);
+                        s.requeue(x.chat, Queued { seq: x.seq, not_before: now + backoff_ms * MS, priority: classes[x.seq as usize], items: items[x.seq as usize], paid: false, item: x.seq }, now);
                     }
                 }
                 Op::BotThrottle { secs } => {
@@ -902,7 +904,7 @@ proptest! {
                 }
                 QOp::Requeue { chat, pick } => {
                     let old = sent.get(pick).copied().unwrap_or(pick as u64);
-                    s.requeue(chat, Queued { seq: old, not_before: now + 100 * MS, priority: Priority::Normal, items: 1, item }, now);
+                    s.requeue(chat, Queued { seq: old, not_before: now + 100 * MS, priority: Priority::Normal, items: 1, paid: false, item }, now);
                     model_insert(&mut model, chat, (old, item));
                     item += 1;
                 }
