@@ -28,8 +28,12 @@ pub struct GatewayConfig {
     pub max_message_age: Duration,
     /// How long a delivered `idempotency_key` is remembered.
     pub idempotency_ttl: Duration,
-    /// At most this many remembered keys (oldest forgotten first).
+    /// At most this many remembered keys (those past the TTL go first, then
+    /// the oldest).
     pub idempotency_max: usize,
+    /// At most this many bytes held by remembered keys (their strings and
+    /// kept answers), the oldest forgotten first.
+    pub idempotency_bytes_max: usize,
     /// Bytes of queued messages (text, strings, uploads, and a fixed
     /// overhead each) this instance holds at most; past it
     /// `RESOURCE_EXHAUSTED`. Also each caller's default bound.
@@ -60,6 +64,7 @@ impl Default for GatewayConfig {
             max_message_age: Duration::from_secs(600),
             idempotency_ttl: Duration::from_secs(15 * 60),
             idempotency_max: 1_000_000,
+            idempotency_bytes_max: crate::idempotency::DEFAULT_IDEMPOTENCY_BYTES_MAX,
             queue_bytes_max: crate::budget::DEFAULT_QUEUE_BYTES_MAX,
             stream_pending_max: 10_000,
             sent_max: crate::sent::DEFAULT_SENT_MAX,

@@ -575,6 +575,12 @@ impl Dispatcher {
                 self.fail(env, err);
             }
             Outcome::Transient { kind, description } => {
+                // A request that was written and not answered may have
+                // been delivered: if the message ends in a failure, the
+                // caller reads "may have been sent", never "not sent".
+                if kind.may_have_arrived() {
+                    env.reply.gate().mark_maybe_sent();
+                }
                 // Retried until the message's deadline (the caller's, else
                 // `max_message_age`), however many attempts that takes.
                 let left = env

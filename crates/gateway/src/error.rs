@@ -27,8 +27,16 @@ pub enum SendError {
     #[error("{0}")]
     QueueFull(String),
     /// No bot can take the message now, or Telegram kept failing.
+    /// Nothing was sent.
     #[error("{0}")]
     Unavailable(String),
+    /// The gateway gave up on a message after a request to Telegram timed
+    /// out or its connection broke once the request was written: it may
+    /// have reached the chat. The text starts with [`MAYBE_SENT_PREFIX`].
+    /// Remembered with its `idempotency_key`: a retry gets this answer
+    /// again instead of a second message.
+    #[error("{0}")]
+    MaybeSent(String),
     /// The caller's deadline passed before the message was sent.
     #[error("deadline exceeded before the message was sent")]
     DeadlineExceeded,
@@ -69,7 +77,28 @@ fn would_be_sent_in(description: &str) -> Option<u64> {
         .ok()
 }
 
+/// How a [`SendError::MaybeSent`] text begins.
+pub const MAYBE_SENT_PREFIX: &str = "may have been sent: ";
+
 impl SendError {
+    /// The "may have been sent" form of a failure that would otherwise
+    /// say "not sent" (`Unavailable`, `DeadlineExceeded`, a full queue),
+    /// for a message one of whose requests may have reached Telegram.
+    /// Other failures are returned as they are: Telegram's own refusals
+    /// are the truth of the last request, and `NotOwner` is routed again.
+    pub fn maybe_sent(self) -> SendError {
+        let why = match self {
+            SendError::Unavailable(why) | SendError::QueueFull(why) => why,
+            SendError::DeadlineExceeded | SendError::WouldMissDeadline { .. } => {
+                "the message's deadline passed before another attempt".to_owned()
+            }
+            other => return other,
+        };
+        SendError::MaybeSent(format!(
+            "{MAYBE_SENT_PREFIX}a request to Telegram timed out or its connection broke after it was written, and the gateway gave up ({why}); a retry with the same idempotency_key gets this answer"
+        ))
+    }
+
     pub fn code(&self) -> Code {
         match self {
             SendError::Invalid(_) | SendError::Rejected { .. } => Code::InvalidArgument,
@@ -78,6 +107,7 @@ impl SendError {
             SendError::Unauthenticated(_) => Code::Unauthenticated,
             SendError::PermissionDenied(_) => Code::PermissionDenied,
             SendError::Unavailable(_) => Code::Unavailable,
+            SendError::MaybeSent(_) => Code::Unknown,
             SendError::DeadlineExceeded | SendError::WouldMissDeadline { .. } => {
                 Code::DeadlineExceeded
             }
@@ -99,6 +129,7 @@ impl SendError {
             "RESOURCE_EXHAUSTED" => SendError::QueueFull(description),
             "UNAUTHENTICATED" => SendError::Unauthenticated(description),
             "PERMISSION_DENIED" => SendError::PermissionDenied(description),
+            "UNKNOWN" => SendError::MaybeSent(description),
             "DEADLINE_EXCEEDED" => match would_be_sent_in(&description) {
                 Some(in_secs) => SendError::WouldMissDeadline { in_secs },
                 None => SendError::DeadlineExceeded,
@@ -186,6 +217,7 @@ mod tests {
             SendError::QueueFull("full".into()),
             SendError::Refused("method logOut belongs to the bot's own process".into()),
             SendError::Unavailable("none".into()),
+            SendError::DeadlineExceeded.maybe_sent(),
             SendError::DeadlineExceeded,
             SendError::WouldMissDeadline { in_secs: 40 },
             SendError::Unauthenticated("who".into()),
@@ -202,6 +234,28 @@ mod tests {
             );
         }
         assert!(SendError::from_proto(&SendError::NotOwner("moved".into()).to_proto()).is_none());
+    }
+
+    #[test]
+    fn a_maybe_sent_answer_is_unknown_and_says_so() {
+        let e = SendError::Unavailable(
+            "Telegram did not answer before the message's deadline (3 attempts): timeout".into(),
+        )
+        .maybe_sent();
+        assert_eq!(e.code(), Code::Unknown);
+        assert!(e.to_string().starts_with(MAYBE_SENT_PREFIX), "{e}");
+        assert!(e.to_string().contains("(3 attempts)"), "{e}");
+        let forwarded = SendError::from_proto(&e.to_proto()).expect("an answer");
+        assert_eq!(forwarded, e, "a forwarded answer stays maybe-sent");
+        let telegram = SendError::Rejected {
+            code: 400,
+            description: "Bad Request: message is too long".into(),
+        };
+        assert_eq!(
+            telegram.clone().maybe_sent(),
+            telegram,
+            "Telegram's word stands"
+        );
     }
 
     #[test]

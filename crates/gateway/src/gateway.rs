@@ -77,10 +77,18 @@ impl Pending {
                 };
                 match tokio::time::timeout_at(d, &mut rx).await {
                     Ok(r) => received(r),
-                    Err(_) if gate.give_up() => Err(SendError::DeadlineExceeded),
+                    Err(_) if gate.give_up() => {
+                        // Never sent after this: the key is free for a retry
+                        // now (unless an earlier request may have arrived).
+                        let err = gate.failure(SendError::DeadlineExceeded);
+                        gate.settle_claim(&Err(err.clone()));
+                        Err(err)
+                    }
+                    // Still at Telegram (or the owner instance) after the
+                    // grace: it may yet be delivered.
                     Err(_) => tokio::time::timeout_at(d + IN_FLIGHT_GRACE, rx)
                         .await
-                        .map_or(Err(SendError::DeadlineExceeded), received),
+                        .map_or(Err(SendError::DeadlineExceeded.maybe_sent()), received),
                 }
             }
         }
@@ -171,7 +179,11 @@ impl Gateway {
         let bytes = Budget::new(config.queue_bytes_max);
         let gw = Gateway {
             inner: Arc::new(Inner {
-                idempotency: IdempotencyCache::new(config.idempotency_ttl, config.idempotency_max),
+                idempotency: IdempotencyCache::new(idempotency::Bounds {
+                    ttl: config.idempotency_ttl,
+                    max: config.idempotency_max,
+                    bytes_max: config.idempotency_bytes_max,
+                }),
                 config,
                 registry: registry.clone(),
                 table: SharedTable::default(),
@@ -276,30 +288,39 @@ impl Gateway {
     ) -> Pending {
         let claim = match &msg.idempotency_key {
             None => None,
-            Some(key) => match self.inner.idempotency.begin(key) {
-                Begin::Claimed(c) => Some(c),
-                Begin::Delivered(d) => {
-                    self.inner
-                        .ctx
-                        .metrics
-                        .idempotent_hit(IdempotentHit::Answered);
-                    return Pending::Done(Ok(Delivered {
-                        deduplicated: true,
-                        attempts: 0,
-                        ..d
-                    }));
+            Some(key) => {
+                let digest = msg.content_digest();
+                match self
+                    .inner
+                    .idempotency
+                    .begin(admission.caller.as_ref(), key, digest)
+                {
+                    Begin::Claimed(c) => Some(c),
+                    Begin::Answered(o) => {
+                        self.inner
+                            .ctx
+                            .metrics
+                            .idempotent_hit(IdempotentHit::Answered);
+                        return Pending::Done(idempotency::repeat(o));
+                    }
+                    Begin::Conflict => {
+                        return Pending::Done(Err(SendError::Invalid(format!(
+                            "idempotency_key was used for another request (other text, parameters, chat, user or bot) in the last {} s; nothing was sent",
+                            self.inner.config.idempotency_ttl.as_secs()
+                        ))));
+                    }
+                    Begin::Busy => {
+                        return Pending::Done(Err(SendError::QueueFull(format!(
+                            "{} calls already wait for this idempotency_key's send; retry when it is answered",
+                            idempotency::MAX_WAITERS
+                        ))));
+                    }
+                    Begin::Wait(w) => {
+                        self.inner.ctx.metrics.idempotent_hit(IdempotentHit::Joined);
+                        return Pending::Joined(w);
+                    }
                 }
-                Begin::Busy => {
-                    return Pending::Done(Err(SendError::QueueFull(format!(
-                        "{} calls already wait for this idempotency_key's send; retry when it is answered",
-                        idempotency::MAX_WAITERS
-                    ))));
-                }
-                Begin::Wait(w) => {
-                    self.inner.ctx.metrics.idempotent_hit(IdempotentHit::Joined);
-                    return Pending::Joined(w);
-                }
-            },
+            }
         };
         // At `info` only when spans are exported (the trace needs it); at
         // `debug` otherwise, where logs still carry chat_id, bot and attempt.

@@ -136,6 +136,69 @@ impl Message {
 }
 
 impl Message {
+    /// A digest (xxh3-128) of what the message asks: its chat, user and
+    /// pinned bot, and its body (text, parse mode, notification flag and
+    /// extra parameters; or a call's method, parameters and uploads, each
+    /// upload by name, file name, type and a digest of its bytes). A retry
+    /// under one `idempotency_key` must have the same digest. Deadlines,
+    /// priority, `client_ref` and trace context are not part of it: a retry
+    /// may change them.
+    pub fn content_digest(&self) -> u128 {
+        let mut h = Digester(xxhash_rust::xxh3::Xxh3::new());
+        h.int(self.chat_id);
+        h.int(self.user_id);
+        h.str(self.bot.as_deref().unwrap_or(""));
+        match &self.body {
+            Body::Text(t) => {
+                h.0.update(b"T");
+                h.str(&t.text);
+                h.str(t.parse_mode.map_or("", ParseMode::as_str));
+                h.0.update(&[u8::from(t.disable_notification)]);
+                h.json(&t.extras);
+            }
+            Body::Call(c) => {
+                h.0.update(b"C");
+                h.str(&c.method);
+                h.json(&c.params);
+                h.int(i64::try_from(c.files.len()).unwrap_or(i64::MAX));
+                for f in &c.files {
+                    h.str(&f.name);
+                    h.str(&f.filename);
+                    h.str(&f.content_type);
+                    h.0.update(&xxhash_rust::xxh3::xxh3_128(&f.data).to_le_bytes());
+                }
+            }
+        }
+        h.0.digest128()
+    }
+}
+
+/// Feeds [`Message::content_digest`]: each string length-prefixed, so that
+/// field boundaries cannot be shifted (`"ab" + "c"` is not `"a" + "bc"`).
+struct Digester(xxhash_rust::xxh3::Xxh3);
+
+impl Digester {
+    fn int(&mut self, n: i64) {
+        self.0.update(&n.to_le_bytes());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.0.update(&(s.len() as u64).to_le_bytes());
+        self.0.update(s.as_bytes());
+    }
+
+    /// JSON with sorted object keys (serde_json's map is ordered), so equal
+    /// parameters digest equally however the caller ordered them.
+    fn json(&mut self, v: &impl serde::Serialize) {
+        // Serialising JSON values (or the extras) into memory cannot fail;
+        // if it ever did, the value adds nothing rather than a panic.
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        self.int(i64::try_from(bytes.len()).unwrap_or(i64::MAX));
+        self.0.update(&bytes);
+    }
+}
+
+impl Message {
     /// Validates a request; errors name the field and the rule.
     pub fn from_request(req: SendRequest) -> Result<Message, SendError> {
         if req.chat_id == 0 {
@@ -392,6 +455,107 @@ mod tests {
         assert_eq!(
             rich.cost_bytes() - plain.cost_bytes(),
             extras.cost_bytes() as u64
+        );
+    }
+
+    #[test]
+    fn the_content_digest_changes_with_what_is_asked_and_not_with_how() {
+        let base = SendRequest {
+            idempotency_key: "k".into(),
+            params_json: r#"{"protect_content":true,"link_preview_options":{"is_disabled":true}}"#
+                .into(),
+            ..req(5, "hello")
+        };
+        let digest = |r: SendRequest| Message::from_request(r).expect("valid").content_digest();
+        let d = digest(base.clone());
+        // A retry may change its deadline, priority, client_ref, trace and
+        // the order of its parameters' keys.
+        assert_eq!(
+            d,
+            digest(SendRequest {
+                client_ref: "retry-2".into(),
+                timeout_ms: 5_000,
+                priority: pb::Priority::Bulk.into(),
+                params_json:
+                    r#"{"link_preview_options":{"is_disabled":true},"protect_content":true}"#.into(),
+                ..base.clone()
+            })
+        );
+        let others = [
+            SendRequest {
+                text: "hello!".into(),
+                ..base.clone()
+            },
+            SendRequest {
+                chat_id: 6,
+                ..base.clone()
+            },
+            SendRequest {
+                user_id: 9,
+                ..base.clone()
+            },
+            SendRequest {
+                bot: "alpha".into(),
+                ..base.clone()
+            },
+            SendRequest {
+                parse_mode: "HTML".into(),
+                ..base.clone()
+            },
+            SendRequest {
+                disable_notification: true,
+                ..base.clone()
+            },
+            SendRequest {
+                params_json: r#"{"protect_content":false}"#.into(),
+                ..base.clone()
+            },
+            SendRequest {
+                message_thread_id: 3,
+                ..base.clone()
+            },
+        ];
+        for (i, other) in others.into_iter().enumerate() {
+            assert_ne!(d, digest(other), "change {i} asks something else");
+        }
+    }
+
+    #[test]
+    fn a_calls_digest_covers_its_method_parameters_and_upload_bytes() {
+        let call = |method: &str, params: &str, data: &[u8]| {
+            Message::from_call(pb::CallRequest {
+                method: method.into(),
+                params_json: params.into(),
+                files: vec![pb::InputFile {
+                    name: "photo".into(),
+                    filename: "a.jpg".into(),
+                    content_type: "image/jpeg".into(),
+                    data: data.to_vec().into(),
+                }],
+                ..pb::CallRequest::default()
+            })
+            .expect("valid")
+            .content_digest()
+        };
+        let p = r#"{"chat_id":5,"photo":"attach://photo"}"#;
+        let d = call("sendPhoto", p, b"jpeg-1");
+        assert_eq!(d, call("sendPhoto", p, b"jpeg-1"));
+        assert_ne!(d, call("sendPhoto", p, b"jpeg-2"), "other bytes");
+        assert_ne!(
+            d,
+            call(
+                "sendDocument",
+                r#"{"chat_id":5,"document":"attach://photo"}"#,
+                b"jpeg-1"
+            )
+        );
+        assert_ne!(
+            d,
+            call(
+                "sendPhoto",
+                r#"{"chat_id":5,"photo":"attach://photo","caption":"x"}"#,
+                b"jpeg-1"
+            )
         );
     }
 }

@@ -12,8 +12,9 @@
 //! owner may or may not have sent them: the caller retries with its
 //! idempotency key).
 //!
-//! [`StatusProbe`] asks a peer, over `Status`, whether it can reach etcd
-//! (for the etcd registry's ownership extension while etcd is down).
+//! [`StatusProbe`] (`peers/probe.rs`) asks a peer, over `Status`, whether
+//! it can reach etcd (for the etcd registry's ownership extension while etcd
+//! is down).
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -23,15 +24,17 @@ use std::time::Duration;
 
 use shardgate_proto::v1 as pb;
 use shardgate_proto::v1::gateway_client::GatewayClient;
-use shardgate_registry::{PeerAnswer, PeerProbe, ProbeFuture};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::dispatcher::Envelope;
 use crate::{Delivered, SendError};
+
+mod probe;
+pub use probe::{MAX_PROBE_PEERS, PROBE_IDLE, StatusProbe};
 
 /// Header that marks a stream of forwarded messages (value: the sender).
 pub const FORWARDED_BY: &str = "shardgate-forwarded-by";
@@ -175,72 +178,6 @@ fn authorize<T>(request: &mut tonic::Request<T>, key: &Option<String>) {
         && let Ok(v) = format!("Bearer {k}").parse()
     {
         request.metadata_mut().insert("authorization", v);
-    }
-}
-
-/// Asks peers whether they can reach etcd, with the `etcd` field of their
-/// `Status` answer. One lazily connected channel per address, kept.
-#[derive(Default)]
-pub struct StatusProbe {
-    channels: Mutex<HashMap<String, Channel>>,
-    key: PeerKey,
-}
-
-impl StatusProbe {
-    /// A probe that presents `key` (`Status` needs a key with auth on).
-    pub fn new(key: PeerKey) -> Self {
-        StatusProbe {
-            channels: Mutex::default(),
-            key,
-        }
-    }
-
-    fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel, String> {
-        let mut channels = self.channels.lock();
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = self
-            .key
-            .endpoint(addr)?
-            .connect_timeout(timeout)
-            .connect_lazy();
-        channels.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-
-    async fn status(&self, addr: &str, timeout: Duration) -> Result<pb::StatusResponse, String> {
-        let channel = self.channel(addr, timeout)?;
-        let mut request = tonic::Request::new(pb::StatusRequest {});
-        request.set_timeout(timeout);
-        authorize(&mut request, &self.key.get());
-        let answer = tokio::time::timeout(timeout, GatewayClient::new(channel).status(request))
-            .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?;
-        answer.map(|r| r.into_inner()).map_err(|s| s.to_string())
-    }
-}
-
-impl PeerProbe for StatusProbe {
-    fn ask<'a>(&'a self, instance: &'a str, addr: &'a str, timeout: Duration) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            match self.status(addr, timeout).await {
-                // Only the member we meant speaks for itself.
-                Ok(s) if s.instance_id != instance => {
-                    debug!(peer = instance, addr, answered_by = %s.instance_id, "another instance answers at the peer's address");
-                    PeerAnswer::NoAnswer
-                }
-                Ok(s) => match s.etcd {
-                    Some(c) if c.reachable => PeerAnswer::Reachable,
-                    Some(_) => PeerAnswer::Unreachable,
-                    None => PeerAnswer::NoAnswer,
-                },
-                Err(e) => {
-                    debug!(peer = instance, addr, error = %e, "peer did not answer");
-                    PeerAnswer::NoAnswer
-                }
-            }
-        })
     }
 }
 
@@ -450,94 +387,5 @@ fn fail_all(pending: &mut HashMap<String, (Arc<str>, Box<Envelope>)>, link: &Pee
             "the instance that owns the bot ({}) went away before answering; retry with the same idempotency_key",
             link.instance
         ))));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shardgate_registry::{
-        BotsFile, EmbeddedRegistry, Fleet, Health, Registry, RegistryError, StoreContact,
-    };
-    use tokio::sync::watch;
-
-    /// The embedded registry, claiming to have a store with a given contact.
-    struct ContactRegistry {
-        inner: EmbeddedRegistry,
-        contact: Mutex<Option<StoreContact>>,
-    }
-
-    #[async_trait::async_trait]
-    impl Registry for ContactRegistry {
-        fn instance_id(&self) -> &str {
-            self.inner.instance_id()
-        }
-        fn fleet(&self) -> watch::Receiver<Arc<Fleet>> {
-            self.inner.fleet()
-        }
-        async fn report_health(&self, bot: &str, health: Health) -> Result<(), RegistryError> {
-            self.inner.report_health(bot, health).await
-        }
-        async fn release(&self, bot: &str) -> Result<(), RegistryError> {
-            self.inner.release(bot).await
-        }
-        async fn shutdown(&self) {}
-        fn store_contact(&self) -> Option<StoreContact> {
-            *self.contact.lock()
-        }
-    }
-
-    #[tokio::test]
-    async fn status_probe_reads_the_peers_etcd_contact_and_checks_who_answers() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let registry = Arc::new(ContactRegistry {
-            inner: EmbeddedRegistry::new("gw-9", BotsFile { bots: Vec::new() }, None, &addr),
-            contact: Mutex::new(None),
-        });
-        let config = crate::GatewayConfig {
-            instance_id: "gw-9".into(),
-            ..crate::GatewayConfig::default()
-        };
-        let client = shardgate_telegram::Client::new(shardgate_telegram::ClientConfig::default())
-            .expect("client");
-        let gateway = crate::Gateway::start(
-            config,
-            registry.clone() as Arc<dyn Registry>,
-            client,
-            shardgate_metrics::Metrics::new(),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(
-            gateway,
-            listener,
-            Default::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let probe = StatusProbe::new(PeerKey::default());
-        let t = Duration::from_secs(2);
-        let set = |c| *registry.contact.lock() = c;
-        // No store (embedded): no answer to go on.
-        assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::NoAnswer);
-        set(Some(StoreContact::unreachable_since(Instant::now())));
-        assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::Unreachable);
-        set(Some(StoreContact::reachable_since(Instant::now())));
-        assert_eq!(probe.ask("gw-9", &addr, t).await, PeerAnswer::Reachable);
-        // Another instance at that address does not speak for gw-1.
-        set(Some(StoreContact::unreachable_since(Instant::now())));
-        assert_eq!(probe.ask("gw-1", &addr, t).await, PeerAnswer::NoAnswer);
-        let _ = stop.send(());
-        let _ = server.await;
-        // Nobody listening: no answer, within the bound.
-        let started = Instant::now();
-        assert_eq!(
-            probe.ask("gw-9", &addr, Duration::from_millis(500)).await,
-            PeerAnswer::NoAnswer
-        );
-        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

@@ -25,6 +25,18 @@ pub enum TransientKind {
     Body,
 }
 
+impl TransientKind {
+    /// Whether the request may have reached Telegram and been acted on: it
+    /// was written and no (readable) answer came. False for a failure to
+    /// connect (nothing left) and for a 5xx (Telegram answered: not done).
+    pub fn may_have_arrived(self) -> bool {
+        match self {
+            TransientKind::Timeout | TransientKind::Connection | TransientKind::Body => true,
+            TransientKind::Server(_) | TransientKind::Connect => false,
+        }
+    }
+}
+
 impl fmt::Display for TransientKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -176,5 +188,19 @@ impl fmt::Display for Outcome {
             }
             Outcome::Transient { kind, description } => write!(f, "{kind}: {description}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_was_written_and_not_answered_may_have_arrived() {
+        assert!(TransientKind::Timeout.may_have_arrived());
+        assert!(TransientKind::Connection.may_have_arrived());
+        assert!(TransientKind::Body.may_have_arrived());
+        assert!(!TransientKind::Connect.may_have_arrived());
+        assert!(!TransientKind::Server(502).may_have_arrived());
     }
 }
