@@ -8,7 +8,9 @@
 //!   between a request's dispatch and its completion: a chat never gets more
 //!   than its bucket allows, a group never more than `group_max` in any
 //!   `group_window`, the bot never more than `bot_max` in any `bot_window`
-//!   (`jitter_margin` is only extra slack on top);
+//!   (`jitter_margin` is only extra slack on top), except that messages
+//!   marked `paid` may take it up to `paid_bot_max` once the free rate is
+//!   used (see [`PaidLane`]; `scheduler/tests_paid.rs`);
 //! - one request per chat is in flight at a time, and a chat's messages of
 //!   one class leave in `seq` order (FIFO per chat and class, hence per
 //!   (chat, user)); a message of a higher class goes before the chat's
