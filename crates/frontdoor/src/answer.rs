@@ -7,7 +7,8 @@
 //! a bad request or a method the gateway never calls, 401 for an unknown key,
 //! 403 for a caller's lists or a ban, 429 with `retry_after` when a quota or a
 //! queue bound says "later", 502 when no bot can send, 504 when the deadline
-//! passes first.
+//! passes first or a request to Telegram went unanswered (it may have been
+//! sent).
 
 use serde_json::json;
 use shardgate_gateway::SendError;
@@ -62,9 +63,10 @@ impl Refusal {
                 ..Refusal::ours(429, err)
             },
             SendError::Unavailable(_) | SendError::NotOwner(_) => Refusal::ours(502, err),
-            SendError::DeadlineExceeded | SendError::WouldMissDeadline { .. } => {
-                Refusal::ours(504, err)
-            }
+            // A request to Telegram went unanswered: it may have arrived.
+            SendError::DeadlineExceeded
+            | SendError::WouldMissDeadline { .. }
+            | SendError::MaybeSent(_) => Refusal::ours(504, err),
         }
     }
 
@@ -169,6 +171,7 @@ mod tests {
             (SendError::NotOwner("moved".into()), 502),
             (SendError::DeadlineExceeded, 504),
             (SendError::WouldMissDeadline { in_secs: 40 }, 504),
+            (SendError::MaybeSent("may have been sent".into()), 504),
         ];
         for (err, code) in cases {
             let r = Refusal::of(&err);
