@@ -80,6 +80,7 @@ impl Client {
                     } as i32,
                     rate_per_s: rate,
                     start_at: 0,
+                    call: None,
                     dry_run,
                 };
                 let mut chunks = vec![pb::BroadcastChunk {

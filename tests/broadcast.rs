@@ -354,3 +354,126 @@ async fn a_job_of_3000_over_2_bots_ends_within_1_1_times_the_ceiling_time() {
     );
     assert_eq!(gw.control.stats().totals.rate_limited, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_by_file_id_is_broadcast_from_a_call_template_and_bad_templates_are_refused() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let env = [("SHARDGATE_DATA_DIR", data.path().display().to_string())];
+    let gw = Gateway::start_with_env(MockConfig::default(), &BOTS, "", &env).await;
+    let mut client = gw.client().await;
+    // Upload once, then broadcast the file_id.
+    let uploaded = client
+        .call(pb::CallRequest {
+            method: "sendPhoto".into(),
+            params_json: r#"{"chat_id": 42, "photo": "attach://p"}"#.into(),
+            files: vec![pb::InputFile {
+                name: "p".into(),
+                filename: "chart.png".into(),
+                content_type: "image/png".into(),
+                data: vec![7u8; 4096].into(),
+            }],
+            ..pb::CallRequest::default()
+        })
+        .await
+        .expect("upload")
+        .into_inner();
+    let result: serde_json::Value = serde_json::from_str(&uploaded.result_json).expect("json");
+    let file_id = result["photo"][0]["file_id"]
+        .as_str()
+        .expect("file_id")
+        .to_owned();
+    let template = |method: &str, params: serde_json::Value| pb::CallRequest {
+        method: method.into(),
+        params_json: params.to_string(),
+        ..pb::CallRequest::default()
+    };
+    let create = |spec: pb::BroadcastSpec, chats: Vec<i64>| {
+        futures::stream::iter(vec![pb::BroadcastChunk {
+            spec: Some(spec),
+            chat_ids: chats,
+        }])
+    };
+    let chats: Vec<i64> = (FIRST_CHAT..FIRST_CHAT + 60).collect();
+    let spec = pb::BroadcastSpec {
+        id: "photo".into(),
+        call: Some(template(
+            "sendPhoto",
+            serde_json::json!({"photo": file_id, "caption": "this week"}),
+        )),
+        ..pb::BroadcastSpec::default()
+    };
+    client
+        .create_broadcast(create(spec, chats.clone()))
+        .await
+        .expect("created");
+    let done = until(&client, "photo", Duration::from_secs(60), |b| {
+        b.state == "done"
+    })
+    .await;
+    assert_eq!((done.delivered, done.failed), (60, 0), "{done:?}");
+    let mut results = client
+        .broadcast_results(pb::BroadcastRef { id: "photo".into() })
+        .await
+        .expect("results")
+        .into_inner();
+    let mut seen = 0;
+    while let Some(r) = results.message().await.expect("a result") {
+        let kept = gw
+            .control
+            .message(r.chat_id, r.message_id)
+            .unwrap_or_else(|| panic!("no message for {r:?}"));
+        assert_eq!(kept["caption"], "this week", "{kept}");
+        assert!(kept["photo"].is_array(), "{kept}");
+        seen += 1;
+    }
+    assert_eq!(seen, 60);
+
+    let before = gw.control.stats().totals.requests;
+    let mut with_upload = template("sendPhoto", serde_json::json!({"photo": "attach://p"}));
+    with_upload.files.push(pb::InputFile {
+        name: "p".into(),
+        data: vec![1u8; 10].into(),
+        ..pb::InputFile::default()
+    });
+    let refused = [
+        (template("getChat", serde_json::json!({})), "send-type"),
+        (with_upload, "no uploads"),
+        (
+            template("sendFutureThing", serde_json::json!({})),
+            "send-type",
+        ),
+        (
+            template("sendPhoto", serde_json::json!({"photo": "x"})),
+            "idempotency_key",
+        ),
+    ];
+    for (mut call, words) in refused {
+        if words == "idempotency_key" {
+            call.idempotency_key = "k".into();
+        }
+        let spec = pb::BroadcastSpec {
+            call: Some(call),
+            ..pb::BroadcastSpec::default()
+        };
+        let err = client
+            .create_broadcast(create(spec, vec![1, 2]))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(words), "{words}: {err:?}");
+    }
+    let both = pb::BroadcastSpec {
+        message: Some(pb::SendRequest {
+            text: "x".into(),
+            ..pb::SendRequest::default()
+        }),
+        call: Some(template("sendPhoto", serde_json::json!({"photo": "x"}))),
+        ..pb::BroadcastSpec::default()
+    };
+    let err = client
+        .create_broadcast(create(both, vec![1]))
+        .await
+        .expect_err("both");
+    assert!(err.message().contains("not both"), "{err:?}");
+    assert_eq!(gw.control.stats().totals.requests, before, "nothing sent");
+}

@@ -594,12 +594,10 @@ fn push(intake: &mut Intake, ids: &[i64]) -> Result<(), Status> {
 }
 
 /// A `BroadcastSpec` checked into a [`JobSpec`]: an id (made when empty), a
-/// template a `Send` would accept, the class (unspecified = bulk).
+/// template a `Send` (or a send-type `Call`) would accept, the class
+/// (unspecified = bulk).
 fn job_spec(spec: pb::BroadcastSpec, who: &Who) -> Result<JobSpec, BroadcastError> {
     let invalid = |m: String| BroadcastError::Invalid(m);
-    let mut template = spec
-        .message
-        .ok_or_else(|| invalid("the spec needs a template in `message`".into()))?;
     let priority = match pb::Priority::try_from(spec.priority) {
         Ok(pb::Priority::Unspecified) => DEFAULT_PRIORITY,
         Ok(pb::Priority::Interactive) => Priority::Interactive,
@@ -607,18 +605,63 @@ fn job_spec(spec: pb::BroadcastSpec, who: &Who) -> Result<JobSpec, BroadcastErro
         Ok(pb::Priority::Bulk) => Priority::Bulk,
         Err(_) => return Err(invalid(format!("priority {} is unknown", spec.priority))),
     };
-    template.priority = crate::message::wire_priority(priority);
-    if !template.idempotency_key.is_empty() {
-        return Err(invalid(
+    let no_key = || {
+        invalid(
             "a template takes no idempotency_key (the job's id makes a create safe to retry)"
                 .into(),
-        ));
-    }
-    // Checked as a Send would be, with a stand-in recipient.
-    let mut probe = template.clone();
-    probe.chat_id = 1;
-    Message::from_request(probe).map_err(|e| invalid(format!("template: {e}")))?;
-    template.chat_id = 0;
+        )
+    };
+    let template = match (spec.message, spec.call) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give the template in `message` or in `call`, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "the spec needs a template in `message` or `call`".into(),
+            ));
+        }
+        (Some(mut template), None) => {
+            template.priority = crate::message::wire_priority(priority);
+            if !template.idempotency_key.is_empty() {
+                return Err(no_key());
+            }
+            // Checked as a Send would be, with a stand-in recipient.
+            let mut probe = template.clone();
+            probe.chat_id = 1;
+            Message::from_request(probe).map_err(|e| invalid(format!("template: {e}")))?;
+            template.chat_id = 0;
+            Template::Send(template.encode_to_vec())
+        }
+        (None, Some(mut call)) => {
+            call.priority = crate::message::wire_priority(priority);
+            if !call.idempotency_key.is_empty() {
+                return Err(no_key());
+            }
+            if !call.files.is_empty() {
+                return Err(invalid(
+                    "a call template takes no uploads: upload the file once, then broadcast its file_id"
+                        .into(),
+                ));
+            }
+            if !matches!(
+                shardgate_botapi::classify(&call.method),
+                shardgate_botapi::Class::SendOne | shardgate_botapi::Class::SendMany(_)
+            ) {
+                return Err(invalid(format!(
+                    "a call template must be a send-type method (sendPhoto, sendDocument, copyMessage, ...); {:?} is not",
+                    call.method.chars().take(64).collect::<String>()
+                )));
+            }
+            // Checked as a Call would be, with a stand-in recipient.
+            let mut probe = call.clone();
+            probe.params_json = send::with_chat(&call.params_json, 1)
+                .map_err(|e| invalid(format!("template: {e}")))?;
+            Message::from_call(probe).map_err(|e| invalid(format!("template: {e}")))?;
+            Template::Call(call.encode_to_vec())
+        }
+    };
     let id = if spec.id.is_empty() {
         format!("b{:016x}", rand::random::<u64>())
     } else {
@@ -626,7 +669,7 @@ fn job_spec(spec: pb::BroadcastSpec, who: &Who) -> Result<JobSpec, BroadcastErro
     };
     let job = JobSpec {
         id: JobId::new(&id).map_err(|e| invalid(e.to_string()))?,
-        template: Template::Send(template.encode_to_vec()),
+        template,
         priority,
         rate_per_s: spec.rate_per_s,
         start_at: spec.start_at,

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::send::Send;
+use super::send::{Request, Send};
 use super::{BroadcastError, plan, snapshot};
 use crate::Gateway;
 
@@ -125,8 +125,12 @@ impl Runner {
     async fn run(&mut self) -> Ended {
         let JobRecord { meta, status } = self.record.clone();
         let template = match &meta.spec.template {
-            Template::Send(bytes) => pb::SendRequest::decode(bytes.as_slice()).ok(),
-            Template::Call(_) => None,
+            Template::Send(bytes) => pb::SendRequest::decode(bytes.as_slice())
+                .ok()
+                .map(Request::Text),
+            Template::Call(bytes) => pb::CallRequest::decode(bytes.as_slice())
+                .ok()
+                .map(Request::Call),
         };
         let bots = self.gateway.bot_count().max(1);
         let bound = (IN_FLIGHT_PER_BOT * bots).min(MAX_WINDOW);

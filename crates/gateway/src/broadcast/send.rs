@@ -20,13 +20,54 @@ use tonic::Code;
 
 use crate::{Gateway, Message, SendError};
 
+/// What every recipient of a job gets: a text `Send` or a send-type `Call`,
+/// decoded once from the stored template.
+#[derive(Debug, Clone)]
+pub(super) enum Request {
+    Text(pb::SendRequest),
+    Call(pb::CallRequest),
+}
+
+impl Request {
+    /// The template's message for `chat_id`, validated as at the door.
+    pub fn message(&self, chat_id: i64) -> Result<Message, SendError> {
+        match self {
+            Request::Text(t) => {
+                let mut req = t.clone();
+                req.chat_id = chat_id;
+                Message::from_request(req)
+            }
+            Request::Call(t) => {
+                let mut req = t.clone();
+                req.params_json = with_chat(&t.params_json, chat_id)?;
+                Message::from_call(req)
+            }
+        }
+    }
+}
+
+/// `params_json` with `chat_id` set to `chat_id`.
+pub(super) fn with_chat(params_json: &str, chat_id: i64) -> Result<String, SendError> {
+    let mut params: serde_json::Map<String, serde_json::Value> = if params_json.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        serde_json::from_str(params_json).map_err(|e| {
+            SendError::Invalid(format!(
+                "the call template's params_json is not a JSON object: {e}"
+            ))
+        })?
+    };
+    params.insert("chat_id".into(), chat_id.into());
+    Ok(serde_json::Value::Object(params).to_string())
+}
+
 /// The longest wait between two tries of one recipient.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How the runner asks for one recipient to be sent.
 pub(super) struct Send {
     pub gateway: Gateway,
-    pub template: Arc<pb::SendRequest>,
+    pub template: Arc<Request>,
     pub priority: Priority,
     pub caller: Arc<str>,
     /// Set by a cancel: stop retrying, end as `CANCELLED`.
@@ -67,9 +108,7 @@ impl Send {
                     "the broadcast was cancelled".into(),
                 );
             }
-            let mut req = (*self.template).clone();
-            req.chat_id = chat_id;
-            let outcome = match Message::from_request(req) {
+            let outcome = match self.template.message(chat_id) {
                 Err(e) => Err(e),
                 Ok(mut msg) => {
                     msg.priority = self.priority;
