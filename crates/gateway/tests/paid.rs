@@ -15,7 +15,7 @@ use shardgate_gateway::local::LocalGateway;
 use shardgate_gateway::{Body, GatewayConfig, Message, Text};
 use shardgate_metrics::Metrics;
 use shardgate_mock::{MockConfig, MockServer};
-use shardgate_telegram::{Client, ClientConfig, Extras};
+use shardgate_telegram::Extras;
 
 fn message(chat_id: i64, paid: bool) -> Message {
     Message {
@@ -35,31 +35,14 @@ fn message(chat_id: i64, paid: bool) -> Message {
 /// the take-over wait (nothing for one bot window; chats seen within a
 /// bucket's refill time start empty).
 async fn start() -> (MockServer, LocalGateway, Metrics) {
-    let mock = MockServer::start(
-        MockConfig::default(),
-        "127.0.0.1:0".parse().expect("address"),
-    )
-    .await
-    .expect("emulator starts");
-    let client = Client::new(ClientConfig {
-        api_base: mock.base_url(),
-        ..ClientConfig::default()
-    })
-    .expect("client");
     let metrics = Metrics::new();
-    let local = LocalGateway::start(
-        common::bots(1),
+    let (mock, local) = common::start_with_metrics(
+        MockConfig::default(),
+        1,
         GatewayConfig::default(),
-        client,
         metrics.clone(),
     )
-    .await
-    .expect("gateway starts");
-    let mut ready = local.gateway.ready();
-    tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
-        .await
-        .expect("ready in time")
-        .expect("ready");
+    .await;
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     (mock, local, metrics)
 }

@@ -48,6 +48,16 @@ pub async fn start(
     n: u64,
     gateway: GatewayConfig,
 ) -> (MockServer, LocalGateway) {
+    start_with_metrics(config, n, gateway, Metrics::new()).await
+}
+
+/// [`start`] with the gateway's metrics registry given (to read it).
+pub async fn start_with_metrics(
+    config: MockConfig,
+    n: u64,
+    gateway: GatewayConfig,
+    metrics: Metrics,
+) -> (MockServer, LocalGateway) {
     let mock = MockServer::start(config, "127.0.0.1:0".parse().expect("address"))
         .await
         .expect("emulator starts");
@@ -56,7 +66,7 @@ pub async fn start(
         ..ClientConfig::default()
     })
     .expect("client");
-    let local = LocalGateway::start(bots(n), gateway, client, Metrics::new())
+    let local = LocalGateway::start(bots(n), gateway, client, metrics)
         .await
         .expect("gateway starts");
     let mut ready = local.gateway.ready();
